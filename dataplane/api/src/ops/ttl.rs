@@ -1,0 +1,22 @@
+//! UpdateTimeToLive, DescribeTimeToLive.
+//! (Being written by the control-plane engineer.)
+
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorKind};
+use crate::request::Request;
+use crate::Api;
+
+fn pending(op: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::UnknownOperation,
+        format!("{op} is not implemented yet"),
+    )
+}
+
+pub async fn update_time_to_live(_api: &Api, _req: Request) -> Result<Value, ApiError> {
+    Err(pending("UpdateTimeToLive"))
+}
+pub async fn describe_time_to_live(_api: &Api, _req: Request) -> Result<Value, ApiError> {
+    Err(pending("DescribeTimeToLive"))
+}
