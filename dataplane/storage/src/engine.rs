@@ -1,0 +1,253 @@
+//! The storage engine seam: every fjall call of Partita lives in this module.
+//!
+//! The rest of the crate sees a small interface — named spaces (fjall
+//! keyspaces) holding ordered byte keys, atomic multi-space batches committed
+//! with or without fsync, and consistent read views — so another ordered
+//! key-value engine (RocksDB column families, say) could replace fjall by
+//! rewriting this file alone.
+//!
+//! Invariants kept here:
+//! - A batch is atomic: after a crash either all of its entries are present or
+//!   none (fjall's journal checksums each batch and drops a torn tail).
+//! - A durable commit writes and fsyncs the journal *before* the entries
+//!   become visible to readers, so no reader ever observes a write that a
+//!   crash could still take back.
+//! - A read view sees whole batches only (it reads at a published sequence
+//!   number).
+
+use std::ops::Bound;
+use std::path::Path;
+
+use crate::StorageError;
+
+/// An engine value: immutable, cheaply clonable bytes.
+pub(crate) type Bytes = fjall::Slice;
+
+/// A key-value pair read from a space.
+pub(crate) type Entry = (Bytes, Bytes);
+
+/// Longest space name the engine accepts.
+pub(crate) const MAX_SPACE_NAME: usize = 255;
+
+fn engine_error(operation: &'static str, err: fjall::Error) -> StorageError {
+    StorageError::Engine {
+        operation,
+        message: err.to_string(),
+    }
+}
+
+/// An open engine instance rooted in one directory.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    db: fjall::Database,
+}
+
+/// A named, ordered key space (one fjall keyspace).
+#[derive(Clone)]
+pub(crate) struct Space {
+    keyspace: fjall::Keyspace,
+}
+
+/// An atomic group of puts and deletes over any spaces of one engine.
+pub(crate) struct Batch {
+    inner: fjall::OwnedWriteBatch,
+}
+
+/// A consistent point-in-time view for reads.
+pub(crate) struct ReadView {
+    snapshot: fjall::Snapshot,
+}
+
+impl Engine {
+    /// Opens (creating when absent) the engine in `dir`.
+    pub(crate) fn open(dir: &Path) -> Result<Engine, StorageError> {
+        let db = fjall::Database::builder(dir)
+            // Durability is decided per batch by the caller (group commit).
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| engine_error("open", e))?;
+        Ok(Engine { db })
+    }
+
+    /// Returns the space named `name`, creating it when absent.
+    pub(crate) fn space(&self, name: &str) -> Result<Space, StorageError> {
+        if name.is_empty() || name.len() > MAX_SPACE_NAME {
+            return Err(StorageError::Engine {
+                operation: "open space",
+                message: format!("invalid space name length {}", name.len()),
+            });
+        }
+        let keyspace = self
+            .db
+            .keyspace(name, fjall::KeyspaceCreateOptions::default)
+            .map_err(|e| engine_error("open space", e))?;
+        Ok(Space { keyspace })
+    }
+
+    /// Returns the names of every existing space.
+    pub(crate) fn space_names(&self) -> Vec<String> {
+        self.db
+            .list_keyspace_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
+    }
+
+    /// Drops a space and all its data. Cheap: whole files are removed, no
+    /// per-key tombstones are written.
+    pub(crate) fn drop_space(&self, space: Space) -> Result<(), StorageError> {
+        self.db
+            .delete_keyspace(space.keyspace)
+            .map_err(|e| engine_error("drop space", e))
+    }
+
+    /// Starts an empty batch.
+    pub(crate) fn batch(&self) -> Batch {
+        Batch {
+            inner: self.db.batch(),
+        }
+    }
+
+    /// Commits `batch` atomically. With `durable`, returns only after the
+    /// batch is fsynced; otherwise after it reached the OS (survives a process
+    /// kill, not a power loss).
+    pub(crate) fn commit(&self, batch: Batch, durable: bool) -> Result<(), StorageError> {
+        let mode = if durable {
+            fjall::PersistMode::SyncAll
+        } else {
+            fjall::PersistMode::Buffer
+        };
+        batch
+            .inner
+            .durability(Some(mode))
+            .commit()
+            .map_err(|e| engine_error("commit", e))
+    }
+
+    /// Fsyncs everything committed so far.
+    pub(crate) fn persist(&self) -> Result<(), StorageError> {
+        self.db
+            .persist(fjall::PersistMode::SyncAll)
+            .map_err(|e| engine_error("persist", e))
+    }
+
+    /// Opens a consistent read view at the latest committed batch.
+    pub(crate) fn read_view(&self) -> ReadView {
+        ReadView {
+            snapshot: self.db.snapshot(),
+        }
+    }
+}
+
+impl Batch {
+    pub(crate) fn put(&mut self, space: &Space, key: &[u8], value: Vec<u8>) {
+        self.inner.insert(&space.keyspace, key, value);
+    }
+
+    pub(crate) fn delete(&mut self, space: &Space, key: &[u8]) {
+        self.inner.remove(&space.keyspace, key);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.is_empty()
+    }
+}
+
+impl ReadView {
+    /// Reads one key.
+    pub(crate) fn get(&self, space: &Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        use fjall::Readable;
+        self.snapshot
+            .get(&space.keyspace, key)
+            .map_err(|e| engine_error("read", e))
+    }
+
+    /// Iterates the keys within the bounds, in ascending key order or, when
+    /// `reverse`, descending. Callers must pass non-empty bounds.
+    pub(crate) fn range(
+        &self,
+        space: &Space,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Box<dyn Iterator<Item = Result<Entry, StorageError>>> {
+        use fjall::Readable;
+        let iter = self
+            .snapshot
+            .range::<Vec<u8>, _>(&space.keyspace, (lower, upper));
+        let map = |guard: fjall::Guard| guard.into_inner().map_err(|e| engine_error("scan", e));
+        if reverse {
+            Box::new(iter.rev().map(map))
+        } else {
+            Box::new(iter.map(map))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_is_visible_after_commit_and_after_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = Engine::open(dir.path()).unwrap();
+            let a = engine.space("a").unwrap();
+            let b = engine.space("b").unwrap();
+            let mut batch = engine.batch();
+            batch.put(&a, b"k1", b"v1".to_vec());
+            batch.put(&b, b"k2", b"v2".to_vec());
+            assert!(engine.read_view().get(&a, b"k1").unwrap().is_none());
+            engine.commit(batch, true).unwrap();
+            let view = engine.read_view();
+            assert_eq!(&*view.get(&a, b"k1").unwrap().unwrap(), b"v1");
+            assert_eq!(&*view.get(&b, b"k2").unwrap().unwrap(), b"v2");
+        }
+        let engine = Engine::open(dir.path()).unwrap();
+        let mut names = engine.space_names();
+        names.sort();
+        assert_eq!(names, vec!["a".to_string(), "b".to_string()]);
+        let a = engine.space("a").unwrap();
+        assert_eq!(&*engine.read_view().get(&a, b"k1").unwrap().unwrap(), b"v1");
+    }
+
+    #[test]
+    fn range_respects_bounds_and_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let s = engine.space("s").unwrap();
+        let mut batch = engine.batch();
+        for k in [b"a", b"b", b"c", b"d"] {
+            batch.put(&s, k, k.to_vec());
+        }
+        engine.commit(batch, false).unwrap();
+        let view = engine.read_view();
+        let keys = |rev| -> Vec<Vec<u8>> {
+            view.range(
+                &s,
+                Bound::Excluded(b"a".to_vec()),
+                Bound::Included(b"c".to_vec()),
+                rev,
+            )
+            .map(|r| r.unwrap().0.to_vec())
+            .collect()
+        };
+        assert_eq!(keys(false), vec![b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(keys(true), vec![b"c".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn dropped_space_is_gone_and_recreated_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let s = engine.space("s").unwrap();
+        let mut batch = engine.batch();
+        batch.put(&s, b"k", b"v".to_vec());
+        engine.commit(batch, true).unwrap();
+        engine.drop_space(s).unwrap();
+        assert!(engine.space_names().is_empty());
+        let s = engine.space("s").unwrap();
+        assert!(engine.read_view().get(&s, b"k").unwrap().is_none());
+    }
+}
