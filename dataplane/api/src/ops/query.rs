@@ -1,20 +1,515 @@
-//! (in progress)
+//! Query and Scan: key conditions, filters, projections, Select, Limit and
+//! the 1 MB page rule (measured before filtering), pagination keys, parallel
+//! scan segments, and read capacity.
 
-use serde_json::Value;
+use partita_expr::{Condition, ExpressionKind, Operand, Path, ProjectionExpression};
+use partita_model::value::item_size;
+use partita_model::{limits, Item, TableDefinition};
+use partita_storage::Visit;
+use serde_json::{Map as JsonMap, Value};
 
-use crate::error::{ApiError, ErrorKind};
-use crate::request::Request;
+use super::common::{
+    check_enum, check_not_mixed, check_table_name, consumed_capacity, load_table, path_root,
+    put_opt, read_units, CapacityMode, ExprParams, CONDITIONAL_OPERATOR, INVALID,
+    RETURN_CONSUMED_CAPACITY, SELECT,
+};
+use crate::codec;
+use crate::error::ApiError;
+use crate::request::{quoted, Request, Violations};
 use crate::Api;
 
-pub async fn query(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(ApiError::new(
-        ErrorKind::UnknownOperation,
-        "query is not implemented yet",
-    ))
+/// What a Query or Scan returns, before rendering.
+struct Page {
+    items: Vec<Item>,
+    count: usize,
+    scanned: usize,
+    scanned_bytes: usize,
+    last_key: Option<Item>,
 }
-pub async fn scan(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(ApiError::new(
-        ErrorKind::UnknownOperation,
-        "scan is not implemented yet",
-    ))
+
+/// The parts of a Query/Scan request shared by both.
+struct ReadRequest<'r> {
+    table: &'r str,
+    capacity: CapacityMode,
+    select: Option<&'r str>,
+    limit: Option<usize>,
+    consistent: bool,
+}
+
+fn check_read_request<'r>(
+    req: &'r Request,
+    violations: &mut Violations,
+) -> Result<ReadRequest<'r>, ApiError> {
+    let table = check_table_name(violations, req)?;
+    let select = check_enum(violations, req, "Select", "select", SELECT)?;
+    let rcc = check_enum(
+        violations,
+        req,
+        "ReturnConsumedCapacity",
+        "returnConsumedCapacity",
+        RETURN_CONSUMED_CAPACITY,
+    )?;
+    check_enum(
+        violations,
+        req,
+        "ConditionalOperator",
+        "conditionalOperator",
+        CONDITIONAL_OPERATOR,
+    )?;
+    let limit = req.i64("Limit")?;
+    if let Some(l) = limit {
+        if l < 1 {
+            violations.push(
+                &quoted(&l.to_string()),
+                "limit",
+                "Member must have value greater than or equal to 1",
+            );
+        }
+    }
+    if let Some(index) = req.str("IndexName")? {
+        crate::request::check_name(violations, Some(index), "indexName", 255);
+    }
+    Ok(ReadRequest {
+        table: table.unwrap_or_default(),
+        capacity: CapacityMode::parse(rcc),
+        select,
+        limit: limit.map(|l| l.max(1) as usize),
+        consistent: req.bool("ConsistentRead")?.unwrap_or(false),
+    })
+}
+
+/// Parses the filter (FilterExpression or the legacy QueryFilter/ScanFilter).
+fn filter(
+    req: &Request,
+    legacy_member: &str,
+    attrs: &mut partita_expr::ExpressionAttributes<'_>,
+) -> Result<Option<Condition>, ApiError> {
+    if let Some(expr) = req.str("FilterExpression")? {
+        return Ok(Some(partita_expr::parse_condition(
+            ExpressionKind::Filter,
+            expr,
+            attrs,
+        )?));
+    }
+    if let Some(f) = req.object(legacy_member)? {
+        return Ok(Some(super::legacy::filter_condition(
+            f,
+            req.str("ConditionalOperator")?,
+        )?));
+    }
+    Ok(None)
+}
+
+/// Applies Select and projection rules, returning the projection to apply.
+fn select_projection(
+    select: Option<&str>,
+    projection: Option<ProjectionExpression>,
+    index: Option<&str>,
+    uses_attributes_to_get: bool,
+) -> Result<Option<ProjectionExpression>, ApiError> {
+    match select {
+        Some("SPECIFIC_ATTRIBUTES") if projection.is_none() => Err(ApiError::validation(
+            "One or more parameter values were invalid: Select type SPECIFIC_ATTRIBUTES requires ProjectionExpression or AttributesToGet",
+        )),
+        Some(sel @ ("ALL_ATTRIBUTES" | "COUNT" | "ALL_PROJECTED_ATTRIBUTES")) if projection.is_some() => {
+            let param = if uses_attributes_to_get { "AttributesToGet" } else { "ProjectionExpression" };
+            Err(ApiError::validation(format!(
+                "Cannot specify the {param} when choosing to get {sel}"
+            )))
+        }
+        Some("ALL_PROJECTED_ATTRIBUTES") if index.is_none() => Err(ApiError::validation(
+            "One or more parameter values were invalid: Select type ALL_PROJECTED_ATTRIBUTES is supported only for index queries",
+        )),
+        _ => Ok(projection),
+    }
+}
+
+/// Returns the root attribute names a condition reads.
+fn condition_roots<'c>(cond: &'c Condition, out: &mut Vec<&'c str>) {
+    fn operand<'c>(op: &'c Operand, out: &mut Vec<&'c str>) {
+        match op {
+            Operand::Path(p) | Operand::Size(p) => path(p, out),
+            Operand::Value(_) => {}
+        }
+    }
+    fn path<'c>(p: &'c Path, out: &mut Vec<&'c str>) {
+        if let Some(root) = path_root(p) {
+            out.push(root);
+        }
+    }
+    match cond {
+        Condition::Compare(a, _, b) | Condition::BeginsWith(a, b) | Condition::Contains(a, b) => {
+            operand(a, out);
+            operand(b, out);
+        }
+        Condition::Between(a, b, c) => {
+            operand(a, out);
+            operand(b, out);
+            operand(c, out);
+        }
+        Condition::In(a, list) => {
+            operand(a, out);
+            list.iter().for_each(|o| operand(o, out));
+        }
+        Condition::And(a, b) | Condition::Or(a, b) => {
+            condition_roots(a, out);
+            condition_roots(b, out);
+        }
+        Condition::Not(a) => condition_roots(a, out),
+        Condition::AttributeExists(p) | Condition::AttributeNotExists(p) => path(p, out),
+        Condition::AttributeType(p, o) => {
+            path(p, out);
+            operand(o, out);
+        }
+    }
+}
+
+/// Checks an ExclusiveStartKey against the table's key schema.
+fn start_key(req: &Request, def: &TableDefinition) -> Result<Option<Item>, ApiError> {
+    let Some(v) = req.get("ExclusiveStartKey") else {
+        return Ok(None);
+    };
+    let key = codec::item_from_json(v)?;
+    let schema = &def.key_schema;
+    let expected = 1 + usize::from(schema.range.is_some());
+    let matches = key.len() == expected
+        && schema.attributes().all(|a| {
+            key.get(&a.name)
+                .map(|v| a.scalar_type.matches(v))
+                .unwrap_or(false)
+        });
+    if !matches {
+        return Err(ApiError::validation(
+            "The provided starting key is invalid: The provided key element does not match the schema",
+        ));
+    }
+    Ok(Some(key))
+}
+
+/// Visits items, applying Limit, the 1 MB rule, the filter and projection.
+fn collect(
+    def: &TableDefinition,
+    rr: &ReadRequest<'_>,
+    filter: Option<&Condition>,
+    projection: Option<&ProjectionExpression>,
+    run: impl FnOnce(&mut dyn FnMut(Item) -> Visit) -> Result<(), ApiError>,
+) -> Result<Page, ApiError> {
+    let mut page = Page {
+        items: Vec::new(),
+        count: 0,
+        scanned: 0,
+        scanned_bytes: 0,
+        last_key: None,
+    };
+    let mut eval_error = None;
+    let count_only = rr.select == Some("COUNT");
+    let mut visitor = |item: Item| -> Visit {
+        page.scanned += 1;
+        page.scanned_bytes += item_size(&item);
+        let stop = rr.limit.map(|l| page.scanned >= l).unwrap_or(false)
+            || page.scanned_bytes >= limits::MAX_PAGE_BYTES;
+        if stop {
+            page.last_key = def.key_schema.extract_key(&item);
+        }
+        let keep = match filter {
+            None => true,
+            Some(f) => match f.evaluate(Some(&item)) {
+                Ok(b) => b,
+                Err(e) => {
+                    eval_error = Some(e);
+                    return Visit::Stop;
+                }
+            },
+        };
+        if keep {
+            page.count += 1;
+            if !count_only {
+                page.items.push(match projection {
+                    Some(p) => p.apply(&item),
+                    None => item,
+                });
+            }
+        }
+        if stop {
+            Visit::Stop
+        } else {
+            Visit::Continue
+        }
+    };
+    run(&mut visitor)?;
+    if let Some(e) = eval_error {
+        return Err(e.into());
+    }
+    Ok(page)
+}
+
+fn render(table: &str, rr: &ReadRequest<'_>, page: Page) -> Value {
+    let mut out = JsonMap::new();
+    if rr.select != Some("COUNT") {
+        out.insert(
+            "Items".to_string(),
+            Value::Array(page.items.iter().map(codec::item_to_json).collect()),
+        );
+    }
+    out.insert("Count".to_string(), Value::from(page.count));
+    out.insert("ScannedCount".to_string(), Value::from(page.scanned));
+    put_opt(
+        &mut out,
+        "LastEvaluatedKey",
+        page.last_key.as_ref().map(codec::item_to_json),
+    );
+    let units = read_units(page.scanned_bytes, rr.consistent);
+    put_opt(
+        &mut out,
+        "ConsumedCapacity",
+        consumed_capacity(table, units, rr.capacity, false),
+    );
+    Value::Object(out)
+}
+
+fn check_filter_keys(
+    def: &TableDefinition,
+    filter: Option<&Condition>,
+    legacy: bool,
+) -> Result<(), ApiError> {
+    let Some(f) = filter else { return Ok(()) };
+    let mut roots = Vec::new();
+    condition_roots(f, &mut roots);
+    if let Some(key) = roots
+        .into_iter()
+        .find(|r| def.key_schema.is_key_attribute(r))
+    {
+        let what = if legacy {
+            "QueryFilter"
+        } else {
+            "Filter Expression"
+        };
+        return Err(ApiError::validation(format!(
+            "{what} can only contain non-primary key attributes: Primary key attribute: {key}"
+        )));
+    }
+    Ok(())
+}
+
+fn unsupported_index(def: &TableDefinition, index: &str) -> ApiError {
+    let known = def
+        .local_indexes
+        .iter()
+        .chain(&def.global_indexes)
+        .any(|i| i.name == index);
+    if known {
+        ApiError::validation(format!(
+            "Queries and scans on the index {index} are not supported yet"
+        ))
+    } else {
+        ApiError::validation(format!(
+            "The table does not have the specified index: {index}"
+        ))
+    }
+}
+
+pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let mut violations = Violations::new();
+    let rr = check_read_request(&req, &mut violations)?;
+    violations.into_result()?;
+    check_not_mixed(
+        &req,
+        &[
+            "AttributesToGet",
+            "QueryFilter",
+            "ConditionalOperator",
+            "KeyConditions",
+        ],
+        &[
+            "ProjectionExpression",
+            "FilterExpression",
+            "KeyConditionExpression",
+        ],
+    )?;
+    let params = ExprParams::from_request(&req)?;
+    params.check_used_with_expressions(
+        &req,
+        &[
+            "ProjectionExpression",
+            "FilterExpression",
+            "KeyConditionExpression",
+        ],
+    )?;
+    if !req.has("KeyConditionExpression") && !req.has("KeyConditions") {
+        return Err(ApiError::validation(
+            "Either the KeyConditions or KeyConditionExpression parameter must be specified in the request.",
+        ));
+    }
+    let def = load_table(api, rr.table)?;
+    if let Some(index) = req.str("IndexName")? {
+        return Err(unsupported_index(&def, index));
+    }
+    let hash = def.key_schema.hash.name.as_str();
+    let range = def.key_schema.range.as_ref().map(|r| r.name.as_str());
+    let mut attrs = params.attributes();
+    let key_condition = match req.str("KeyConditionExpression")? {
+        Some(expr) => partita_expr::parse_key_condition(expr, &mut attrs, hash, range)?,
+        None => match req.object("KeyConditions")? {
+            Some(kc) => super::legacy::key_conditions(kc, hash, range)?,
+            None => return Err(ApiError::validation("KeyConditions must not be empty")),
+        },
+    };
+    let filter = filter(&req, "QueryFilter", &mut attrs)?;
+    let projection = super::common::projection(&req, &mut attrs)?;
+    attrs.check_all_used()?;
+    let projection = select_projection(rr.select, projection, None, req.has("AttributesToGet"))?;
+    check_filter_keys(&def, filter.as_ref(), req.has("QueryFilter"))?;
+    check_key_condition_types(&def, &key_condition)?;
+    let exclusive_start = start_key(&req, &def)?;
+    let forward = req.bool("ScanIndexForward")?.unwrap_or(true);
+    let page = collect(&def, &rr, filter.as_ref(), projection.as_ref(), |visit| {
+        Ok(api.store.query(
+            rr.table,
+            &key_condition.hash_value,
+            key_condition.sort.as_ref(),
+            forward,
+            exclusive_start.as_ref(),
+            visit,
+        )?)
+    })?;
+    Ok(render(rr.table, &rr, page))
+}
+
+fn check_key_condition_types(
+    def: &TableDefinition,
+    kc: &partita_expr::KeyCondition,
+) -> Result<(), ApiError> {
+    use partita_expr::SortKeyCondition as S;
+    let mismatch = || {
+        ApiError::validation(format!(
+            "{INVALID}Condition parameter type does not match schema type"
+        ))
+    };
+    if !def.key_schema.hash.scalar_type.matches(&kc.hash_value) {
+        return Err(mismatch());
+    }
+    if let (Some(sort), Some(range)) = (&kc.sort, &def.key_schema.range) {
+        let values: Vec<&partita_model::AttributeValue> = match sort {
+            S::Eq(v) | S::Lt(v) | S::Le(v) | S::Gt(v) | S::Ge(v) | S::BeginsWith(v) => vec![v],
+            S::Between(a, b) => vec![a, b],
+        };
+        if values.iter().any(|v| !range.scalar_type.matches(v)) {
+            return Err(mismatch());
+        }
+        if let S::BeginsWith(partita_model::AttributeValue::N(_)) = sort {
+            return Err(ApiError::validation(
+                "Invalid KeyConditionExpression: Incorrect operand type for operator or function; operator or function: begins_with, operand type: N",
+            ));
+        }
+        if let S::Between(a, b) = sort {
+            if compare_scalars(a, b) == Some(std::cmp::Ordering::Greater) {
+                return Err(ApiError::validation(
+                    "Invalid KeyConditionExpression: The BETWEEN operator requires upper bound to be greater than or equal to lower bound",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compare_scalars(
+    a: &partita_model::AttributeValue,
+    b: &partita_model::AttributeValue,
+) -> Option<std::cmp::Ordering> {
+    use partita_model::AttributeValue as V;
+    match (a, b) {
+        (V::S(x), V::S(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (V::N(x), V::N(y)) => Some(x.cmp(y)),
+        (V::B(x), V::B(y)) => Some(x.cmp(y)),
+        _ => None,
+    }
+}
+
+pub async fn scan(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let mut violations = Violations::new();
+    let rr = check_read_request(&req, &mut violations)?;
+    let segment = req.i64("Segment")?;
+    let total = req.i64("TotalSegments")?;
+    if let Some(s) = segment {
+        if s < 0 {
+            violations.push(
+                &quoted(&s.to_string()),
+                "segment",
+                "Member must have value greater than or equal to 0",
+            );
+        }
+        if s > 999_999 {
+            violations.push(
+                &quoted(&s.to_string()),
+                "segment",
+                "Member must have value less than or equal to 999999",
+            );
+        }
+    }
+    if let Some(t) = total {
+        if t < 1 {
+            violations.push(
+                &quoted(&t.to_string()),
+                "totalSegments",
+                "Member must have value greater than or equal to 1",
+            );
+        }
+        if t > 1_000_000 {
+            violations.push(
+                &quoted(&t.to_string()),
+                "totalSegments",
+                "Member must have value less than or equal to 1000000",
+            );
+        }
+    }
+    violations.into_result()?;
+    let (segment, total) = match (segment, total) {
+        (None, None) => (0u32, 1u32),
+        (Some(_), None) => {
+            return Err(ApiError::validation(
+                "The TotalSegments parameter is required but was not present in the request when Segment parameter is present",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::validation(
+                "The Segment parameter is required but was not present in the request when parameter TotalSegments is present",
+            ))
+        }
+        (Some(s), Some(t)) => {
+            if s >= t {
+                return Err(ApiError::validation(format!(
+                    "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {s} is not less than TotalSegments: {t}"
+                )));
+            }
+            (s as u32, t as u32)
+        }
+    };
+    check_not_mixed(
+        &req,
+        &["AttributesToGet", "ScanFilter", "ConditionalOperator"],
+        &["ProjectionExpression", "FilterExpression"],
+    )?;
+    let params = ExprParams::from_request(&req)?;
+    params.check_used_with_expressions(&req, &["ProjectionExpression", "FilterExpression"])?;
+    let mut attrs = params.attributes();
+    let filter = filter(&req, "ScanFilter", &mut attrs)?;
+    let projection = super::common::projection(&req, &mut attrs)?;
+    attrs.check_all_used()?;
+    let projection = select_projection(
+        rr.select,
+        projection,
+        req.str("IndexName")?,
+        req.has("AttributesToGet"),
+    )?;
+    let def = load_table(api, rr.table)?;
+    if let Some(index) = req.str("IndexName")? {
+        return Err(unsupported_index(&def, index));
+    }
+    let exclusive_start = start_key(&req, &def)?;
+    let page = collect(&def, &rr, filter.as_ref(), projection.as_ref(), |visit| {
+        Ok(api
+            .store
+            .scan(rr.table, segment, total, exclusive_start.as_ref(), visit)?)
+    })?;
+    Ok(render(rr.table, &rr, page))
 }
