@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use partita_model::{AttributeValue, Item, Number};
 
@@ -28,10 +29,15 @@ pub fn compare_scalars(a: &AttributeValue, b: &AttributeValue) -> Option<Orderin
     }
 }
 
-fn same_members<T>(a: &[T], b: &[T], eq: impl Fn(&T, &T) -> bool) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|x| b.iter().any(|y| eq(x, y)))
-        && b.iter().all(|y| a.iter().any(|x| eq(x, y)))
+/// Set equality regardless of order (sets hold no duplicates, but stay
+/// correct if they do). O(n log n).
+fn same_members<T: Ord>(a: &[T], b: &[T]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let x: BTreeSet<&T> = a.iter().collect();
+    let y: BTreeSet<&T> = b.iter().collect();
+    x == y
 }
 
 fn numbers_equal(a: &Number, b: &Number) -> bool {
@@ -46,9 +52,9 @@ pub fn values_equal(a: &AttributeValue, b: &AttributeValue) -> bool {
         (AttributeValue::B(x), AttributeValue::B(y)) => x == y,
         (AttributeValue::Bool(x), AttributeValue::Bool(y)) => x == y,
         (AttributeValue::Null, AttributeValue::Null) => true,
-        (AttributeValue::Ss(x), AttributeValue::Ss(y)) => same_members(x, y, |p, q| p == q),
-        (AttributeValue::Ns(x), AttributeValue::Ns(y)) => same_members(x, y, numbers_equal),
-        (AttributeValue::Bs(x), AttributeValue::Bs(y)) => same_members(x, y, |p, q| p == q),
+        (AttributeValue::Ss(x), AttributeValue::Ss(y)) => same_members(x, y),
+        (AttributeValue::Ns(x), AttributeValue::Ns(y)) => same_members(x, y),
+        (AttributeValue::Bs(x), AttributeValue::Bs(y)) => same_members(x, y),
         (AttributeValue::L(x), AttributeValue::L(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(p, q)| values_equal(p, q))
         }

@@ -6,9 +6,12 @@
 //! with (non-redundant) parentheses. A value may stand on either side of a
 //! comparison.
 
+use std::cmp::Ordering;
+
 use partita_model::AttributeValue;
 
 use crate::ast::{CompareOp, Condition, KeyCondition, Operand, PathElement, SortKeyCondition};
+use crate::eval::compare_scalars;
 use crate::{ExprError, ExpressionKind};
 
 fn invalid(message: &str) -> ExprError {
@@ -148,4 +151,28 @@ pub fn extract(
     }
     let sort = keyed.pop().map(|(_, c)| c);
     Ok(KeyCondition { hash_value, sort })
+}
+
+impl SortKeyCondition {
+    /// Returns whether a sort key value satisfies the condition (values of
+    /// another type never do).
+    pub fn matches(&self, key: &AttributeValue) -> bool {
+        let cmp = |v: &AttributeValue| compare_scalars(key, v);
+        match self {
+            SortKeyCondition::Eq(v) => cmp(v) == Some(Ordering::Equal),
+            SortKeyCondition::Lt(v) => cmp(v) == Some(Ordering::Less),
+            SortKeyCondition::Le(v) => matches!(cmp(v), Some(Ordering::Less | Ordering::Equal)),
+            SortKeyCondition::Gt(v) => cmp(v) == Some(Ordering::Greater),
+            SortKeyCondition::Ge(v) => matches!(cmp(v), Some(Ordering::Greater | Ordering::Equal)),
+            SortKeyCondition::Between(lo, hi) => {
+                matches!(cmp(lo), Some(Ordering::Greater | Ordering::Equal))
+                    && matches!(cmp(hi), Some(Ordering::Less | Ordering::Equal))
+            }
+            SortKeyCondition::BeginsWith(prefix) => match (key, prefix) {
+                (AttributeValue::S(k), AttributeValue::S(p)) => k.starts_with(p.as_str()),
+                (AttributeValue::B(k), AttributeValue::B(p)) => k.starts_with(p),
+                _ => false,
+            },
+        }
+    }
 }

@@ -6,10 +6,12 @@
 //! removing `a[1]` and `a[3]` removes the original elements). The item is
 //! only changed when the whole update succeeds.
 
+use std::collections::BTreeSet;
+
 use partita_model::{AttributeValue, Item, Number};
 
 use crate::ast::{Operand, Path, PathElement, SetValue, UpdateExpression};
-use crate::eval::{size_of, values_equal};
+use crate::eval::size_of;
 use crate::path::cmp_elements;
 use crate::EvalError;
 
@@ -187,12 +189,21 @@ fn set_path(item: &mut Item, path: &Path, value: AttributeValue) -> Result<(), E
     store(parent, last, value)
 }
 
-fn union<T: Clone>(into: &mut Vec<T>, from: &[T], eq: impl Fn(&T, &T) -> bool) {
+/// Appends the elements of `from` that `into` lacks, keeping order. Number
+/// sets compare numerically because `Number`'s order is numeric.
+fn union<T: Clone + Ord>(into: &mut Vec<T>, from: &[T]) {
+    let mut present: BTreeSet<T> = into.iter().cloned().collect();
     for x in from {
-        if !into.iter().any(|y| eq(x, y)) {
+        if present.insert(x.clone()) {
             into.push(x.clone());
         }
     }
+}
+
+/// Removes the elements of `remove` from `from`.
+fn difference<T: Ord>(from: &mut Vec<T>, remove: &[T]) {
+    let gone: BTreeSet<&T> = remove.iter().collect();
+    from.retain(|e| !gone.contains(e));
 }
 
 fn add_path(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), EvalError> {
@@ -212,11 +223,9 @@ fn add_path(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(), 
                 .checked_add(y)
                 .map_err(|e| EvalError::new(e.to_string()))?;
         }
-        (AttributeValue::Ss(x), AttributeValue::Ss(y)) => union(x, y, |a, b| a == b),
-        (AttributeValue::Ns(x), AttributeValue::Ns(y)) => union(x, y, |a, b| {
-            values_equal(&AttributeValue::N(a.clone()), &AttributeValue::N(b.clone()))
-        }),
-        (AttributeValue::Bs(x), AttributeValue::Bs(y)) => union(x, y, |a, b| a == b),
+        (AttributeValue::Ss(x), AttributeValue::Ss(y)) => union(x, y),
+        (AttributeValue::Ns(x), AttributeValue::Ns(y)) => union(x, y),
+        (AttributeValue::Bs(x), AttributeValue::Bs(y)) => union(x, y),
         _ => return Err(EvalError::incorrect_data_type()),
     }
     Ok(())
@@ -232,15 +241,15 @@ fn delete_path(item: &mut Item, path: &Path, value: &AttributeValue) -> Result<(
     };
     let now_empty = match (current, value) {
         (AttributeValue::Ss(x), AttributeValue::Ss(y)) => {
-            x.retain(|e| !y.contains(e));
+            difference(x, y);
             x.is_empty()
         }
         (AttributeValue::Ns(x), AttributeValue::Ns(y)) => {
-            x.retain(|e| !y.iter().any(|d| d.cmp(e) == std::cmp::Ordering::Equal));
+            difference(x, y);
             x.is_empty()
         }
         (AttributeValue::Bs(x), AttributeValue::Bs(y)) => {
-            x.retain(|e| !y.contains(e));
+            difference(x, y);
             x.is_empty()
         }
         _ => return Err(EvalError::incorrect_data_type()),

@@ -232,3 +232,19 @@ fn directly_built_conditions_report_bad_type_names() {
         Err("Invalid ConditionExpression: Invalid attribute type name found; type: Q, valid types: {B,NULL,SS,BOOL,L,BS,N,NS,S,M}".to_string())
     );
 }
+
+#[test]
+fn longest_expressions_do_not_exhaust_the_stack() {
+    let r = Req::new().value(":v", s("x"));
+    let it = item(&[("a", s("x"))]);
+    let mut chain = String::from("a=:v");
+    while chain.len() + 9 <= MAX_EXPRESSION_BYTES {
+        chain.push_str(" AND a=:v");
+    }
+    assert_eq!(ok(r.cond(&chain)).evaluate(Some(&it)), Ok(true));
+    let mut ors = String::from("(NOT a=:v)");
+    while ors.len() + 12 <= MAX_EXPRESSION_BYTES {
+        ors.push_str("OR(NOT a=:v)");
+    }
+    assert_eq!(ok(r.cond(&ors)).evaluate(Some(&it)), Ok(false));
+}

@@ -137,3 +137,24 @@ fn operator_errors() {
         "Invalid KeyConditionExpression: Syntax error; token: \"<EOF>\", near: \"AND\""
     );
 }
+
+#[test]
+fn sort_key_conditions_match_values() {
+    let k = s("m");
+    assert!(SortKeyCondition::Eq(s("m")).matches(&k));
+    assert!(SortKeyCondition::Lt(s("n")).matches(&k));
+    assert!(!SortKeyCondition::Lt(s("m")).matches(&k));
+    assert!(SortKeyCondition::Le(s("m")).matches(&k));
+    assert!(SortKeyCondition::Gt(s("l")).matches(&k));
+    assert!(SortKeyCondition::Ge(s("m")).matches(&k));
+    assert!(SortKeyCondition::Between(s("a"), s("m")).matches(&k));
+    assert!(!SortKeyCondition::Between(s("n"), s("z")).matches(&k));
+    assert!(SortKeyCondition::BeginsWith(s("")).matches(&k));
+    assert!(
+        !SortKeyCondition::Eq(ni(1)).matches(&k),
+        "other types never match"
+    );
+    assert!(SortKeyCondition::Between(n("-1.5"), n("2")).matches(&ni(2)));
+    assert!(SortKeyCondition::BeginsWith(AttributeValue::B(vec![1]))
+        .matches(&AttributeValue::B(vec![1, 2])));
+}

@@ -244,3 +244,33 @@ fn add_and_delete() {
     let out = ok(r.apply("DELETE tags :ab", &it));
     assert!(!out.contains_key("tags"), "an emptied set is removed");
 }
+
+#[test]
+fn number_sets_compare_numerically() {
+    let it = item(&[(
+        "nums",
+        AttributeValue::Ns(vec![Number::from_i64(1), Number::from_i64(20)]),
+    )]);
+    let r = Req::new()
+        .value(
+            ":add",
+            AttributeValue::Ns(vec![match Number::parse("1.0") {
+                Ok(x) => x,
+                Err(e) => panic!("{e}"),
+            }]),
+        )
+        .value(
+            ":del",
+            AttributeValue::Ns(vec![match Number::parse("2E1") {
+                Ok(x) => x,
+                Err(e) => panic!("{e}"),
+            }]),
+        );
+    let out = ok(r.apply("ADD nums :add", &it));
+    assert_eq!(out.get("nums"), it.get("nums"));
+    let out = ok(r.apply("DELETE nums :del", &it));
+    assert_eq!(
+        out.get("nums"),
+        Some(&AttributeValue::Ns(vec![Number::from_i64(1)]))
+    );
+}
