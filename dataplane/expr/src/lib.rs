@@ -11,15 +11,28 @@
 //! table's key schema types or the request (updating a key attribute, the type
 //! of a key value) belong to the API layer; the ASTs expose what it needs.
 //!
-//! Pipeline: [`lexer`] → [`parser`] (unresolved [`syntax`] trees; every syntax
-//! error is found here) → [`resolve`] (placeholders, reserved words, function
+//! Pipeline: `lexer` → `parser` (unresolved `syntax` trees; every syntax
+//! error is found here) → `resolve` (placeholders, reserved words, function
 //! and operand rules, path overlaps) → resolved [`ast`]. Evaluation lives in
 //! `eval`, `update` and `projection`; Query key conditions in `keycond`.
 //!
 //! Invariants: no input can panic or overflow the stack. Expressions longer
 //! than [`MAX_EXPRESSION_BYTES`] are rejected before parsing, nesting of
-//! parentheses/NOT/functions is bounded by [`parser::MAX_NESTING`], and
+//! parentheses/NOT/functions is bounded by [`MAX_NESTING`], and
 //! document paths by [`MAX_PATH_DEPTH`].
+//!
+//! Error precedence: syntax errors first (wherever they are in the text),
+//! then structural ones (redundant parentheses, a clause used twice),
+//! reserved words, unknown function names, undefined placeholders, function
+//! and operand rules, and last path overlaps/conflicts.
+//!
+//! Choices made where the conformance suite does not pin DynamoDB down
+//! (revisit when a test or DynamoDB Local says otherwise): `a <> :v` is true
+//! when `a` is missing; `size()` of a string counts UTF-8 bytes; a syntax
+//! error's "near" text runs from the token before the offending one through
+//! the token after it; REMOVE/ADD/DELETE through a missing parent are "invalid
+//! for update"; expressions over [`MAX_EXPRESSION_BYTES`] or nested deeper
+//! than [`MAX_NESTING`] get Partita's own wording.
 
 pub mod ast;
 mod error;
@@ -43,6 +56,9 @@ use partita_model::AttributeValue;
 
 /// The longest expression string DynamoDB accepts, in bytes.
 pub const MAX_EXPRESSION_BYTES: usize = 4096;
+
+/// The deepest nesting of parentheses, NOT and function calls accepted.
+pub const MAX_NESTING: usize = 128;
 
 /// The most elements a document path may have.
 pub const MAX_PATH_DEPTH: usize = 32;

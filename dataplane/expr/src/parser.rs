@@ -3,16 +3,13 @@
 //!
 //! Precedence, lowest first: OR, AND, NOT, then the comparison, BETWEEN and
 //! IN forms. AND/OR chains are parsed with loops; only parentheses, NOT and
-//! nested function calls recurse, and they are bounded by [`MAX_NESTING`], so
+//! nested function calls recurse, and they are bounded by [`crate::MAX_NESTING`], so
 //! no input can overflow the stack.
 
 use crate::ast::CompareOp;
 use crate::lexer::{tokenize, Tok, Token};
 use crate::syntax::{Clause, RawAction, RawCall, RawCond, RawElem, RawOperand, RawPath, RawUpdate};
-use crate::{ExprError, ExpressionKind};
-
-/// The deepest nesting of parentheses, NOT and function calls accepted.
-pub const MAX_NESTING: usize = 128;
+use crate::{ExprError, ExpressionKind, MAX_NESTING};
 
 pub struct Parser<'s> {
     src: &'s str,
