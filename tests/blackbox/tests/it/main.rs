@@ -1,0 +1,16 @@
+//! Black-box tests for the DynamoDB API, one module per operation family.
+//!
+//! Each test starts its own server (or uses `DYNAMODB_ENDPOINT`; see the
+//! harness in `src/lib.rs`) and only speaks the wire protocol.
+
+mod batch;
+mod capacity;
+mod durability;
+mod items;
+mod legacy;
+mod protocol;
+mod query_scan;
+mod tables;
+mod types;
+mod update_expr;
+mod validation;
