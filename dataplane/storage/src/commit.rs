@@ -21,9 +21,11 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use partita_model::Item;
 use tokio::sync::oneshot;
@@ -38,6 +40,34 @@ use crate::{StorageError, WriteCommand, WriteOutcome};
 
 /// Most commands applied in one group (one engine batch).
 pub const MAX_GROUP_COMMANDS: usize = 2048;
+
+/// Counters of the writer, for metrics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Groups applied (each at most one engine commit).
+    pub groups: u64,
+    /// Commands applied, successfully or not.
+    pub commands: u64,
+    /// Engine batches committed (fsynced when the store syncs).
+    pub commits: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct WriterCounters {
+    groups: AtomicU64,
+    commands: AtomicU64,
+    commits: AtomicU64,
+}
+
+impl WriterCounters {
+    pub fn snapshot(&self) -> WriterStats {
+        WriterStats {
+            groups: self.groups.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+        }
+    }
+}
 
 /// The answers to one request, one per command, in order.
 pub(crate) type Answers = Vec<Result<WriteOutcome, StorageError>>;
@@ -109,19 +139,34 @@ impl Drop for Writer {
     }
 }
 
+/// Longest the writer waits for stragglers before applying a group.
+const MAX_LINGER: Duration = Duration::from_micros(100);
+
 fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
+    let mut last_group = 0;
     while let Ok(first) = requests.recv() {
         let mut count = first.commands.len();
         let mut group = vec![first];
+        // Drain what is queued. When fewer requests than in the last group
+        // arrived, linger briefly: the writers just answered are usually about
+        // to submit again, and waiting a few microseconds for them merges two
+        // half-size groups (two fsyncs) into one.
+        let linger_until = Instant::now() + MAX_LINGER;
         while count < MAX_GROUP_COMMANDS {
             match requests.try_recv() {
                 Ok(next) => {
                     count += next.commands.len();
                     group.push(next);
                 }
+                Err(mpsc::TryRecvError::Empty)
+                    if group.len() < last_group && Instant::now() < linger_until =>
+                {
+                    std::thread::yield_now();
+                }
                 Err(_) => break,
             }
         }
+        last_group = group.len();
         let answers = std::panic::catch_unwind(AssertUnwindSafe(|| apply_group(shared, &group)))
             .unwrap_or_else(|_| {
                 tracing::error!(
@@ -160,6 +205,12 @@ struct GroupState<'a> {
 
 fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
     let _commit = shared.commit_lock.lock();
+    shared.counters.groups.fetch_add(1, Ordering::Relaxed);
+    let commands: usize = group.iter().map(|r| r.commands.len()).sum();
+    shared
+        .counters
+        .commands
+        .fetch_add(commands as u64, Ordering::Relaxed);
     let tables = shared.tables.read();
     let mut state = GroupState {
         view: shared.engine.read_view(),
@@ -196,6 +247,7 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
     }
     match shared.engine.commit(state.batch, shared.sync) {
         Ok(()) => {
+            shared.counters.commits.fetch_add(1, Ordering::Relaxed);
             for (partition, stats) in new_stats {
                 *partition.stats.lock() = stats;
             }

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use partita_expr::{Condition, SortKeyCondition, UpdateExpression};
 use partita_model::{AttributeValue, Item, TableDefinition};
 
-pub use commit::MAX_GROUP_COMMANDS;
+pub use commit::{WriterStats, MAX_GROUP_COMMANDS};
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -249,6 +249,11 @@ impl Store {
             exclusive_start,
             visit,
         )
+    }
+
+    /// Returns the group-commit writer's counters.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.shared.counters.snapshot()
     }
 
     /// Fsyncs everything written so far (a no-op for durability when the

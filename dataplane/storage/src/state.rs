@@ -81,6 +81,7 @@ pub(crate) struct Shared {
     pub commit_lock: Mutex<()>,
     /// Whether commits fsync.
     pub sync: bool,
+    pub counters: crate::commit::WriterCounters,
     next_uid: AtomicU64,
 }
 
@@ -102,6 +103,7 @@ impl Shared {
             tables: RwLock::new(BTreeMap::new()),
             commit_lock: Mutex::new(()),
             sync,
+            counters: Default::default(),
             next_uid: AtomicU64::new(1),
         };
         shared.recover()?;
