@@ -191,6 +191,7 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
         }
     }
     let on_failure = return_old_on_failure(&req)?;
+    let legacy_updates = req.has("AttributeUpdates");
     let outcome = api
         .store
         .write(
@@ -202,7 +203,17 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
             },
         )
         .await
-        .map_err(|e| write_error(e, on_failure))?;
+        .map_err(|e| write_error(e, on_failure))
+        .map_err(|e| {
+            // The legacy API words an operand type error differently.
+            if legacy_updates
+                && e.message == "An operand in the update expression has an incorrect data type"
+            {
+                ApiError::validation("Type mismatch for attribute to update")
+            } else {
+                e
+            }
+        })?;
     let mut out = JsonMap::new();
     let attributes = match return_values {
         Some("ALL_OLD") => outcome.old.clone(),

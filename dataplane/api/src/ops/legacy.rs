@@ -445,6 +445,7 @@ pub fn expected_condition(
 /// a condition. An empty map is a condition every item meets. A missing or
 /// unknown ComparisonOperator is reported at `scanFilter.<attr>...`; see
 /// [`filter_condition_in`].
+#[cfg(test)]
 pub fn filter_condition(
     filter: &JsonMap<String, Value>,
     conditional_operator: Option<&str>,

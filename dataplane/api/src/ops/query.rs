@@ -92,7 +92,13 @@ fn filter(
         )?));
     }
     if let Some(f) = req.object(legacy_member)? {
-        return Ok(Some(super::legacy::filter_condition(
+        let path = if legacy_member == "QueryFilter" {
+            "queryFilter"
+        } else {
+            "scanFilter"
+        };
+        return Ok(Some(super::legacy::filter_condition_in(
+            path,
             f,
             req.str("ConditionalOperator")?,
         )?));
