@@ -1,31 +1,180 @@
 //! CreateTable, DescribeTable, ListTables, UpdateTable, DeleteTable.
-//! (Being written by the control-plane engineer.)
+//!
+//! Validation lives in `table_spec` (CreateTable) and `table_update`
+//! (UpdateTable), rendering in `describe`; this module wires them to the
+//! store. Tables are ACTIVE as soon as CreateTable returns: the response
+//! shows CREATING as DynamoDB's does, every later DescribeTable shows
+//! ACTIVE. Likewise UpdateTable answers UPDATING for asynchronous changes
+//! and DeleteTable answers DELETING, while the change is already complete.
 
-use serde_json::Value;
+use partita_storage::StorageError;
+use serde_json::{json, Value};
 
+use super::describe::{
+    new_table_id, now_ms, storage_error, table_description, table_name_member, ArnContext,
+    TableStats, TableStatus,
+};
+use super::table_spec::{build_definition, parse_create_table};
+use super::table_update::{apply_update, parse_update_table};
 use crate::error::{ApiError, ErrorKind};
-use crate::request::Request;
+use crate::request::{check_name, quoted, Request, Violations};
 use crate::Api;
 
-fn pending(op: &str) -> ApiError {
-    ApiError::new(
-        ErrorKind::UnknownOperation,
-        format!("{op} is not implemented yet"),
-    )
+/// Largest ListTables page.
+const MAX_LIST_LIMIT: i64 = 100;
+
+fn stats(api: &Api, name: &str) -> TableStats {
+    match api.store.table_stats(name) {
+        Ok((items, bytes)) => TableStats { items, bytes },
+        Err(e) => {
+            tracing::warn!(table = name, error = %e, "table statistics unavailable");
+            TableStats::default()
+        }
+    }
 }
 
-pub async fn create_table(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(pending("CreateTable"))
+pub async fn create_table(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let parsed = parse_create_table(&req)?;
+    let now = now_ms();
+    let def = build_definition(&parsed, new_table_id(), now)?;
+    api.store.create_table(def.clone())?;
+    tracing::info!(
+        table = %def.name,
+        partitions = def.partitions,
+        billing_mode = def.billing_mode.as_str(),
+        "table created"
+    );
+    let description = table_description(
+        &ArnContext::of(api),
+        &def,
+        TableStatus::Creating,
+        TableStats::default(),
+    );
+    Ok(json!({ "TableDescription": description }))
 }
-pub async fn describe_table(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(pending("DescribeTable"))
+
+pub async fn describe_table(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let name = table_name_member(api, &req)?;
+    let def = api
+        .store
+        .table(&name)
+        .map_err(|e| storage_error(&name, e))?;
+    let description = table_description(
+        &ArnContext::of(api),
+        &def,
+        TableStatus::Active,
+        stats(api, &name),
+    );
+    Ok(json!({ "Table": description }))
 }
-pub async fn list_tables(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(pending("ListTables"))
+
+pub async fn list_tables(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let start = req.str("ExclusiveStartTableName")?;
+    let limit = req.i64("Limit")?;
+    let mut v = Violations::new();
+    if let Some(start) = start {
+        check_name(&mut v, Some(start), "exclusiveStartTableName", 255);
+    }
+    match limit {
+        Some(n) if n < 1 => v.push(
+            &quoted(&n.to_string()),
+            "limit",
+            "Member must have value greater than or equal to 1",
+        ),
+        Some(n) if n > MAX_LIST_LIMIT => v.push(
+            &quoted(&n.to_string()),
+            "limit",
+            &format!("Member must have value less than or equal to {MAX_LIST_LIMIT}"),
+        ),
+        _ => {}
+    }
+    v.into_result()?;
+    let limit = usize::try_from(limit.unwrap_or(MAX_LIST_LIMIT)).unwrap_or(100);
+    let names = api.store.list_tables();
+    let (page, more) = list_page(&names, start, limit);
+    let mut out = json!({ "TableNames": page });
+    if more {
+        if let Some(last) = page.last() {
+            out["LastEvaluatedTableName"] = Value::from(last.as_str());
+        }
+    }
+    Ok(out)
 }
-pub async fn update_table(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(pending("UpdateTable"))
+
+/// Returns the names after `start` (exclusive), at most `limit` of them,
+/// and whether more names follow.
+fn list_page<'a>(names: &'a [String], start: Option<&str>, limit: usize) -> (&'a [String], bool) {
+    let from = match start {
+        Some(s) => names.partition_point(|n| n.as_str() <= s),
+        None => 0,
+    };
+    let rest = names.get(from..).unwrap_or_default();
+    let take = rest.len().min(limit);
+    (rest.get(..take).unwrap_or_default(), rest.len() > take)
 }
-pub async fn delete_table(_api: &Api, _req: Request) -> Result<Value, ApiError> {
-    Err(pending("DeleteTable"))
+
+pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let name = table_name_member(api, &req)?;
+    let update = parse_update_table(&req)?;
+    let now = now_ms();
+    let mut rejection: Option<ApiError> = None;
+    let mut status = TableStatus::Active;
+    let result = api
+        .store
+        .update_table(&name, |def| match apply_update(def, &update, now) {
+            Ok(s) => {
+                status = s;
+                Ok(())
+            }
+            Err(e) => {
+                rejection = Some(e);
+                Err(StorageError::InvalidTableDefinition(
+                    "update rejected by validation".into(),
+                ))
+            }
+        });
+    if let Some(e) = rejection {
+        return Err(e);
+    }
+    let def = result.map_err(|e| storage_error(&name, e))?;
+    let description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
+    Ok(json!({ "TableDescription": description }))
+}
+
+pub async fn delete_table(api: &Api, req: Request) -> Result<Value, ApiError> {
+    let name = table_name_member(api, &req)?;
+    let def = api
+        .store
+        .table(&name)
+        .map_err(|e| storage_error(&name, e))?;
+    if def.deletion_protection {
+        return Err(ApiError::new(
+            ErrorKind::Validation,
+            "Resource cannot be deleted as it is currently protected against deletion. Disable deletion protection first.",
+        ));
+    }
+    let stats = stats(api, &name);
+    let def = api
+        .store
+        .delete_table(&name)
+        .map_err(|e| storage_error(&name, e))?;
+    tracing::info!(table = %name, "table deleted");
+    let description = table_description(&ArnContext::of(api), &def, TableStatus::Deleting, stats);
+    Ok(json!({ "TableDescription": description }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_pages_are_exclusive_and_bounded() {
+        let names: Vec<String> = ["a1", "b2", "c3", "d4"].map(String::from).to_vec();
+        assert_eq!(list_page(&names, None, 100), (&names[..], false));
+        assert_eq!(list_page(&names, None, 2), (&names[..2], true));
+        assert_eq!(list_page(&names, Some("b2"), 2), (&names[2..], false));
+        assert_eq!(list_page(&names, Some("b"), 1), (&names[1..2], true));
+        assert_eq!(list_page(&names, Some("zz"), 5), (&names[4..], false));
+        assert_eq!(list_page(&[], None, 5), (&[][..], false));
+    }
 }
