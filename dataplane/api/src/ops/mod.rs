@@ -2,11 +2,14 @@
 
 mod batch;
 mod common;
+mod describe;
 mod item;
 pub(crate) mod legacy;
 mod misc;
 mod query;
 mod table;
+mod table_spec;
+mod table_update;
 mod tags;
 mod ttl;
 
