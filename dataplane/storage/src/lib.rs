@@ -21,6 +21,13 @@
 //!   on-disk catalog and statistics records.
 //! - `engine`: the only module that calls fjall.
 //!
+//! Beyond the original contract: [`Store::write_many`] (one group commit for
+//! several independent commands, e.g. BatchWriteItem), [`Store::flush`],
+//! [`Store::close`], [`Store::writer_stats`], the public [`keys`] (partition
+//! hash and hash ranges, for routing) and [`apply`] (the state machine) modules,
+//! and the error variants `InvalidKey`, `InvalidTableDefinition`,
+//! `InvalidSegment` and `Corrupt`.
+//!
 //! Invariants: every on-disk record starts with a format version byte; a
 //! write is acknowledged only after its batch is durable; each write group is
 //! one atomic engine batch (items and their statistics together), so a crash

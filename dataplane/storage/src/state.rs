@@ -323,3 +323,34 @@ impl Shared {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_drops_spaces_and_statistics_no_table_references() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let shared = Shared::open(dir.path(), true).unwrap();
+            // What a crash between creating the spaces and committing the
+            // catalog record of a table leaves behind.
+            let orphan = shared.engine.space("t.gone.0").unwrap();
+            let mut batch = shared.engine.batch();
+            batch.put(&orphan, b"k", b"v".to_vec());
+            batch.put(
+                &shared.meta,
+                &catalog::stats_key("t.gone.0"),
+                catalog::encode_stats(PartitionStats { items: 1, bytes: 1 }),
+            );
+            shared.engine.commit(batch, true).unwrap();
+        }
+        let shared = Shared::open(dir.path(), true).unwrap();
+        assert!(!shared.engine.space_names().iter().any(|n| n == "t.gone.0"));
+        let view = shared.engine.read_view();
+        assert!(view
+            .get(&shared.meta, &catalog::stats_key("t.gone.0"))
+            .unwrap()
+            .is_none());
+    }
+}

@@ -372,3 +372,22 @@ async fn update_errors_write_nothing() {
     assert!(matches!(r, Err(StorageError::ItemTooLarge)), "{r:?}");
     assert!(!store.get("t", &key).unwrap().unwrap().contains_key("big"));
 }
+
+#[test]
+fn store_and_write_futures_can_cross_threads() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    send_sync(&store);
+    send(store.write("t", put(item(&[("pk", s("a"))]))));
+    send(store.write_many(vec![]));
+}
+
+#[tokio::test]
+async fn write_many_of_nothing_answers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    assert!(store.write_many(vec![]).await.is_empty());
+    store.flush().unwrap();
+}
