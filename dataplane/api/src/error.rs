@@ -186,7 +186,9 @@ impl From<StorageError> for ApiError {
             StorageError::ItemTooLarge => {
                 ApiError::validation("Item size to update has exceeded the maximum allowed size")
             }
-            StorageError::InvalidKey(message) => ApiError::validation(message),
+            StorageError::InvalidKey(_) => {
+                ApiError::validation("The provided key element does not match the schema")
+            }
             StorageError::InvalidSegment { segment, total_segments } => ApiError::validation(format!(
                 "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is not less than TotalSegments: {total_segments}"
             )),
