@@ -9,18 +9,17 @@ use partita_model::{BillingMode, ProvisionedThroughput, StreamSpecification, Tab
 
 use super::describe::{iso_timestamp, TableStatus};
 use super::table_spec::{
-    attribute_definitions_shape, check_enum, invalid, invalid_table_class, nested, stream_shape,
-    structures, throughput_shape, StreamRequest, TABLE_CLASSES,
+    attribute_definitions_shape, check_enum, check_global_index, index_shape, invalid,
+    invalid_table_class, nested, stream_shape, structures, throughput_shape, IndexRequest,
+    StreamRequest, TABLE_CLASSES,
 };
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorKind};
 use crate::request::{check_name, Request, Violations};
 
 /// One entry of GlobalSecondaryIndexUpdates.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum IndexUpdate {
-    Create {
-        name: String,
-    },
+    Create(IndexRequest),
     Update {
         name: String,
         throughput: Option<ProvisionedThroughput>,
@@ -33,7 +32,7 @@ pub(crate) enum IndexUpdate {
 impl IndexUpdate {
     fn name(&self) -> &str {
         match self {
-            IndexUpdate::Create { name }
+            IndexUpdate::Create(IndexRequest { name, .. })
             | IndexUpdate::Update { name, .. }
             | IndexUpdate::Delete { name } => name,
         }
@@ -49,6 +48,8 @@ pub(crate) struct UpdateTableRequest {
     pub table_class: Option<String>,
     pub deletion_protection: Option<bool>,
     pub index_updates: Vec<IndexUpdate>,
+    /// AttributeDefinitions: consulted only by a GSI Create.
+    pub attributes: Option<Vec<(String, String)>>,
     /// SSESpecification, OnDemandThroughput or WarmThroughput was given:
     /// accepted, and without effect on this server.
     pub ignored_settings: bool,
@@ -79,11 +80,12 @@ fn index_updates_shape(
             ));
         }
         let parsed = if let Some(c) = create {
-            let name = c.str("IndexName")?;
-            check_name(v, name, &format!("{at}.create.indexName"), 255);
-            Some(IndexUpdate::Create {
-                name: name.unwrap_or_default().to_string(),
-            })
+            Some(IndexUpdate::Create(index_shape(
+                v,
+                &c,
+                &format!("{at}.create"),
+                true,
+            )?))
         } else if let Some(u) = update {
             let name = u.str("IndexName")?;
             check_name(v, name, &format!("{at}.update.indexName"), 255);
@@ -115,7 +117,7 @@ fn index_updates_shape(
 /// reads first) and applies the rules that need no table.
 pub(crate) fn parse_update_table(req: &Request) -> Result<UpdateTableRequest, ApiError> {
     let mut v = Violations::new();
-    attribute_definitions_shape(&mut v, req, false)?;
+    let attributes = attribute_definitions_shape(&mut v, req, false)?;
     let billing = req.str("BillingMode")?;
     check_enum(
         &mut v,
@@ -223,9 +225,17 @@ pub(crate) fn parse_update_table(req: &Request) -> Result<UpdateTableRequest, Ap
             out
         }
     };
-    let creates_or_deletes = index_updates
+    let online = index_updates
         .iter()
-        .any(|u| !matches!(u, IndexUpdate::Update { .. }));
+        .filter(|u| !matches!(u, IndexUpdate::Update { .. }))
+        .count();
+    if online > 1 {
+        return Err(ApiError::new(
+            ErrorKind::LimitExceeded,
+            "Only 1 online index can be created or deleted simultaneously per table",
+        ));
+    }
+    let creates_or_deletes = online > 0;
     if creates_or_deletes && throughput.is_some() {
         return Err(invalid(
             "You cannot create or delete index while updating table IOPS",
@@ -277,8 +287,26 @@ pub(crate) fn parse_update_table(req: &Request) -> Result<UpdateTableRequest, Ap
         table_class,
         deletion_protection,
         index_updates,
+        attributes,
         ignored_settings: sse || on_demand || warm,
     })
+}
+
+const MAX_GLOBAL_INDEXES: usize = 20;
+
+fn index_not_found(index: &str, table: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResourceNotFound,
+        format!("Requested resource not found: Index: {index} for table: {table} not found"),
+    )
+}
+
+/// Adding or dropping a GSI of an existing table needs the index storage
+/// (backfill, keyspace removal), which is not there yet.
+fn index_changes_unsupported() -> ApiError {
+    ApiError::validation(
+        "Creating or deleting a global secondary index on an existing table is not supported by this server yet",
+    )
 }
 
 fn unchanged_throughput(
@@ -344,10 +372,65 @@ pub(crate) fn apply_update(
     }
     for update in &req.index_updates {
         match update {
-            IndexUpdate::Create { .. } | IndexUpdate::Delete { .. } => {
-                return Err(ApiError::validation(
-                    "Creating or deleting a global secondary index on an existing table is not supported by this server yet",
-                ));
+            IndexUpdate::Create(index) => {
+                let exists = def
+                    .global_indexes
+                    .iter()
+                    .chain(&def.local_indexes)
+                    .any(|i| i.name == index.name);
+                if exists {
+                    return Err(ApiError::validation(
+                        "Attempting to create an index which already exists",
+                    ));
+                }
+                let Some(given) = &req.attributes else {
+                    return Err(invalid(format!(
+                        "AttributeDefinitions is not specified for index: {}",
+                        index.name
+                    )));
+                };
+                let mut attributes = given.clone();
+                for a in &def.attribute_definitions {
+                    if !attributes.iter().any(|(n, _)| *n == a.name) {
+                        attributes.push((a.name.clone(), a.scalar_type.as_str().to_string()));
+                    }
+                }
+                match (target, index.throughput) {
+                    (BillingMode::Provisioned, None) => {
+                        return Err(invalid(format!(
+                            "ProvisionedThroughput must be specified for index: {}",
+                            index.name
+                        )))
+                    }
+                    (BillingMode::PayPerRequest, Some(_)) => {
+                        return Err(invalid(format!(
+                            "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified for index: {} when BillingMode is PAY_PER_REQUEST",
+                            index.name
+                        )))
+                    }
+                    _ => {}
+                }
+                check_global_index(index, &attributes, target)?;
+                if def.global_indexes.len() >= MAX_GLOBAL_INDEXES {
+                    return Err(ApiError::new(
+                        ErrorKind::LimitExceeded,
+                        format!(
+                            "GlobalSecondaryIndex count exceeds the per-table limit of {MAX_GLOBAL_INDEXES}"
+                        ),
+                    ));
+                }
+                return Err(index_changes_unsupported());
+            }
+            IndexUpdate::Delete { name } => {
+                if def.local_indexes.iter().any(|i| i.name == *name) {
+                    return Err(ApiError::validation(format!(
+                        "Cannot delete an index that is not a GlobalSecondaryIndex: {name}"
+                    )));
+                }
+                if !def.global_indexes.iter().any(|i| i.name == *name) {
+                    return Err(index_not_found(name, &def.name));
+                }
+                return Err(index_changes_unsupported());
             }
             IndexUpdate::Update { name, throughput } => {
                 if def.local_indexes.iter().any(|i| i.name == *name) {
@@ -356,13 +439,7 @@ pub(crate) fn apply_update(
                     )));
                 }
                 if !def.global_indexes.iter().any(|i| i.name == *name) {
-                    return Err(ApiError::new(
-                        crate::error::ErrorKind::ResourceNotFound,
-                        format!(
-                            "Requested resource not found: Index: {name} for table: {} not found",
-                            def.name
-                        ),
-                    ));
+                    return Err(index_not_found(name, &def.name));
                 }
                 match (target, throughput) {
                     (BillingMode::PayPerRequest, Some(_)) => {
@@ -625,6 +702,53 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.message.contains("not supported"), "{}", err.message);
+    }
+
+    #[test]
+    fn gsi_create_and_delete_are_validated() {
+        let mut def = table(BillingMode::PayPerRequest);
+        def.global_indexes.push(IndexDefinition {
+            name: "gsi1".into(),
+            key_schema: def.key_schema.clone(),
+            projection: Projection::All,
+            throughput: None,
+        });
+        let create = |name: &str| json!({"Create": {"IndexName": name, "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}], "Projection": {"ProjectionType": "ALL"}}});
+        let err = apply(&mut def, json!({"GlobalSecondaryIndexUpdates": [create("gsi1")], "AttributeDefinitions": [{"AttributeName": "g", "AttributeType": "S"}]})).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Attempting to create an index which already exists"
+        );
+        let err = apply(
+            &mut def,
+            json!({"GlobalSecondaryIndexUpdates": [create("gsi2")]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.message, "One or more parameter values were invalid: AttributeDefinitions is not specified for index: gsi2");
+        let err = apply(&mut def, json!({"GlobalSecondaryIndexUpdates": [create("gsi2")], "AttributeDefinitions": [{"AttributeName": "x", "AttributeType": "S"}]})).unwrap_err();
+        assert!(
+            err.message
+                .contains("Some index key attributes are not defined"),
+            "{}",
+            err.message
+        );
+        let err = apply(
+            &mut def,
+            json!({"GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "nope"}}]}),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ResourceNotFound);
+        let err = parse_err(
+            json!({"GlobalSecondaryIndexUpdates": [create("gsi2"), {"Delete": {"IndexName": "gsi1"}}]}),
+        );
+        assert_eq!(
+            err,
+            "Only 1 online index can be created or deleted simultaneously per table"
+        );
+        let err = parse_err(
+            json!({"GlobalSecondaryIndexUpdates": [{"Create": {"IndexName": "gsi3", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}]}}]}),
+        );
+        assert_eq!(err, "1 validation error detected: Value null at 'globalSecondaryIndexUpdates.1.member.create.projection' failed to satisfy constraint: Member must not be null");
     }
 
     #[test]
