@@ -408,10 +408,16 @@ async fn update_table_changes_billing_throughput_protection_and_streams() {
     c.update_table()
         .table_name(&name)
         .billing_mode(BillingMode::PayPerRequest)
-        .deletion_protection_enabled(true)
         .send()
         .await
         .expect("switch to on-demand");
+    wait_active(c, &name).await;
+    c.update_table()
+        .table_name(&name)
+        .deletion_protection_enabled(true)
+        .send()
+        .await
+        .expect("protect");
     wait_active(c, &name).await;
     let t = c
         .describe_table()
