@@ -173,7 +173,8 @@ fn empty_value() -> ApiError {
 }
 
 fn check_depth(depth: usize) -> Result<(), ApiError> {
-    if depth >= limits::MAX_NESTING_DEPTH {
+    // The item itself is the first of the 32 levels.
+    if depth + 1 >= limits::MAX_NESTING_DEPTH {
         return Err(ApiError::validation(
             "Nesting Levels have exceeded supported limits",
         ));
@@ -322,7 +323,7 @@ mod tests {
     #[test]
     fn nesting_deeper_than_32_is_rejected() {
         let mut v = json!({"S": "leaf"});
-        for _ in 0..32 {
+        for _ in 0..31 {
             v = json!({"L": [v]});
         }
         assert!(value_from_json(&v).is_ok());

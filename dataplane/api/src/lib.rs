@@ -36,7 +36,7 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             region: "us-east-1".to_string(),
-            account_id: "000000000000".to_string(),
+            account_id: "123456789012".to_string(),
         }
     }
 }

@@ -170,18 +170,24 @@ pub fn quoted(s: &str) -> String {
     format!("'{s}'")
 }
 
-/// Checks a table name (or index name with `min` 3) against DynamoDB's
-/// length and character constraints, recording violations at `path`.
-pub fn check_name(violations: &mut Violations, name: Option<&str>, path: &str, max: usize) {
+/// Checks a table or index name against DynamoDB's length (`min`..=`max`)
+/// and character constraints, recording violations at `path`.
+pub fn check_name(
+    violations: &mut Violations,
+    name: Option<&str>,
+    path: &str,
+    min: usize,
+    max: usize,
+) {
     let Some(name) = name else {
         violations.push_null(path);
         return;
     };
-    if name.len() < 3 {
+    if name.len() < min {
         violations.push(
             &quoted(name),
             path,
-            "Member must have length greater than or equal to 3",
+            &format!("Member must have length greater than or equal to {min}"),
         );
     }
     if name.len() > max {
@@ -210,14 +216,14 @@ mod tests {
     #[test]
     fn violations_render_like_dynamodb() {
         let mut v = Violations::new();
-        check_name(&mut v, Some("ab"), "tableName", 255);
+        check_name(&mut v, Some("ab"), "tableName", 3, 255);
         let err = v.into_result().unwrap_err();
         assert_eq!(
             err.message,
             "1 validation error detected: Value 'ab' at 'tableName' failed to satisfy constraint: Member must have length greater than or equal to 3"
         );
         let mut v = Violations::new();
-        check_name(&mut v, Some("a!"), "tableName", 255);
+        check_name(&mut v, Some("a!"), "tableName", 3, 255);
         let err = v.into_result().unwrap_err();
         assert!(
             err.message.starts_with("2 validation errors detected: "),

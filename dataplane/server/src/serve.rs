@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Region named in ARNs.
     #[arg(long, env = "PARTITA_REGION", default_value = "us-east-1")]
     pub region: String,
+    /// Account id named in ARNs.
+    #[arg(long, env = "PARTITA_ACCOUNT_ID", default_value = "123456789012")]
+    pub account_id: String,
     /// Log output format.
     #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -48,7 +51,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 
 fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("PARTITA_LOG").unwrap_or_else(|_| EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
+    let filter = EnvFilter::try_from_env("PARTITA_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

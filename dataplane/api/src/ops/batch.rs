@@ -43,7 +43,7 @@ pub async fn batch_get_item(api: &Api, req: Request) -> Result<Value, ApiError> 
     let request_items = req.object("RequestItems")?;
     if let Some(items) = request_items {
         for (table, spec) in items {
-            check_name(&mut violations, Some(table), "requestItems.key", 255);
+            check_name(&mut violations, Some(table), "requestItems.key", 1, 1024);
             if let Some(Value::Array(keys)) = spec.get("Keys") {
                 if keys.len() > limits::MAX_BATCH_GET_KEYS {
                     violations.push_without_value(
@@ -162,7 +162,7 @@ pub async fn batch_write_item(api: &Api, req: Request) -> Result<Value, ApiError
     let request_items = req.object("RequestItems")?;
     if let Some(items) = request_items {
         for (table, requests) in items {
-            check_name(&mut violations, Some(table), "requestItems.key", 255);
+            check_name(&mut violations, Some(table), "requestItems.key", 1, 1024);
             if let Value::Array(list) = requests {
                 if list.is_empty() || list.len() > limits::MAX_BATCH_WRITE_REQUESTS {
                     let rendered = (0..list.len())

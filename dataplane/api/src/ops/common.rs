@@ -53,13 +53,22 @@ pub fn check_enum<'r>(
     Ok(value)
 }
 
-/// Records the table name violations of a request.
+/// Records the table name violations of a data-plane request and returns the
+/// table's name; a table ARN of this endpoint's region and account is
+/// resolved to the name, as DynamoDB accepts ARNs in data-plane calls.
 pub fn check_table_name<'r>(
+    api: &Api,
     violations: &mut Violations,
     req: &'r Request,
 ) -> Result<Option<&'r str>, ApiError> {
     let name = req.str("TableName")?;
-    check_name(violations, name, "tableName", 255);
+    if let Some(resolved) = name
+        .and_then(|n| n.strip_prefix(api.table_arn("").as_str()))
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+    {
+        return Ok(Some(resolved));
+    }
+    check_name(violations, name, "tableName", 1, 1024);
     Ok(name)
 }
 
@@ -363,11 +372,12 @@ pub fn check_item_size(item: &Item) -> Result<(), ApiError> {
 /// Runs the checks every item operation starts with (table name and the
 /// Return* enums), reporting all violations together.
 pub fn check_common<'r>(
+    api: &Api,
     req: &'r Request,
     return_values: Option<&[&str]>,
 ) -> Result<(&'r str, CapacityMode, Option<&'r str>), ApiError> {
     let mut violations = Violations::new();
-    let table = check_table_name(&mut violations, req)?;
+    let table = check_table_name(api, &mut violations, req)?;
     let rcc = check_enum(
         &mut violations,
         req,

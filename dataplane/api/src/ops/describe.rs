@@ -160,7 +160,7 @@ pub(crate) fn table_name_member(api: &Api, req: &Request) -> Result<String, ApiE
         return Ok(resolved.to_string());
     }
     let mut v = Violations::new();
-    check_name(&mut v, Some(name), "tableName", 255);
+    check_name(&mut v, Some(name), "tableName", 3, 255);
     v.into_result()?;
     Ok(name.to_string())
 }

@@ -52,7 +52,7 @@ fn write_capacity(outcome: &WriteOutcome) -> f64 {
 }
 
 pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
-    let (table, capacity, return_values) = check_common(&req, Some(RETURN_VALUES))?;
+    let (table, capacity, return_values) = check_common(api, &req, Some(RETURN_VALUES))?;
     require(&req, "Item", "item")?;
     check_not_mixed(&req, &["Expected"], &["ConditionExpression"])?;
     let params = ExprParams::from_request(&req)?;
@@ -90,7 +90,7 @@ pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
 }
 
 pub async fn get_item(api: &Api, req: Request) -> Result<Value, ApiError> {
-    let (table, capacity, _) = check_common(&req, None)?;
+    let (table, capacity, _) = check_common(api, &req, None)?;
     require(&req, "Key", "key")?;
     check_not_mixed(&req, &["AttributesToGet"], &["ProjectionExpression"])?;
     let params = ExprParams::from_request(&req)?;
@@ -121,7 +121,7 @@ pub async fn get_item(api: &Api, req: Request) -> Result<Value, ApiError> {
 }
 
 pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
-    let (table, capacity, return_values) = check_common(&req, Some(RETURN_VALUES))?;
+    let (table, capacity, return_values) = check_common(api, &req, Some(RETURN_VALUES))?;
     require(&req, "Key", "key")?;
     check_not_mixed(&req, &["Expected"], &["ConditionExpression"])?;
     let params = ExprParams::from_request(&req)?;
@@ -158,7 +158,7 @@ pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
 }
 
 pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
-    let (table, capacity, return_values) = check_common(&req, Some(RETURN_VALUES))?;
+    let (table, capacity, return_values) = check_common(api, &req, Some(RETURN_VALUES))?;
     require(&req, "Key", "key")?;
     check_not_mixed(
         &req,

@@ -37,10 +37,11 @@ struct ReadRequest<'r> {
 }
 
 fn check_read_request<'r>(
+    api: &Api,
     req: &'r Request,
     violations: &mut Violations,
 ) -> Result<ReadRequest<'r>, ApiError> {
-    let table = check_table_name(violations, req)?;
+    let table = check_table_name(api, violations, req)?;
     let select = check_enum(violations, req, "Select", "select", SELECT)?;
     let rcc = check_enum(
         violations,
@@ -67,7 +68,7 @@ fn check_read_request<'r>(
         }
     }
     if let Some(index) = req.str("IndexName")? {
-        crate::request::check_name(violations, Some(index), "indexName", 255);
+        crate::request::check_name(violations, Some(index), "indexName", 3, 255);
     }
     Ok(ReadRequest {
         table: table.unwrap_or_default(),
@@ -316,7 +317,7 @@ fn unsupported_index(def: &TableDefinition, index: &str) -> ApiError {
 
 pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
     let mut violations = Violations::new();
-    let rr = check_read_request(&req, &mut violations)?;
+    let rr = check_read_request(api, &req, &mut violations)?;
     violations.into_result()?;
     check_not_mixed(
         &req,
@@ -433,7 +434,7 @@ fn compare_scalars(
 
 pub async fn scan(api: &Api, req: Request) -> Result<Value, ApiError> {
     let mut violations = Violations::new();
-    let rr = check_read_request(&req, &mut violations)?;
+    let rr = check_read_request(api, &req, &mut violations)?;
     let segment = req.i64("Segment")?;
     let total = req.i64("TotalSegments")?;
     if let Some(s) = segment {

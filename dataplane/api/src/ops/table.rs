@@ -73,7 +73,7 @@ pub async fn list_tables(api: &Api, req: Request) -> Result<Value, ApiError> {
     let limit = req.i64("Limit")?;
     let mut v = Violations::new();
     if let Some(start) = start {
-        check_name(&mut v, Some(start), "exclusiveStartTableName", 255);
+        check_name(&mut v, Some(start), "exclusiveStartTableName", 3, 255);
     }
     match limit {
         Some(n) if n < 1 => v.push(

@@ -352,7 +352,7 @@ pub(crate) fn index_shape(
     global: bool,
 ) -> Result<IndexRequest, ApiError> {
     let name = index.str("IndexName")?;
-    check_name(v, name, &format!("{path}.indexName"), 255);
+    check_name(v, name, &format!("{path}.indexName"), 3, 255);
     let key_schema = key_schema_shape(v, index, "KeySchema", &format!("{path}.keySchema"))?;
     let projection = projection_shape(v, index, path)?;
     let throughput = if global {
@@ -490,7 +490,7 @@ pub(crate) fn parse_create_table(req: &Request) -> Result<CreateTableRequest, Ap
     };
     let mut v = Violations::new();
     let attributes = attribute_definitions_shape(&mut v, req, true)?.unwrap_or_default();
-    check_name(&mut v, Some(name), "tableName", 255);
+    check_name(&mut v, Some(name), "tableName", 3, 255);
     let key_schema = key_schema_shape(&mut v, req, "KeySchema", "keySchema")?;
     let local_indexes = indexes_shape(
         &mut v,

@@ -88,7 +88,7 @@ fn index_updates_shape(
             )?))
         } else if let Some(u) = update {
             let name = u.str("IndexName")?;
-            check_name(v, name, &format!("{at}.update.indexName"), 255);
+            check_name(v, name, &format!("{at}.update.indexName"), 3, 255);
             let throughput = throughput_shape(
                 v,
                 &u,
@@ -101,7 +101,7 @@ fn index_updates_shape(
             })
         } else if let Some(d) = delete {
             let name = d.str("IndexName")?;
-            check_name(v, name, &format!("{at}.delete.indexName"), 255);
+            check_name(v, name, &format!("{at}.delete.indexName"), 3, 255);
             Some(IndexUpdate::Delete {
                 name: name.unwrap_or_default().to_string(),
             })
