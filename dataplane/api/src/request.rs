@@ -197,9 +197,10 @@ pub fn check_name(
             &format!("Member must have length less than or equal to {max}"),
         );
     }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
+    if !name.is_empty()
+        && !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
     {
         violations.push(
             &quoted(name),

@@ -68,7 +68,7 @@ pub fn check_table_name<'r>(
     {
         return Ok(Some(resolved));
     }
-    check_name(violations, name, "tableName", 1, 1024);
+    check_name(violations, name, "tableName", 1, 255);
     Ok(name)
 }
 

@@ -60,11 +60,19 @@ fn check_read_request<'r>(
     let limit = req.i64("Limit")?;
     if let Some(l) = limit {
         if l < 1 {
-            violations.push(
-                &quoted(&l.to_string()),
-                "limit",
-                "Member must have value greater than or equal to 1",
-            );
+            // Query and Scan word this constraint differently.
+            if req.has("KeyConditionExpression") || req.has("KeyConditions") {
+                violations.push_without_value(
+                    "Limit",
+                    "Member must have value greater than or equal to 1",
+                );
+            } else {
+                violations.push(
+                    &quoted(&l.to_string()),
+                    "limit",
+                    "Member must have value greater than or equal to 1",
+                );
+            }
         }
     }
     if let Some(index) = req.str("IndexName")? {
