@@ -59,6 +59,7 @@ log() { printf '[bench] %s\n' "$*" >&2; }
 
 # ---------------------------------------------------------------- cleanup
 SERVER_PID=""
+BENCH_PID=""
 stop_server() {
     [ -n "$SERVER_PID" ] || return 0
     if kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -73,6 +74,10 @@ stop_server() {
     SERVER_PID=""
 }
 cleanup() {
+    if [ -n "$BENCH_PID" ]; then
+        kill -TERM "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
     stop_server
     rm -rf "$SCRATCH"
 }
@@ -128,7 +133,9 @@ build() {
     log "building partita-bench (release)"
     (cd "$ROOT" && cargo build --release -p partita-bench) > "$LOGS/build-bench.log" 2>&1 \
         || { cat "$LOGS/build-bench.log" >&2; log "cannot build the load generator"; exit 1; }
-    if [ -n "${PARTITA_BIN:-}" ]; then
+    if [[ " $TARGETS " != *" partita "* ]]; then
+        return 0
+    elif [ -n "${PARTITA_BIN:-}" ]; then
         PARTITA=$PARTITA_BIN
     else
         log "building partita (release)"
@@ -231,10 +238,17 @@ start_target() {
 
 version_of() {
     case "$1" in
-        partita) (cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null) || echo "?" ;;
+        partita)
+            local rev dirty=""
+            rev=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null) || rev="?"
+            [ -z "$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ] || dirty=" + uncommitted changes"
+            echo "partita built from $rev$dirty" ;;
         dynamodb-local) echo "DynamoDB Local $(sed -n 's/^\([0-9-]*\) (\([0-9.]*\))$/\2/p' "$(dirname "$DDB_JAR")/README.txt" | head -n 1)" ;;
         dynalite) echo "dynalite $(sed -n 's/.*"version": "\(.*\)".*/\1/p' "$(dirname "$DYNALITE_CLI")/package.json" | head -n 1)" ;;
-        dynoxide) "$DYNOXIDE_BIN" --version 2>/dev/null || echo "dynoxide" ;;
+        dynoxide)
+            # The binary's --version lags the crate's; the install record is exact.
+            grep -o 'dynoxide-rs [0-9.]*' "$(dirname "$DYNOXIDE_BIN")/../.crates.toml" 2>/dev/null \
+                || echo "dynoxide (version unknown)" ;;
     esac
 }
 
@@ -265,7 +279,7 @@ for t in "${TARGET_LIST[@]}"; do
         SKIPPED[$t]=1
         "$BENCH" skip --target "$t" --storage "$(storage_of "$t")" --reason "$why" --out "$OUT/skip-$t.json"
     else
-        log "$t: $(version_of "$t"), $(storage_of "$t")"
+        echo "$t: $(version_of "$t"), $(storage_of "$t")" | tee -a "$OUT/header.txt" >&2
     fi
 done
 
@@ -287,10 +301,13 @@ for run in $(seq 1 "$RUNS"); do
         fi
         # Bounded: setup plus three warm-up and timed phases, with slack.
         limit=$(( 300 + 3 * (DURATION + WARMUP) ))
+        # In the background and waited for, so Ctrl-C runs the trap at once.
         timeout "$limit" "$BENCH" run --target "$t" --storage "$(storage_of "$t")" \
             --endpoint "127.0.0.1:$port" --run "$run" --connections "$CONNECTIONS" \
-            --duration "$DURATION" --warmup "$WARMUP" --out "$OUT/run-$run-$t.json" \
-            || log "$t run $run did not complete (recorded; see above)"
+            --duration "$DURATION" --warmup "$WARMUP" --out "$OUT/run-$run-$t.json" &
+        BENCH_PID=$!
+        wait "$BENCH_PID" || log "$t run $run did not complete (recorded; see above)"
+        BENCH_PID=""
         stop_server
         rm -rf "$data"
     done
