@@ -29,6 +29,7 @@ pub enum ErrorKind {
     MissingAuthenticationToken,
     InvalidSignature,
     ItemCollectionSizeLimitExceeded,
+    DuplicateItem,
 }
 
 impl ErrorKind {
@@ -72,6 +73,7 @@ impl ErrorKind {
             ErrorKind::ItemCollectionSizeLimitExceeded => {
                 "com.amazonaws.dynamodb.v20120810#ItemCollectionSizeLimitExceededException"
             }
+            ErrorKind::DuplicateItem => "com.amazonaws.dynamodb.v20120810#DuplicateItemException",
         }
     }
 
@@ -226,6 +228,7 @@ mod tests {
             ErrorKind::MissingAuthenticationToken,
             ErrorKind::InvalidSignature,
             ErrorKind::ItemCollectionSizeLimitExceeded,
+            ErrorKind::DuplicateItem,
         ];
         for kind in kinds {
             let short = kind.short_name();

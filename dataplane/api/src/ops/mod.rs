@@ -6,6 +6,7 @@ mod describe;
 mod item;
 pub(crate) mod legacy;
 mod misc;
+mod partiql;
 mod query;
 mod table;
 mod table_spec;
@@ -42,6 +43,9 @@ pub async fn dispatch(api: &Api, op: &str, req: Request) -> Result<Value, ApiErr
         "Scan" => query::scan(api, req).await,
         "BatchGetItem" => batch::batch_get_item(api, req).await,
         "BatchWriteItem" => batch::batch_write_item(api, req).await,
+        "ExecuteStatement" => partiql::execute_statement(api, req).await,
+        "BatchExecuteStatement" => partiql::batch_execute_statement(api, req).await,
+        "ExecuteTransaction" => partiql::execute_transaction(api, req).await,
         _ => Err(ApiError::new(
             ErrorKind::UnknownOperation,
             format!("The operation {op} is not supported by this server"),
