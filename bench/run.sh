@@ -46,6 +46,9 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+for v in "$RUNS" "$DURATION" "$WARMUP" "$CONNECTIONS"; do
+    [[ "$v" =~ ^[0-9]+$ ]] || { echo "--runs, --duration, --warmup and --connections take whole numbers" >&2; exit 2; }
+done
 case "$PEERS_STORAGE" in memory|disk) ;; *) echo "PEERS_STORAGE must be memory or disk" >&2; exit 2 ;; esac
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
