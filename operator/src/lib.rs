@@ -1,1 +1,13 @@
-pub fn placeholder() {}
+//! The Partita operator: reconciles `Table`, `GlobalTable` and `AccessPolicy`
+//! resources into the objects that run Partita's data plane.
+//!
+//! The Table reconcile is a pipeline (STYLE.md):
+//! [`validate`] (pure: CR → [`validate::ValidatedTable`]) → [`build`] (pure:
+//! model → desired objects, one file per Kubernetes kind) → [`apply`]
+//! (server-side apply with one field manager, orphan cleanup) → [`status`]
+//! (conditions from what was applied and observed). The controllers in
+//! [`controller`] drive it; [`metrics`] and [`leader`] are the process's
+//! plumbing. This crate knows Kubernetes; the data plane's formats come from
+//! `partita-topology`.
+
+pub mod crd;
