@@ -49,11 +49,18 @@ pub(crate) struct Space {
 }
 
 /// An atomic group of puts and deletes over any spaces of one engine.
+///
+/// The operations are buffered here and handed to the engine at commit, so a
+/// batch can be built without the engine and appended to another one (a
+/// transaction is staged in a batch of its own and joins its write group's
+/// batch only when every action succeeded; see `transact`).
+#[derive(Default)]
 pub(crate) struct Batch {
-    inner: fjall::OwnedWriteBatch,
+    ops: Vec<(fjall::Keyspace, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// A consistent point-in-time view for reads.
+#[derive(Clone)]
 pub(crate) struct ReadView {
     snapshot: fjall::Snapshot,
 }
@@ -103,9 +110,7 @@ impl Engine {
 
     /// Starts an empty batch.
     pub(crate) fn batch(&self) -> Batch {
-        Batch {
-            inner: self.db.batch(),
-        }
+        Batch::default()
     }
 
     /// Commits `batch` atomically. With `durable`, returns only after the
@@ -117,8 +122,20 @@ impl Engine {
         } else {
             fjall::PersistMode::Buffer
         };
-        batch
-            .inner
+        // Every entry of a batch gets the same sequence number, so two
+        // entries for one key would be ambiguous: keep the last one only.
+        let mut seen = std::collections::HashSet::with_capacity(batch.ops.len());
+        let mut inner = self.db.batch();
+        for (keyspace, key, value) in batch.ops.into_iter().rev() {
+            if !seen.insert((keyspace.clone(), key.clone())) {
+                continue;
+            }
+            match value {
+                Some(value) => inner.insert(&keyspace, key, value),
+                None => inner.remove(&keyspace, key),
+            }
+        }
+        inner
             .durability(Some(mode))
             .commit()
             .map_err(|e| engine_error("commit", e))
@@ -141,15 +158,22 @@ impl Engine {
 
 impl Batch {
     pub(crate) fn put(&mut self, space: &Space, key: &[u8], value: Vec<u8>) {
-        self.inner.insert(&space.keyspace, key, value);
+        self.ops
+            .push((space.keyspace.clone(), key.to_vec(), Some(value)));
     }
 
     pub(crate) fn delete(&mut self, space: &Space, key: &[u8]) {
-        self.inner.remove(&space.keyspace, key);
+        self.ops.push((space.keyspace.clone(), key.to_vec(), None));
+    }
+
+    /// Appends the operations of `other` after this batch's own (a later
+    /// operation on the same key wins, as within one batch).
+    pub(crate) fn append(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.inner.is_empty()
+        self.ops.is_empty()
     }
 }
 
@@ -210,6 +234,24 @@ mod tests {
         assert_eq!(names, vec!["a".to_string(), "b".to_string()]);
         let a = engine.space("a").unwrap();
         assert_eq!(&*engine.read_view().get(&a, b"k1").unwrap().unwrap(), b"v1");
+    }
+
+    #[test]
+    fn appended_batches_commit_together_and_the_last_write_of_a_key_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let s = engine.space("s").unwrap();
+        let mut first = engine.batch();
+        first.put(&s, b"k", b"v1".to_vec());
+        first.put(&s, b"gone", b"x".to_vec());
+        let mut second = Batch::default();
+        second.put(&s, b"k", b"v2".to_vec());
+        second.delete(&s, b"gone");
+        first.append(second);
+        engine.commit(first, false).unwrap();
+        let view = engine.read_view();
+        assert_eq!(&*view.get(&s, b"k").unwrap().unwrap(), b"v2");
+        assert!(view.get(&s, b"gone").unwrap().is_none());
     }
 
     #[test]

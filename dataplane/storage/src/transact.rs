@@ -1,0 +1,179 @@
+//! Transactions: all-or-nothing writes of several items (across partitions
+//! and tables), and reads of several items from one snapshot.
+//!
+//! # Prepare, then commit
+//!
+//! A write transaction is applied in two steps, both inside the writer
+//! thread and inside one write group:
+//!
+//! 1. **Prepare.** Every action is applied, in order, by the same code as an
+//!    ordinary write (`GroupState::apply_one`: the partition state machine's
+//!    conditions, local index entries, item collection sizes, statistics and
+//!    the global index outbox), but into a *fork* of the group's pending
+//!    state: a copy of its overlays and counters with an empty engine batch of
+//!    its own. The result is one verdict per action and, when all succeeded,
+//!    the transaction's complete write set (the fork's batch). Nothing of the
+//!    group has been touched.
+//! 2. **Commit.** When every action succeeded, the fork is absorbed: its batch
+//!    is appended to the group's batch and its overlays become the group's.
+//!    The group's single engine batch then commits the transaction together
+//!    with the concurrent writes of the group (one fsync). When any action
+//!    failed, the fork is dropped (abort) and nothing of the transaction
+//!    exists anywhere.
+//!
+//! # Why no reader sees part of a transaction, and why no conflict arises
+//!
+//! One writer thread applies every write in order, and a transaction is
+//! prepared and committed without any other command in between. Its writes
+//! join the group's batch, which the engine commits atomically (after a crash
+//! all of it or none of it is there) and publishes at one sequence number,
+//! while every read (Get, Query, Scan, [`Store::transact_get`]) reads one
+//! snapshot taken at a batch boundary. So transactions are serializable in
+//! writer order, and in standalone mode there is nothing for a
+//! TransactionConflict to report: a conflicting write simply applies before
+//! or after the transaction, never during it.
+//!
+//! # Reuse by the cluster's two-phase commit (DESIGN.md §5)
+//!
+//! A transaction over several partitions runs the prepare step on each
+//! participant partition for its share of the actions: applying them to a
+//! fork of that partition's state gives the verdicts (sent to the
+//! coordinator) and the write set (kept in the durable prepare record, with
+//! the items locked against other writers until the decision). Commit
+//! applies that write set; abort drops it. Because the state machine is
+//! deterministic and the items cannot change between prepare and commit, the
+//! prepared write set is exactly what applying the actions at commit time
+//! would produce. A transaction within one partition is one command, as here.
+
+use std::collections::HashSet;
+
+use partita_model::Item;
+
+use crate::codec::decode_item;
+use crate::commit::{Answers, Command, GroupState};
+use crate::{keys, StorageError, Store, WriteCommand, WriteOutcome};
+
+/// Why a write transaction was not applied: one entry per action, in order,
+/// `None` for actions that would have succeeded. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+#[error("transaction cancelled")]
+pub struct TransactionFailure {
+    pub reasons: Vec<Option<StorageError>>,
+}
+
+impl TransactionFailure {
+    /// Returns a failure of every action with `error` (e.g. the writer stopped).
+    fn all(count: usize, error: impl Fn() -> StorageError) -> TransactionFailure {
+        TransactionFailure {
+            reasons: (0..count).map(|_| Some(error())).collect(),
+        }
+    }
+}
+
+/// Prepares a transaction on a fork of the group's state and, when every
+/// action succeeds, commits it into the group (see the module docs).
+pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
+    let mut trial = state.fork();
+    let answers: Answers = commands
+        .iter()
+        .map(|(table, command)| match command {
+            Command::Write(command) => trial.apply_one(table, command),
+            Command::Backfill { .. } => Err(StorageError::Engine {
+                operation: "transaction",
+                message: "a backfill cannot be part of a transaction".into(),
+            }),
+        })
+        .collect();
+    if answers.iter().all(Result::is_ok) {
+        state.absorb(trial);
+    }
+    answers
+}
+
+fn key_of(command: &WriteCommand) -> &Item {
+    match command {
+        WriteCommand::Put { item, .. } => item,
+        WriteCommand::Delete { key, .. }
+        | WriteCommand::Update { key, .. }
+        | WriteCommand::ConditionCheck { key, .. } => key,
+    }
+}
+
+impl Store {
+    /// Applies `actions` atomically and durably: either every action
+    /// applies (conditions evaluated against the state before the
+    /// transaction) and the outcomes are returned in order, or none does and
+    /// the failure carries one reason per action. The actions must address
+    /// distinct items; a repeated item fails with `InvalidKey`. No reader
+    /// ever sees part of a transaction.
+    pub async fn transact_write(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+    ) -> Result<Vec<WriteOutcome>, TransactionFailure> {
+        let count = actions.len();
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let mut seen = HashSet::with_capacity(count);
+        let mut duplicates = vec![false; count];
+        for (i, (table, command)) in actions.iter().enumerate() {
+            let Ok(state) = self.shared.table(table) else {
+                continue;
+            };
+            if let Ok(key) = keys::encode_key(&state.def.key_schema, key_of(command)) {
+                duplicates[i] = !seen.insert((table.clone(), key.bytes));
+            }
+        }
+        if duplicates.iter().any(|d| *d) {
+            return Err(TransactionFailure {
+                reasons: duplicates
+                    .into_iter()
+                    .map(|d| {
+                        d.then(|| {
+                            StorageError::InvalidKey(
+                                "a transaction may address an item only once".into(),
+                            )
+                        })
+                    })
+                    .collect(),
+            });
+        }
+        let answers = self.writer.submit_transaction(actions).await;
+        if answers.len() != count {
+            return Err(TransactionFailure::all(count, || StorageError::Engine {
+                operation: "transaction",
+                message: "the writer answered the wrong number of actions".into(),
+            }));
+        }
+        if answers.iter().all(Result::is_ok) {
+            return Ok(answers.into_iter().flatten().collect());
+        }
+        Err(TransactionFailure {
+            reasons: answers.into_iter().map(Result::err).collect(),
+        })
+    }
+
+    /// Reads several items by their full primary keys from ONE snapshot:
+    /// the result reflects every transaction entirely or not at all.
+    pub fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
+        let tables = gets
+            .iter()
+            .map(|(table, _)| self.shared.table(table))
+            .collect::<Result<Vec<_>, _>>()?;
+        let view = self.shared.engine.read_view();
+        let mut items = Vec::with_capacity(gets.len());
+        for ((_, key), table) in gets.iter().zip(&tables) {
+            let key = keys::encode_key(&table.def.key_schema, key)?;
+            let partition = table.partition_of(key.hash)?;
+            let item = match view.get(&partition.space, &key.bytes)? {
+                Some(bytes) => Some(decode_item(&bytes).map_err(|e| StorageError::Corrupt {
+                    what: "item",
+                    detail: e.to_string(),
+                })?),
+                None => None,
+            };
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
