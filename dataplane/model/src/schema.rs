@@ -173,3 +173,34 @@ pub struct TableDefinition {
     /// Number of partitions the table's hash space is split into.
     pub partitions: u32,
 }
+
+/// The lifecycle state of a secondary index (DynamoDB's IndexStatus).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum IndexStatus {
+    /// Being added: new writes maintain it while existing items are backfilled.
+    Creating,
+    /// Complete and maintained.
+    Active,
+    /// Being removed: no longer maintained or readable.
+    Deleting,
+}
+
+impl IndexStatus {
+    /// Returns the DynamoDB name of this status ("CREATING", "ACTIVE", "DELETING").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexStatus::Creating => "CREATING",
+            IndexStatus::Active => "ACTIVE",
+            IndexStatus::Deleting => "DELETING",
+        }
+    }
+}
+
+/// The live state of a secondary index, as DescribeTable reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexState {
+    pub status: IndexStatus,
+    /// True while existing items are being added to a new global index.
+    #[serde(default)]
+    pub backfilling: bool,
+}

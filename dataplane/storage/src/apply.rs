@@ -8,11 +8,22 @@
 //! applying a Raft log tomorrow. Conditions are evaluated here, at apply time,
 //! against the state that earlier commands left. [`Effect`] then translates an
 //! outcome into engine mutations and statistics deltas.
+//!
+//! [`plan_write`] extends the outcome with everything else the write changes
+//! (DESIGN.md §3: one atomic batch): the entries of the table's local
+//! indexes, the deltas of its global indexes (recorded in the partition's
+//! outbox, delivered later), and the size of the item's collection. It also
+//! rejects index key values of the wrong type and writes that would push an
+//! item collection over its limit. [`plan_backfill`] is the command that adds
+//! an existing item to a new global index. Both are pure as well.
 
 use partita_model::limits::MAX_ITEM_SIZE;
+use partita_model::schema::IndexDefinition;
 use partita_model::value::item_size;
 use partita_model::{Item, KeySchema};
 
+use crate::index::{check_index_keys, index_entry, IndexEntry, INDEX_ENTRY_OVERHEAD};
+use crate::index_keys::IndexKind;
 use crate::{StorageError, WriteCommand, WriteOutcome};
 
 /// Applies `command` to the item it addresses, whose current state is
@@ -28,6 +39,7 @@ pub fn apply_command(
         WriteCommand::Put { condition, .. }
         | WriteCommand::Delete { condition, .. }
         | WriteCommand::Update { condition, .. } => condition.as_ref(),
+        WriteCommand::ConditionCheck { condition, .. } => Some(condition),
     };
     if let Some(condition) = condition {
         if !condition.evaluate(current)? {
@@ -37,6 +49,8 @@ pub fn apply_command(
         }
     }
     let new = match command {
+        // A condition check reads, writes nothing and reports nothing.
+        WriteCommand::ConditionCheck { .. } => return Ok(WriteOutcome::default()),
         WriteCommand::Put { item, .. } => Some(item.clone()),
         WriteCommand::Delete { .. } => None,
         WriteCommand::Update { key, update, .. } => {
@@ -66,6 +80,178 @@ pub fn apply_command(
     Ok(WriteOutcome {
         old: current.cloned(),
         new,
+        item_collection_size: None,
+    })
+}
+
+/// The secondary indexes a write maintains.
+pub struct IndexSet<'a> {
+    /// The table's key schema.
+    pub table: &'a KeySchema,
+    /// The local indexes, in definition order (the position names the index).
+    pub local: Vec<&'a IndexDefinition>,
+    /// The maintained (creating or active) global indexes with their ids.
+    pub global: Vec<(u64, &'a IndexDefinition)>,
+}
+
+/// The item collection of the written item: its size before the write and
+/// the most it may grow to.
+#[derive(Clone, Copy, Debug)]
+pub struct Collection {
+    pub size: u64,
+    pub limit: u64,
+}
+
+/// A change of one local index entry, written in the same batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LocalChange {
+    /// Position of the local index in the table definition.
+    pub index: usize,
+    /// The old entry's key, when it must be removed (the key changed or the
+    /// item left the index).
+    pub delete: Option<Vec<u8>>,
+    pub put: Option<IndexEntry>,
+    /// Change of the index's (entry count, entry bytes).
+    pub items: i64,
+    pub bytes: i64,
+}
+
+/// A change of one global index entry, recorded in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GlobalDelta {
+    pub index_id: u64,
+    /// The old entry's key, when it must be removed.
+    pub delete: Option<Vec<u8>>,
+    pub put: Option<IndexEntry>,
+}
+
+/// Everything one write changes.
+#[derive(Clone, Debug, Default)]
+pub struct WritePlan {
+    pub outcome: WriteOutcome,
+    pub local: Vec<LocalChange>,
+    pub global: Vec<GlobalDelta>,
+}
+
+fn entries_of(
+    indexes: &IndexSet<'_>,
+    def: &IndexDefinition,
+    kind: IndexKind,
+    outcome: &WriteOutcome,
+) -> Result<(Option<IndexEntry>, Option<IndexEntry>), StorageError> {
+    let entry = |item: &Option<Item>| -> Result<Option<IndexEntry>, StorageError> {
+        match item {
+            Some(item) => index_entry(indexes.table, def, kind, item),
+            None => Ok(None),
+        }
+    };
+    Ok((entry(&outcome.old)?, entry(&outcome.new)?))
+}
+
+/// Removes the old entry unless the new one replaces it under the same key;
+/// returns `None` when nothing changes at all.
+fn entry_change(
+    old: Option<IndexEntry>,
+    new: Option<IndexEntry>,
+) -> Option<(Option<Vec<u8>>, Option<IndexEntry>)> {
+    if old == new {
+        return None;
+    }
+    let delete = match (&old, &new) {
+        (Some(o), Some(n)) if o.key == n.key => None,
+        (Some(o), _) => Some(o.key.bytes.clone()),
+        (None, _) => None,
+    };
+    Some((delete, new))
+}
+
+/// Applies `command` like [`apply_command`] and plans every index and
+/// item-collection change it causes. Fails, changing nothing, when an index
+/// key attribute of the resulting item has the wrong type or an empty value
+/// (`IndexKeyInvalid`), or when the write grows the item's collection past
+/// its limit (`ItemCollectionSizeLimitExceeded`). `collection` is given for
+/// tables with local indexes; the outcome then reports the new size.
+pub fn plan_write(
+    indexes: &IndexSet<'_>,
+    current: Option<&Item>,
+    command: &WriteCommand,
+    collection: Option<Collection>,
+) -> Result<WritePlan, StorageError> {
+    let check = |item: &Item| -> Result<(), StorageError> {
+        for def in &indexes.local {
+            check_index_keys(def, item)?;
+        }
+        for (_, def) in &indexes.global {
+            check_index_keys(def, item)?;
+        }
+        Ok(())
+    };
+    // A Put's item is known up front: its index keys are request validation,
+    // which precedes the condition (as in DynamoDB).
+    if let WriteCommand::Put { item, .. } = command {
+        check(item)?;
+    }
+    let mut outcome = apply_command(indexes.table, current, command)?;
+    if let (WriteCommand::Update { .. }, Some(new)) = (command, &outcome.new) {
+        check(new)?;
+    }
+    let mut plan = WritePlan::default();
+    let mut collection_delta = stats_delta(&outcome).1;
+    for (position, def) in indexes.local.iter().enumerate() {
+        let (old, new) = entries_of(indexes, def, IndexKind::Local, &outcome)?;
+        let size = |e: &Option<IndexEntry>| e.as_ref().map_or(0, |e| e.size() as i64);
+        let count = |e: &Option<IndexEntry>| i64::from(e.is_some());
+        let (items, bytes) = (count(&new) - count(&old), size(&new) - size(&old));
+        collection_delta += bytes + items * INDEX_ENTRY_OVERHEAD as i64;
+        if let Some((delete, put)) = entry_change(old, new) {
+            plan.local.push(LocalChange {
+                index: position,
+                delete,
+                put,
+                items,
+                bytes,
+            });
+        }
+    }
+    if let Some(collection) = collection {
+        let new_size =
+            u64::try_from(i128::from(collection.size) + i128::from(collection_delta)).unwrap_or(0);
+        if new_size > collection.limit && new_size > collection.size {
+            return Err(StorageError::ItemCollectionSizeLimitExceeded);
+        }
+        outcome.item_collection_size = Some(new_size);
+    }
+    for (id, def) in &indexes.global {
+        let (old, new) = entries_of(indexes, def, IndexKind::Global, &outcome)?;
+        if let Some((delete, put)) = entry_change(old, new) {
+            plan.global.push(GlobalDelta {
+                index_id: *id,
+                delete,
+                put,
+            });
+        }
+    }
+    plan.outcome = outcome;
+    Ok(plan)
+}
+
+/// Plans the backfill of one existing item into global index `index_id`:
+/// the entry of the item as it is now, or nothing when the item is gone,
+/// lacks the index key (sparse) or holds an invalid index key value (such
+/// items stay out of the index, as in DynamoDB).
+pub fn plan_backfill(
+    table: &KeySchema,
+    index_id: u64,
+    def: &IndexDefinition,
+    current: Option<&Item>,
+) -> Option<GlobalDelta> {
+    let item = current?;
+    check_index_keys(def, item).ok()?;
+    let entry = index_entry(table, def, IndexKind::Global, item).ok()??;
+    Some(GlobalDelta {
+        index_id,
+        delete: None,
+        put: Some(entry),
     })
 }
 

@@ -2,15 +2,29 @@
 //! persisted per-partition statistics.
 //!
 //! On-disk records (each value starts with a format version byte):
-//! - space `catalog`, key = table name (UTF-8),
-//!   value = `0x01 ++ serde_json(TableDefinition)`.
-//! - space `meta`, key = `b"s" ++ partition space name`,
+//! - space `catalog`, key = table name (UTF-8), value =
+//!   `0x02 ++ serde_json(CatalogRecord)` (the definition plus the ids, partition
+//!   counts and states of the global indexes). Version `0x01`, the bare
+//!   `serde_json(TableDefinition)`, is still read.
+//! - space `meta`, key = `b"s" ++ space name`,
 //!   value = `0x01 ++ item count (u64 BE) ++ item bytes (u64 BE)`; written in
-//!   the same batch as the item changes it counts.
-//! - one space per table partition, named `t.<table_id>.<partition index>`
-//!   (the table id, not its name, so a re-created table never sees old data).
+//!   the same batch as the item (or index entry) changes it counts.
+//! - spaces named from the table id, never from names, so a re-created table
+//!   or index never sees old data:
+//!   - `t.<table_id>.<p>`: the items of table partition `p`;
+//!   - `l.<table_id>.<p>.<i>`: entries of local index `i` (definition order)
+//!     for partition `p`;
+//!   - `c.<table_id>.<p>`: item collection sizes of partition `p` (tables with
+//!     local indexes), key = the partition key prefix,
+//!     value = `0x01 ++ size (u64 BE)`;
+//!   - `o.<table_id>.<p>`: the global index outbox of partition `p`
+//!     (see `outbox`);
+//!   - `g.<table_id>.<id>.<q>`: entries of partition `q` of the global index
+//!     with id `id` (ids are never reused within a table).
 
-use partita_model::TableDefinition;
+use partita_model::schema::{IndexState, IndexStatus};
+use partita_model::{ProvisionedThroughput, TableDefinition};
+use serde::{Deserialize, Serialize};
 
 use crate::engine::MAX_SPACE_NAME;
 use crate::StorageError;
@@ -21,8 +35,72 @@ pub const CATALOG_SPACE: &str = "catalog";
 pub const META_SPACE: &str = "meta";
 
 const CATALOG_FORMAT_V1: u8 = 1;
+const CATALOG_FORMAT_V2: u8 = 2;
 const STATS_FORMAT_V1: u8 = 1;
+const COLLECTION_FORMAT_V1: u8 = 1;
 const PARTITION_SPACE_PREFIX: &str = "t.";
+const DATA_SPACE_PREFIXES: [&str; 5] = ["t.", "l.", "c.", "o.", "g."];
+
+/// The storage's record of one global index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GlobalIndexRecord {
+    pub name: String,
+    /// Unique within the table, never reused: names the index's spaces.
+    pub id: u64,
+    pub partitions: u32,
+    pub state: IndexState,
+}
+
+/// A table's catalog record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogRecord {
+    pub definition: TableDefinition,
+    /// One per entry of `definition.global_indexes` (matched by name), plus
+    /// indexes being deleted.
+    #[serde(default)]
+    pub global_indexes: Vec<GlobalIndexRecord>,
+    /// The id the next global index gets.
+    #[serde(default)]
+    pub next_index_id: u64,
+}
+
+/// Returns the partition count of a global index: like a table's, one per
+/// 3000 RCU or 1000 WCU, at least one; one when on demand.
+pub fn index_partitions(throughput: Option<&ProvisionedThroughput>) -> u32 {
+    let Some(t) = throughput else {
+        return 1;
+    };
+    let reads = (t.read_capacity_units.max(0) as u64).div_ceil(3000);
+    let writes = (t.write_capacity_units.max(0) as u64).div_ceil(1000);
+    u32::try_from(reads.max(writes).max(1)).unwrap_or(u32::MAX)
+}
+
+impl CatalogRecord {
+    /// The record of a new table: its global indexes are active (there is
+    /// nothing to backfill) with ids 0, 1, ...
+    pub fn new(definition: TableDefinition) -> CatalogRecord {
+        let global_indexes: Vec<GlobalIndexRecord> = definition
+            .global_indexes
+            .iter()
+            .zip(0u64..)
+            .map(|(def, id)| GlobalIndexRecord {
+                name: def.name.clone(),
+                id,
+                partitions: index_partitions(def.throughput.as_ref()),
+                state: IndexState {
+                    status: IndexStatus::Active,
+                    backfilling: false,
+                },
+            })
+            .collect();
+        let next_index_id = global_indexes.len() as u64;
+        CatalogRecord {
+            definition,
+            global_indexes,
+            next_index_id,
+        }
+    }
+}
 
 fn corrupt(what: &'static str, detail: impl ToString) -> StorageError {
     StorageError::Corrupt {
@@ -31,17 +109,31 @@ fn corrupt(what: &'static str, detail: impl ToString) -> StorageError {
     }
 }
 
-/// Encodes a table definition as a catalog record.
-pub fn encode_definition(def: &TableDefinition) -> Result<Vec<u8>, StorageError> {
-    let mut out = vec![CATALOG_FORMAT_V1];
-    serde_json::to_writer(&mut out, def).map_err(|e| corrupt("table definition", e))?;
+/// Encodes a catalog record.
+pub fn encode_record(record: &CatalogRecord) -> Result<Vec<u8>, StorageError> {
+    let mut out = vec![CATALOG_FORMAT_V2];
+    serde_json::to_writer(&mut out, record).map_err(|e| corrupt("table definition", e))?;
     Ok(out)
 }
 
-/// Decodes a catalog record.
-pub fn decode_definition(bytes: &[u8]) -> Result<TableDefinition, StorageError> {
+/// Decodes a catalog record of any version. A version 1 record predates
+/// index maintenance: its global indexes come back as creating, so they are
+/// backfilled.
+pub fn decode_record(bytes: &[u8]) -> Result<CatalogRecord, StorageError> {
     match bytes.split_first() {
         Some((&CATALOG_FORMAT_V1, json)) => {
+            let def: TableDefinition =
+                serde_json::from_slice(json).map_err(|e| corrupt("table definition", e))?;
+            let mut record = CatalogRecord::new(def);
+            for index in &mut record.global_indexes {
+                index.state = IndexState {
+                    status: IndexStatus::Creating,
+                    backfilling: true,
+                };
+            }
+            Ok(record)
+        }
+        Some((&CATALOG_FORMAT_V2, json)) => {
             serde_json::from_slice(json).map_err(|e| corrupt("table definition", e))
         }
         Some((v, _)) => Err(corrupt(
@@ -64,9 +156,63 @@ pub fn partition_space_name(table_id: &str, index: u32) -> Result<String, Storag
     Ok(name)
 }
 
-/// Returns true when `name` is a partition space name (of any table).
-pub fn is_partition_space(name: &str) -> bool {
-    name.starts_with(PARTITION_SPACE_PREFIX)
+fn checked_space_name(name: String) -> Result<String, StorageError> {
+    if name.len() > MAX_SPACE_NAME {
+        return Err(StorageError::InvalidTableDefinition(format!(
+            "table id too long for the space name {name}"
+        )));
+    }
+    Ok(name)
+}
+
+/// Returns the name of the space of local index `index` in partition `partition`.
+pub fn local_space_name(
+    table_id: &str,
+    partition: u32,
+    index: usize,
+) -> Result<String, StorageError> {
+    checked_space_name(format!("l.{table_id}.{partition}.{index}"))
+}
+
+/// Returns the name of the item collection space of partition `partition`.
+pub fn collection_space_name(table_id: &str, partition: u32) -> Result<String, StorageError> {
+    checked_space_name(format!("c.{table_id}.{partition}"))
+}
+
+/// Returns the name of the outbox space of partition `partition`.
+pub fn outbox_space_name(table_id: &str, partition: u32) -> Result<String, StorageError> {
+    checked_space_name(format!("o.{table_id}.{partition}"))
+}
+
+/// Returns the name of the space of partition `partition` of global index `id`.
+pub fn global_space_name(table_id: &str, id: u64, partition: u32) -> Result<String, StorageError> {
+    checked_space_name(format!("g.{table_id}.{id}.{partition}"))
+}
+
+/// Returns true when `name` is a space of table or index data (of any table).
+pub fn is_data_space(name: &str) -> bool {
+    DATA_SPACE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Encodes an item collection size record.
+pub fn encode_collection_size(size: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(9);
+    out.push(COLLECTION_FORMAT_V1);
+    out.extend_from_slice(&size.to_be_bytes());
+    out
+}
+
+/// Decodes an item collection size record.
+pub fn decode_collection_size(bytes: &[u8]) -> Result<u64, StorageError> {
+    match bytes.split_first() {
+        Some((&COLLECTION_FORMAT_V1, rest)) => {
+            let raw: [u8; 8] = rest
+                .try_into()
+                .map_err(|_| corrupt("item collection size", format!("{} bytes", bytes.len())))?;
+            Ok(u64::from_be_bytes(raw))
+        }
+        _ => Err(corrupt("item collection size", "unknown format")),
+    }
 }
 
 /// Returns the `meta` key of a partition's statistics record.
@@ -164,18 +310,23 @@ mod tests {
     #[test]
     fn definitions_round_trip_with_version_byte() {
         let def = definition("t");
-        let bytes = encode_definition(&def).unwrap();
-        assert_eq!(bytes[0], CATALOG_FORMAT_V1);
-        assert_eq!(decode_definition(&bytes).unwrap(), def);
+        let record = CatalogRecord::new(def.clone());
+        let bytes = encode_record(&record).unwrap();
+        assert_eq!(bytes[0], CATALOG_FORMAT_V2);
+        assert_eq!(decode_record(&bytes).unwrap(), record);
+        // Version 1: the bare definition.
+        let mut v1 = vec![CATALOG_FORMAT_V1];
+        serde_json::to_writer(&mut v1, &def).unwrap();
+        assert_eq!(decode_record(&v1).unwrap().definition, def);
         assert!(matches!(
-            decode_definition(&[7, b'{']),
+            decode_record(&[7, b'{']),
             Err(StorageError::Corrupt { .. })
         ));
         assert!(matches!(
-            decode_definition(&[1, b'{']),
+            decode_record(&[1, b'{']),
             Err(StorageError::Corrupt { .. })
         ));
-        assert!(decode_definition(&[]).is_err());
+        assert!(decode_record(&[]).is_err());
     }
 
     #[test]
@@ -193,8 +344,21 @@ mod tests {
     #[test]
     fn partition_space_names() {
         assert_eq!(partition_space_name("abc", 2).unwrap(), "t.abc.2");
-        assert!(is_partition_space("t.abc.2"));
-        assert!(!is_partition_space(CATALOG_SPACE));
+        assert_eq!(local_space_name("abc", 2, 1).unwrap(), "l.abc.2.1");
+        assert_eq!(global_space_name("abc", 7, 0).unwrap(), "g.abc.7.0");
+        assert_eq!(outbox_space_name("abc", 3).unwrap(), "o.abc.3");
+        assert_eq!(collection_space_name("abc", 3).unwrap(), "c.abc.3");
+        for name in ["t.abc.2", "l.a.1.0", "g.a.1.0", "o.a.0", "c.a.0"] {
+            assert!(is_data_space(name), "{name}");
+        }
+        assert!(!is_data_space(CATALOG_SPACE));
+        assert!(!is_data_space(META_SPACE));
+        assert!(global_space_name(&"x".repeat(250), 0, 0).is_err());
+        assert_eq!(
+            decode_collection_size(&encode_collection_size(42)).unwrap(),
+            42
+        );
+        assert!(decode_collection_size(&[1, 2]).is_err());
         assert!(partition_space_name("", 0).is_err());
         assert!(partition_space_name(&"x".repeat(300), 0).is_err());
     }

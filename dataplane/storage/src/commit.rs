@@ -5,19 +5,27 @@
 //! answer. The writer takes the first waiting request, drains whatever else
 //! is queued (up to [`MAX_GROUP_COMMANDS`]), and, holding the commit lock:
 //!
-//! 1. applies the commands in queue order with [`apply_command`], reading the
-//!    current item from an overlay of this group's pending writes first and
-//!    from the engine second — so a later command sees an earlier one of the
-//!    same group;
-//! 2. adds each change, and the new statistics of every touched partition, to
-//!    ONE engine batch;
+//! 1. applies the commands in queue order with [`plan_write`], reading the
+//!    current item (and item collection size) from an overlay of this
+//!    group's pending writes first and from the engine second — so a later
+//!    command sees an earlier one of the same group;
+//! 2. adds each change — the item, its local index entries, its item
+//!    collection size, its global index deltas as an outbox entry — and the
+//!    new statistics of every touched partition to ONE engine batch;
 //! 3. commits that batch (fsynced when the store syncs), and only then
 //! 4. answers every waiter.
+//!
+//! 5. wakes the outbox delivery task for the outboxes it wrote.
 //!
 //! While one group is being fsynced, the next one queues up, so throughput
 //! grows with concurrency instead of being bounded by fsync latency. A failed
 //! commit answers every command of the group with the engine error and no
 //! command of it is acknowledged.
+//!
+//! Besides client writes, the writer applies backfill commands
+//! ([`Command::Backfill`], see `backfill`): they are serialized with the
+//! writes like any command, which is what keeps a backfilled entry from
+//! overwriting a newer one.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -30,12 +38,13 @@ use std::time::{Duration, Instant};
 use partita_model::Item;
 use tokio::sync::oneshot;
 
-use crate::apply::{apply_command, stats_delta, Effect};
+use crate::apply::{plan_backfill, plan_write, stats_delta, Collection, Effect, GlobalDelta};
 use crate::catalog::{self, PartitionStats};
 use crate::codec::{decode_item, encode_item};
 use crate::engine::{Batch, ReadView};
 use crate::keys;
-use crate::state::{Partition, Shared, TableState};
+use crate::outbox;
+use crate::state::{Outbox, Partition, Shared, TableState};
 use crate::{StorageError, WriteCommand, WriteOutcome};
 
 /// Most commands applied in one group (one engine batch).
@@ -72,15 +81,63 @@ impl WriterCounters {
 /// The answers to one request, one per command, in order.
 pub(crate) type Answers = Vec<Result<WriteOutcome, StorageError>>;
 
+/// A command of the writer: a client write, or the backfill of existing
+/// items into a new global index.
+// Commands are moved into the queue once; boxing writes would cost an
+// allocation per write for no gain.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Command {
+    Write(WriteCommand),
+    /// Adds the items with these engine keys (of table partition
+    /// `partition`), as they are when the command applies, to global index
+    /// `index_id` of table incarnation `table_id`, through the outbox.
+    Backfill {
+        table_id: String,
+        index_id: u64,
+        partition: usize,
+        keys: Vec<Vec<u8>>,
+    },
+}
+
 struct Request {
-    commands: Vec<(String, WriteCommand)>,
+    commands: Vec<(String, Command)>,
     reply: oneshot::Sender<Answers>,
+    /// A transaction: all commands apply or none (see `transact`).
+    atomic: bool,
 }
 
 /// The handle of the writer thread.
 pub(crate) struct Writer {
     queue: Option<mpsc::Sender<Request>>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// A clonable submitter for background threads (backfills). Holders must
+/// be gone before [`Writer::stop`] returns, so they stop on `Shared::stopping`.
+#[derive(Clone)]
+pub(crate) struct WriterHandle {
+    queue: mpsc::Sender<Request>,
+}
+
+impl WriterHandle {
+    /// Queues commands and blocks until they are applied and durable.
+    pub fn submit_blocking(&self, commands: Vec<(String, Command)>) -> Answers {
+        let count = commands.len();
+        let all_failed = || (0..count).map(|_| Err(stopped())).collect();
+        let (reply, answer) = oneshot::channel();
+        if self
+            .queue
+            .send(Request {
+                commands,
+                reply,
+                atomic: false,
+            })
+            .is_err()
+        {
+            return all_failed();
+        }
+        answer.blocking_recv().unwrap_or_else(|_| all_failed())
+    }
 }
 
 fn stopped() -> StorageError {
@@ -107,15 +164,43 @@ impl Writer {
         })
     }
 
+    /// Returns a submitter for background threads, unless stopped.
+    pub fn handle(&self) -> Option<WriterHandle> {
+        self.queue.as_ref().map(|queue| WriterHandle {
+            queue: queue.clone(),
+        })
+    }
+
     /// Queues commands and waits until they are applied and durable.
     pub async fn submit(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
+        self.enqueue(commands, false).await
+    }
+
+    /// Queues a transaction and waits until it is applied and durable, or
+    /// refused as a whole (see `transact`).
+    pub async fn submit_transaction(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
+        self.enqueue(commands, true).await
+    }
+
+    async fn enqueue(&self, commands: Vec<(String, WriteCommand)>, atomic: bool) -> Answers {
         let count = commands.len();
         let all_failed = || (0..count).map(|_| Err(stopped())).collect();
         let (reply, answer) = oneshot::channel();
         let Some(queue) = &self.queue else {
             return all_failed();
         };
-        if queue.send(Request { commands, reply }).is_err() {
+        let commands = commands
+            .into_iter()
+            .map(|(table, command)| (table, Command::Write(command)))
+            .collect();
+        if queue
+            .send(Request {
+                commands,
+                reply,
+                atomic,
+            })
+            .is_err()
+        {
             return all_failed();
         }
         answer.await.unwrap_or_else(|_| all_failed())
@@ -194,12 +279,22 @@ fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
     }
 }
 
-/// The pending state of one group: engine batch, overlay, statistics deltas.
-struct GroupState<'a> {
+/// The pending state of one group: engine batch, overlays, statistics
+/// deltas, outbox sequence numbers. Transactions stage their writes in a
+/// [`GroupState::fork`], so a new field must be carried by `fork` and
+/// `absorb` too.
+pub(crate) struct GroupState<'a> {
     view: ReadView,
     batch: Batch,
     overlay: HashMap<(u64, Vec<u8>), Option<Item>>,
+    /// (table partition uid, partition key prefix) → item collection size.
+    collections: HashMap<(u64, Vec<u8>), u64>,
     deltas: HashMap<u64, (Arc<Partition>, i64, i64)>,
+    /// outbox uid → (outbox, next sequence number).
+    outboxes: HashMap<u64, (Arc<Outbox>, u64)>,
+    /// Outboxes to deliver after the commit.
+    delivery: Vec<(String, String, usize)>,
+    collection_limit: u64,
     tables: &'a std::collections::BTreeMap<String, Arc<TableState>>,
 }
 
@@ -216,15 +311,32 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         view: shared.engine.read_view(),
         batch: shared.engine.batch(),
         overlay: HashMap::new(),
+        collections: HashMap::new(),
         deltas: HashMap::new(),
+        outboxes: HashMap::new(),
+        delivery: Vec::new(),
+        collection_limit: shared.collection_limit,
         tables: &tables,
     };
     let mut answers: Vec<Answers> = group
         .iter()
         .map(|r| {
+            if r.atomic {
+                return crate::transact::apply_atomic(&mut state, &r.commands);
+            }
             r.commands
                 .iter()
-                .map(|(table, cmd)| state.apply_one(table, cmd))
+                .map(|(table, cmd)| match cmd {
+                    Command::Write(cmd) => state.apply_one(table, cmd),
+                    Command::Backfill {
+                        table_id,
+                        index_id,
+                        partition,
+                        keys,
+                    } => state
+                        .backfill(table, table_id, *index_id, *partition, keys)
+                        .map(|()| WriteOutcome::default()),
+                })
                 .collect()
         })
         .collect();
@@ -251,6 +363,10 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
             for (partition, stats) in new_stats {
                 *partition.stats.lock() = stats;
             }
+            for (outbox, next) in state.outboxes.values() {
+                outbox.next_seq.store(*next, Ordering::Release);
+            }
+            shared.delivery.notify(state.delivery);
         }
         Err(e) => {
             tracing::error!(error = %e, "committing a write group failed");
@@ -266,52 +382,216 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
     answers
 }
 
-impl GroupState<'_> {
-    fn apply_one(
-        &mut self,
-        table: &str,
-        command: &WriteCommand,
-    ) -> Result<WriteOutcome, StorageError> {
-        let table = self
-            .tables
-            .get(table)
-            .ok_or_else(|| StorageError::TableNotFound(table.into()))?;
-        let schema = &table.def.key_schema;
-        let key_item = match command {
-            WriteCommand::Put { item, .. } => item,
-            WriteCommand::Delete { key, .. } | WriteCommand::Update { key, .. } => key,
-        };
-        let key = keys::encode_key(schema, key_item)?;
-        let partition = table.partition_of(key.hash)?;
-        let slot = (partition.uid, key.bytes);
-        let current = match self.overlay.get(&slot) {
-            Some(pending) => pending.clone(),
-            None => match self.view.get(&partition.space, &slot.1)? {
-                Some(bytes) => Some(decode_item(&bytes).map_err(|e| StorageError::Corrupt {
+impl<'a> GroupState<'a> {
+    /// Returns a copy of this pending state with an empty batch: a
+    /// transaction is prepared on it and either absorbed or dropped.
+    pub(crate) fn fork(&self) -> GroupState<'a> {
+        GroupState {
+            view: self.view.clone(),
+            batch: Batch::default(),
+            overlay: self.overlay.clone(),
+            collections: self.collections.clone(),
+            deltas: self.deltas.clone(),
+            outboxes: self.outboxes.clone(),
+            delivery: self.delivery.clone(),
+            collection_limit: self.collection_limit,
+            tables: self.tables,
+        }
+    }
+
+    /// Takes over the state of a fork made by [`GroupState::fork`] and
+    /// appends its batch to this group's.
+    pub(crate) fn absorb(&mut self, fork: GroupState<'a>) {
+        let GroupState {
+            view: _,
+            batch,
+            overlay,
+            collections,
+            deltas,
+            outboxes,
+            delivery,
+            collection_limit: _,
+            tables: _,
+        } = fork;
+        self.batch.append(batch);
+        self.overlay = overlay;
+        self.collections = collections;
+        self.deltas = deltas;
+        self.outboxes = outboxes;
+        self.delivery = delivery;
+    }
+
+    /// Returns the current item at `key` of `partition`.
+    fn current(&self, partition: &Partition, key: &[u8]) -> Result<Option<Item>, StorageError> {
+        if let Some(pending) = self.overlay.get(&(partition.uid, key.to_vec())) {
+            return Ok(pending.clone());
+        }
+        match self.view.get(&partition.space, key)? {
+            Some(bytes) => Ok(Some(decode_item(&bytes).map_err(|e| {
+                StorageError::Corrupt {
                     what: "item",
                     detail: e.to_string(),
-                })?),
-                None => None,
-            },
-        };
-        let outcome = apply_command(schema, current.as_ref(), command)?;
-        match Effect::of(&outcome) {
-            Effect::None => return Ok(outcome),
-            Effect::Put => {
-                if let Some(new) = &outcome.new {
-                    self.batch.put(&partition.space, &slot.1, encode_item(new));
                 }
-            }
-            Effect::Delete => self.batch.delete(&partition.space, &slot.1),
+            })?)),
+            None => Ok(None),
         }
-        let (items, bytes) = stats_delta(&outcome);
+    }
+
+    fn count(&mut self, partition: &Arc<Partition>, items: i64, bytes: i64) {
         let entry = self
             .deltas
             .entry(partition.uid)
             .or_insert_with(|| (partition.clone(), 0, 0));
         entry.1 += items;
         entry.2 += bytes;
-        self.overlay.insert(slot, outcome.new.clone());
+    }
+
+    /// Records global index deltas as the next entry of an outbox.
+    fn record_outbox(&mut self, table: &TableState, index: usize, deltas: &[GlobalDelta]) {
+        let Some(outbox) = table.outboxes.get(index) else {
+            return;
+        };
+        let (_, next) = self
+            .outboxes
+            .entry(outbox.uid)
+            .or_insert_with(|| (outbox.clone(), outbox.next_seq.load(Ordering::Acquire)));
+        self.batch.put(
+            &outbox.space,
+            &outbox::seq_key(*next),
+            outbox::encode_record(deltas),
+        );
+        *next += 1;
+        self.delivery
+            .push((table.def.name.clone(), table.def.table_id.clone(), index));
+    }
+
+    pub(crate) fn apply_one(
+        &mut self,
+        table_name: &str,
+        command: &WriteCommand,
+    ) -> Result<WriteOutcome, StorageError> {
+        let table = self
+            .tables
+            .get(table_name)
+            .ok_or_else(|| StorageError::TableNotFound(table_name.into()))?;
+        let schema = &table.def.key_schema;
+        let key_item = match command {
+            WriteCommand::Put { item, .. } => item,
+            WriteCommand::Delete { key, .. }
+            | WriteCommand::Update { key, .. }
+            | WriteCommand::ConditionCheck { key, .. } => key,
+        };
+        let key = keys::encode_key(schema, key_item)?;
+        let index = table.partition_index(key.hash);
+        let partition = table.partition_of(key.hash)?;
+        let current = self.current(partition, &key.bytes)?;
+        // Tables with local indexes track the size of each item collection.
+        let collection_slot = match table.collections.get(index) {
+            Some(space) => {
+                let pk = key_item.get(&schema.hash.name).ok_or_else(|| {
+                    StorageError::InvalidKey("the key lacks the partition key".into())
+                })?;
+                let (prefix, _) = keys::partition_prefix(schema, pk)?;
+                let slot = (partition.uid, prefix);
+                let size = match self.collections.get(&slot) {
+                    Some(size) => *size,
+                    None => match self.view.get(space, &slot.1)? {
+                        Some(bytes) => catalog::decode_collection_size(&bytes)?,
+                        None => 0,
+                    },
+                };
+                Some((space.clone(), slot, size))
+            }
+            None => None,
+        };
+        let collection = collection_slot.as_ref().map(|(_, _, size)| Collection {
+            size: *size,
+            limit: self.collection_limit,
+        });
+        let plan = plan_write(&table.index_set(), current.as_ref(), command, collection)?;
+        let outcome = plan.outcome;
+        match Effect::of(&outcome) {
+            Effect::None => return Ok(outcome),
+            Effect::Put => {
+                if let Some(new) = &outcome.new {
+                    self.batch
+                        .put(&partition.space, &key.bytes, encode_item(new));
+                }
+            }
+            Effect::Delete => self.batch.delete(&partition.space, &key.bytes),
+        }
+        let (items, bytes) = stats_delta(&outcome);
+        self.count(partition, items, bytes);
+        for change in &plan.local {
+            let Some(local) = table.locals.get(change.index).and_then(|l| l.get(index)) else {
+                continue;
+            };
+            if let Some(old) = &change.delete {
+                self.batch.delete(&local.space, old);
+            }
+            if let Some(entry) = &change.put {
+                self.batch
+                    .put(&local.space, &entry.key.bytes, encode_item(&entry.item));
+            }
+            self.count(local, change.items, change.bytes);
+        }
+        if let (Some((space, slot, old)), Some(new)) =
+            (collection_slot, outcome.item_collection_size)
+        {
+            if new != old {
+                if new == 0 {
+                    self.batch.delete(&space, &slot.1);
+                } else {
+                    self.batch
+                        .put(&space, &slot.1, catalog::encode_collection_size(new));
+                }
+                self.collections.insert(slot, new);
+            }
+        }
+        if !plan.global.is_empty() {
+            self.record_outbox(table, index, &plan.global);
+        }
+        self.overlay
+            .insert((partition.uid, key.bytes), outcome.new.clone());
         Ok(outcome)
+    }
+
+    /// Applies a backfill command: one outbox entry per item that belongs in
+    /// the index, computed from the item as it is now.
+    fn backfill(
+        &mut self,
+        table_name: &str,
+        table_id: &str,
+        index_id: u64,
+        partition_index: usize,
+        keys: &[Vec<u8>],
+    ) -> Result<(), StorageError> {
+        let table = match self.tables.get(table_name) {
+            Some(t) if t.def.table_id == table_id => t.clone(),
+            _ => return Err(StorageError::TableNotFound(table_name.into())),
+        };
+        let Some(index) = table.globals.iter().find(|g| g.id == index_id) else {
+            return Err(StorageError::IndexNotFound(format!("#{index_id}")));
+        };
+        let partition =
+            table
+                .partitions
+                .get(partition_index)
+                .ok_or_else(|| StorageError::InvalidSegment {
+                    segment: u32::try_from(partition_index).unwrap_or(u32::MAX),
+                    total_segments: u32::try_from(table.partitions.len()).unwrap_or(u32::MAX),
+                })?;
+        for key in keys {
+            let current = self.current(partition, key)?;
+            if let Some(delta) = plan_backfill(
+                &table.def.key_schema,
+                index.id,
+                &index.def,
+                current.as_ref(),
+            ) {
+                self.record_outbox(&table, partition_index, &[delta]);
+            }
+        }
+        Ok(())
     }
 }

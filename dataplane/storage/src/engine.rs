@@ -124,6 +124,9 @@ impl Engine {
         };
         // Every entry of a batch gets the same sequence number, so two
         // entries for one key would be ambiguous: keep the last one only.
+        // A keyspace handle hashes and compares by its identity, which its
+        // interior mutability never changes.
+        #[allow(clippy::mutable_key_type)]
         let mut seen = std::collections::HashSet::with_capacity(batch.ops.len());
         let mut inner = self.db.batch();
         for (keyspace, key, value) in batch.ops.into_iter().rev() {

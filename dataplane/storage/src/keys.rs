@@ -44,7 +44,7 @@ use crate::StorageError;
 pub const HASH_LEN: usize = 8;
 
 /// The scalar bytes of a key value and its hash type tag.
-fn scalar_bytes(
+pub(crate) fn scalar_bytes(
     expected: ScalarType,
     value: &AttributeValue,
 ) -> Result<(u8, Cow<'_, [u8]>), StorageError> {
@@ -60,7 +60,7 @@ fn scalar_bytes(
     }
 }
 
-fn hash_tagged(tag: u8, bytes: &[u8]) -> u64 {
+pub(crate) fn hash_tagged(tag: u8, bytes: &[u8]) -> u64 {
     let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
     hasher.update(&[tag]);
     hasher.update(bytes);
@@ -86,7 +86,7 @@ pub fn partition_hash(value: &AttributeValue) -> Result<u64, StorageError> {
 }
 
 /// Appends `bytes` escaped and terminated (prefix-free, order-preserving).
-fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
         out.push(b);
         if b == 0 {

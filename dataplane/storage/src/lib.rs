@@ -1,11 +1,15 @@
 //! Partita's storage layer.
 //!
 //! Owns: the on-disk layout on the fjall engine (catalog of table definitions,
-//! one keyspace per table partition), the order-preserving key encoding, the
-//! versioned item codec, the partition state machine that applies typed write
-//! commands (conditions evaluated at apply time), and group commit: concurrent
-//! writes share one durable (fsynced) engine batch, and a write is acknowledged
-//! only once durable.
+//! one keyspace per table partition and per index partition), the
+//! order-preserving key encoding, the versioned item codec, the partition
+//! state machine that applies typed write commands (conditions evaluated at
+//! apply time), group commit (concurrent writes share one durable, fsynced
+//! engine batch, and a write is acknowledged only once durable), and
+//! secondary indexes: local indexes maintained in the write's own batch,
+//! global indexes maintained through a per-partition outbox and a delivery
+//! task (eventually consistent), backfill of new global indexes, and item
+//! collection sizes.
 //!
 //! Must not know: JSON, HTTP or DynamoDB error `__type` names. Errors are typed
 //! ([`StorageError`]); the API layer maps them onto the wire.
@@ -15,11 +19,23 @@
 //!   hash ranges of partitions and scan segments.
 //! - [`codec`]: the versioned binary item format.
 //! - [`apply`]: the partition state machine (pure: command + current item →
-//!   outcome).
+//!   outcome, index changes and item collection size).
+//! - [`index`], [`index_keys`]: index rules (projection, sparseness, key type
+//!   checks) and index entry key encoding.
 //! - `commit`: the group-commit writer thread.
+//! - `outbox`: the global index outbox and its delivery task; `backfill`:
+//!   adding existing items to a new global index (and why it cannot
+//!   overwrite newer entries).
 //! - `state`: open tables, recovery at open, catalog changes; `catalog`: the
 //!   on-disk catalog and statistics records.
 //! - `engine`: the only module that calls fjall.
+//!
+//! Index API: [`Store::query_index`], [`Store::scan_index`],
+//! [`Store::create_global_index`], [`Store::delete_global_index`],
+//! [`Store::index_state`], [`Store::index_stats`], [`Store::gsi_pending`],
+//! [`Store::wait_for_index_delivery`], [`WriteOutcome::item_collection_size`],
+//! [`StoreOptions::item_collection_limit`] and the errors `IndexNotFound`,
+//! `IndexKeyInvalid` and `ItemCollectionSizeLimitExceeded`.
 //!
 //! Beyond the original contract: [`Store::write_many`] (one group commit for
 //! several independent commands, e.g. BatchWriteItem), [`Store::flush`],
@@ -34,21 +50,35 @@
 //! never leaves half a group; readers see whole batches only.
 
 pub mod apply;
+mod backfill;
 mod catalog;
 pub mod codec;
 mod commit;
 mod engine;
+pub mod index;
+pub mod index_keys;
 pub mod keys;
+mod outbox;
 mod read;
 mod state;
+mod transact;
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use partita_expr::{Condition, SortKeyCondition, UpdateExpression};
-use partita_model::{AttributeValue, Item, TableDefinition};
+use partita_model::schema::{IndexDefinition, IndexState};
+use partita_model::{AttributeValue, Item, ScalarType, TableDefinition};
 
 pub use commit::{WriterStats, MAX_GROUP_COMMANDS};
+pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
+pub use transact::TransactionFailure;
+
+/// DynamoDB's item collection size limit: 10 GB.
+pub const ITEM_COLLECTION_LIMIT: u64 = 10 * 1024 * 1024 * 1024;
 
 /// Errors of the storage layer.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +116,24 @@ pub enum StorageError {
     /// A stored record could not be decoded.
     #[error("corrupt {what} record: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The table has no (readable) secondary index of this name.
+    #[error("index not found: {0}")]
+    IndexNotFound(String),
+    /// A Put or Update produced an item whose index key attribute
+    /// `attribute` of index `index` is invalid: of type `actual` where the
+    /// index declares `expected` (`Some`), or an empty S or B value
+    /// (`expected: None`). Nothing was written.
+    #[error("invalid value for key {attribute} of index {index}")]
+    IndexKeyInvalid {
+        index: String,
+        attribute: String,
+        expected: Option<ScalarType>,
+        actual: &'static str,
+    },
+    /// The write would grow its item collection (the items of one partition
+    /// key and their local index entries) past the limit. Nothing was written.
+    #[error("item collection size limit exceeded")]
+    ItemCollectionSizeLimitExceeded,
 }
 
 /// One typed mutation of one item: the commands of the partition state machine.
@@ -104,6 +152,9 @@ pub enum WriteCommand {
         update: UpdateExpression,
         condition: Option<Condition>,
     },
+    /// Evaluates `condition` against the item at `key` and writes nothing
+    /// (a transaction's ConditionCheck). Its outcome is empty.
+    ConditionCheck { key: Item, condition: Condition },
 }
 
 /// The result of an applied write: the item before and after.
@@ -111,6 +162,10 @@ pub enum WriteCommand {
 pub struct WriteOutcome {
     pub old: Option<Item>,
     pub new: Option<Item>,
+    /// For tables with local indexes: the size in bytes of the written
+    /// item's collection after the write (its items plus their local index
+    /// entries, each entry counted with [`index::INDEX_ENTRY_OVERHEAD`]).
+    pub item_collection_size: Option<u64>,
 }
 
 /// What a visitor tells a Query or Scan to do next.
@@ -124,11 +179,17 @@ pub enum Visit {
 pub struct StoreOptions {
     /// When false, writes are not fsynced (tests and benchmarks of CPU cost only).
     pub sync: bool,
+    /// Largest item collection, in bytes, a write may produce
+    /// ([`ITEM_COLLECTION_LIMIT`] by default; tests set it small).
+    pub item_collection_limit: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        StoreOptions { sync: true }
+        StoreOptions {
+            sync: true,
+            item_collection_limit: ITEM_COLLECTION_LIMIT,
+        }
     }
 }
 
@@ -136,23 +197,142 @@ impl Default for StoreOptions {
 pub struct Store {
     shared: Arc<state::Shared>,
     writer: commit::Writer,
+    delivery: Option<JoinHandle<()>>,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `dir`.
+    /// Opens (creating if needed) the store in `dir`, and resumes the
+    /// delivery of pending global index updates and interrupted backfills.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StorageError> {
-        let shared = Arc::new(state::Shared::open(dir, options.sync)?);
+        let shared = Arc::new(state::Shared::open(
+            dir,
+            options.sync,
+            options.item_collection_limit,
+        )?);
         let writer = commit::Writer::start(shared.clone())?;
-        Ok(Store { shared, writer })
+        let delivery = outbox::start(shared.clone())?;
+        let store = Store {
+            shared,
+            writer,
+            delivery: Some(delivery),
+        };
+        outbox::notify_all(&store.shared);
+        let creating: Vec<backfill::Job> = store
+            .shared
+            .tables
+            .read()
+            .values()
+            .flat_map(|t| {
+                t.globals
+                    .iter()
+                    .filter(|g| g.state.backfilling)
+                    .map(|g| backfill::Job {
+                        table: t.def.name.clone(),
+                        table_id: t.def.table_id.clone(),
+                        index_id: g.id,
+                    })
+            })
+            .collect();
+        for job in creating {
+            store.start_backfill(job);
+        }
+        Ok(store)
+    }
+
+    fn start_backfill(&self, job: backfill::Job) {
+        if let Some(handle) = self.writer.handle() {
+            backfill::spawn(self.shared.clone(), handle, job);
+        }
     }
 
     /// Creates a table; fails with `TableExists` when the name is taken.
-    /// A `partitions` of 0 is stored as 1.
+    /// A `partitions` of 0 is stored as 1. Its local and global indexes are
+    /// created empty and ACTIVE; a global index gets
+    /// max(1, ceil(RCU/3000), ceil(WCU/1000)) partitions of its own (1 on
+    /// demand). Fails with `InvalidTableDefinition` for duplicate index
+    /// names, more than 5 local or 20 global indexes, or a local index that
+    /// does not share the table's partition key.
     pub fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
         self.shared.create_table(def)
     }
 
-    /// Deletes a table and all its data; returns its last definition.
+    /// Adds a global index to a table and returns the new definition. The
+    /// index is CREATING and backfilling at once: writes from now on maintain
+    /// it, and a background task adds the existing items, then flips it to
+    /// ACTIVE ([`Store::index_state`]). Fails with `InvalidTableDefinition`
+    /// for a name in use or a 21st global index.
+    pub fn create_global_index(
+        &self,
+        table: &str,
+        index: IndexDefinition,
+    ) -> Result<TableDefinition, StorageError> {
+        let (def, index_id) = self.shared.create_global_index(table, index)?;
+        self.start_backfill(backfill::Job {
+            table: def.name.clone(),
+            table_id: def.table_id.clone(),
+            index_id,
+        });
+        Ok(def)
+    }
+
+    /// Removes a global index: it stops being maintained and readable at
+    /// once, its data is dropped (whole keyspaces) and it leaves the
+    /// definition, which is returned. `IndexNotFound` when there is none.
+    pub fn delete_global_index(
+        &self,
+        table: &str,
+        index: &str,
+    ) -> Result<TableDefinition, StorageError> {
+        self.shared.delete_global_index(table, index)
+    }
+
+    /// Returns the status of a secondary index (local indexes are always
+    /// ACTIVE).
+    pub fn index_state(&self, table: &str, index: &str) -> Result<IndexState, StorageError> {
+        self.shared.index_state(table, index)
+    }
+
+    /// Returns (entry count, total bytes of projected items) of a secondary
+    /// index. For a global index this counts delivered entries.
+    pub fn index_stats(&self, table: &str, index: &str) -> Result<(u64, u64), StorageError> {
+        self.shared.index_stats(table, index)
+    }
+
+    /// Returns how many outbox entries (writes) of a table still await
+    /// delivery to its global indexes; 0 means the global indexes reflect
+    /// every acknowledged write.
+    pub fn gsi_pending(&self, table: &str) -> Result<u64, StorageError> {
+        self.shared.gsi_pending(table)
+    }
+
+    /// Waits until every global index update of `table` acknowledged so far
+    /// is delivered; returns false on timeout.
+    pub fn wait_for_index_delivery(
+        &self,
+        table: &str,
+        timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        let deadline = Instant::now() + timeout;
+        let targets: Vec<_> = self
+            .shared
+            .table(table)?
+            .outboxes
+            .iter()
+            .map(|o| (o.clone(), o.next_seq.load(Ordering::Acquire)))
+            .collect();
+        for (outbox, target) in targets {
+            while outbox.delivered.load(Ordering::Acquire) < target {
+                if Instant::now() >= deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        }
+        Ok(true)
+    }
+
+    /// Deletes a table and all its data, index data included; returns its
+    /// last definition.
     pub fn delete_table(&self, name: &str) -> Result<TableDefinition, StorageError> {
         self.shared.delete_table(name)
     }
@@ -258,6 +438,60 @@ impl Store {
         )
     }
 
+    /// Visits the projected items of one index partition key value in index
+    /// sort key order (reverse when `forward` is false), restricted by
+    /// `sort` (a condition on the index sort key), starting after
+    /// `exclusive_start`: the LastEvaluatedKey of an index page, holding the
+    /// table's and the index's key attributes. `IndexNotFound` for an
+    /// unknown index. Global indexes are eventually consistent.
+    #[allow(clippy::too_many_arguments)]
+    pub fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        hash_value: &AttributeValue,
+        sort: Option<&SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        read::query_index(
+            &self.shared,
+            table,
+            index,
+            hash_value,
+            sort,
+            forward,
+            exclusive_start,
+            visit,
+        )
+    }
+
+    /// Visits the projected items of scan segment `segment` of
+    /// `total_segments` of an index, in index key order (hash order of the
+    /// index partition key), starting after `exclusive_start` (see
+    /// [`Store::query_index`]). The segments of one `total_segments`
+    /// partition the index exactly.
+    pub fn scan_index(
+        &self,
+        table: &str,
+        index: &str,
+        segment: u32,
+        total_segments: u32,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        read::scan_index(
+            &self.shared,
+            table,
+            index,
+            segment,
+            total_segments,
+            exclusive_start,
+            visit,
+        )
+    }
+
     /// Returns the group-commit writer's counters.
     pub fn writer_stats(&self) -> WriterStats {
         self.shared.counters.snapshot()
@@ -269,10 +503,36 @@ impl Store {
         self.shared.engine.persist()
     }
 
-    /// Shuts down gracefully: finishes the queued writes, stops the writer and
-    /// fsyncs. Dropping the store does the same, minus reporting errors.
+    /// Shuts down gracefully: stops backfills (an interrupted backfill
+    /// resumes at the next open), finishes the queued writes, stops the
+    /// writer and the index delivery task (pending deliveries resume at the
+    /// next open) and fsyncs. Dropping the store does the same, minus
+    /// reporting errors.
     pub fn close(mut self) -> Result<(), StorageError> {
-        self.writer.stop();
+        self.shutdown();
         self.shared.engine.persist()
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stopping.store(true, Ordering::Release);
+        let backfills = std::mem::take(&mut *self.shared.backfills.lock());
+        for handle in backfills {
+            if handle.join().is_err() {
+                tracing::error!("a backfill thread panicked");
+            }
+        }
+        self.writer.stop();
+        self.shared.delivery.stop();
+        if let Some(handle) = self.delivery.take() {
+            if handle.join().is_err() {
+                tracing::error!("the index delivery thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }

@@ -49,8 +49,16 @@ fn crash_writer_child() {
     let (Ok(dir), Ok(round)) = (std::env::var(DIR_ENV), std::env::var(ROUND_ENV)) else {
         return;
     };
-    let store =
-        Arc::new(Store::open(std::path::Path::new(&dir), StoreOptions { sync: true }).unwrap());
+    let store = Arc::new(
+        Store::open(
+            std::path::Path::new(&dir),
+            StoreOptions {
+                sync: true,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     if store.table("t").is_err() {
         store
             .create_table(table_def("t", Some(ScalarType::N), 2))

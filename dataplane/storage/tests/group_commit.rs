@@ -18,7 +18,16 @@ async fn concurrent_durable_puts_share_fsyncs() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(3.0);
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path(), StoreOptions { sync: true }).unwrap());
+    let store = Arc::new(
+        Store::open(
+            dir.path(),
+            StoreOptions {
+                sync: true,
+                ..Default::default()
+            },
+        )
+        .unwrap(),
+    );
     store.create_table(table_def("t", None, 1)).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

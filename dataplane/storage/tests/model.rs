@@ -325,7 +325,16 @@ fn paged(
 
 fn run(steps: Vec<Step>, partitions: u32) {
     let dir = tempfile::tempdir().unwrap();
-    let open = || Store::open(dir.path(), StoreOptions { sync: false }).unwrap();
+    let open = || {
+        Store::open(
+            dir.path(),
+            StoreOptions {
+                sync: false,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
     let mut store = open();
     store
         .create_table(table_def("t", Some(ScalarType::N), partitions))

@@ -85,3 +85,77 @@ pub fn scan_all(
         .expect("scan");
     out
 }
+
+/// A secondary index definition: partition key `hash`, optional sort key.
+pub fn index_def(
+    name: &str,
+    hash: (&str, ScalarType),
+    range: Option<(&str, ScalarType)>,
+    projection: partita_model::Projection,
+    throughput: Option<partita_model::ProvisionedThroughput>,
+) -> partita_model::IndexDefinition {
+    partita_model::IndexDefinition {
+        name: name.into(),
+        key_schema: KeySchema {
+            hash: KeyAttribute {
+                name: hash.0.into(),
+                scalar_type: hash.1,
+            },
+            range: range.map(|(n, t)| KeyAttribute {
+                name: n.into(),
+                scalar_type: t,
+            }),
+        },
+        projection,
+        throughput,
+    }
+}
+
+/// Runs an index Query to completion and returns the items.
+pub fn index_query_all(
+    store: &partita_storage::Store,
+    table: &str,
+    index: &str,
+    hash: &AttributeValue,
+    sort: Option<&partita_expr::SortKeyCondition>,
+    forward: bool,
+) -> Vec<Item> {
+    let mut out = Vec::new();
+    store
+        .query_index(table, index, hash, sort, forward, None, &mut |i| {
+            out.push(i);
+            partita_storage::Visit::Continue
+        })
+        .expect("index query");
+    out
+}
+
+/// Runs every segment of an index Scan to completion and returns the items.
+pub fn index_scan_all(
+    store: &partita_storage::Store,
+    table: &str,
+    index: &str,
+    total: u32,
+) -> Vec<Item> {
+    let mut out = Vec::new();
+    for segment in 0..total {
+        store
+            .scan_index(table, index, segment, total, None, &mut |i| {
+                out.push(i);
+                partita_storage::Visit::Continue
+            })
+            .expect("index scan");
+    }
+    out
+}
+
+/// Waits until the table's global index updates are delivered.
+pub fn wait_delivered(store: &partita_storage::Store, table: &str) {
+    assert!(
+        store
+            .wait_for_index_delivery(table, std::time::Duration::from_secs(30))
+            .expect("table exists"),
+        "global index delivery did not catch up"
+    );
+    assert_eq!(store.gsi_pending(table).unwrap(), 0);
+}
