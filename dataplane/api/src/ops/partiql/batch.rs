@@ -157,7 +157,7 @@ pub async fn batch_execute_statement(api: &Api, req: Request) -> Result<Value, A
                 (Statement::Exists(_), _) => Err(ApiError::validation(
                     "EXISTS can only be used in ExecuteTransaction write requests.",
                 )),
-                (_, Plan::Read(r)) if !matches!(r.access, Access::Get(_)) => {
+                (_, Plan::Read(r)) if !r.key_terms_only || !matches!(r.access, Access::Get(_)) => {
                     Err(ApiError::validation("Only single item select is supported"))
                 }
                 _ => Ok(p),

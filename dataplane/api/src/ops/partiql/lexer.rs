@@ -100,10 +100,9 @@ pub fn tokenize(input: &str) -> Result<Vec<Token>, ApiError> {
                 i += 1;
             }
             Tok::Word(chars[start..i].iter().collect())
-        } else if c.is_ascii_digit() {
-            i = scan_number(&chars, i);
-            Tok::Num(chars[start..i].iter().collect())
-        } else if c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
             i = scan_number(&chars, i);
             Tok::Num(chars[start..i].iter().collect())
         } else if c == '\'' || c == '"' {

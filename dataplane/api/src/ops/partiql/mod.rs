@@ -21,6 +21,7 @@
 //! yet, like Query and Scan do.
 
 mod batch;
+mod bind;
 mod exec;
 mod lexer;
 mod parser;

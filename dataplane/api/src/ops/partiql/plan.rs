@@ -13,15 +13,12 @@
 //! changes the result. UPDATE and DELETE need an equality on every key
 //! attribute; their other terms become the write's condition.
 
-use partita_expr::{
-    CompareOp, Condition, Operand, Path, PathElement, SetValue, SortKeyCondition, UpdateExpression,
-};
+use partita_expr::{Condition, Path, PathElement, SortKeyCondition, UpdateExpression};
 use partita_model::{AttributeValue, Item, KeySchema, TableDefinition};
 
-use super::lexer::Pos;
-use super::parser::{CmpOp, Expr, Lit, PathExpr, Returning, Select, Statement, Step, UpdateAction};
+use super::bind::Binder;
+use super::parser::{CmpOp, Expr, PathExpr, Returning, Select, Statement, UpdateAction};
 use super::with_pos;
-use crate::codec;
 use crate::error::ApiError;
 use crate::ops::common::{validate_item_key, validate_key, INVALID};
 
@@ -45,6 +42,9 @@ pub struct ReadPlan {
     pub filter: Option<Condition>,
     /// `None` for `*`; else (output name, path) pairs.
     pub projection: Option<Vec<(String, Path)>>,
+    /// True when the WHERE clause holds nothing but key equalities (what
+    /// batches and transactions require of a SELECT).
+    pub key_terms_only: bool,
 }
 
 impl ReadPlan {
@@ -248,342 +248,7 @@ fn and_all(conds: Vec<Condition>) -> Option<Condition> {
     Some(iter.fold(first, |acc, c| Condition::And(Box::new(acc), Box::new(c))))
 }
 
-/// Binds parameters and converts syntax to expression ASTs.
-struct Binder<'p> {
-    params: &'p [AttributeValue],
-}
-
 impl Binder<'_> {
-    /// The value of a literal, parameter or collection literal; `None` when
-    /// `e` is not a value (a path, an operator, a call).
-    fn value(&self, e: &Expr) -> Result<Option<AttributeValue>, ApiError> {
-        Ok(Some(match e {
-            Expr::Lit(Lit::Str(s), _) => AttributeValue::S(s.clone()),
-            Expr::Lit(Lit::Num(n), _) => AttributeValue::N(codec::parse_number(n)?),
-            Expr::Lit(Lit::Bool(b), _) => AttributeValue::Bool(*b),
-            Expr::Lit(Lit::Null, _) => AttributeValue::Null,
-            Expr::Lit(Lit::Missing, _) => {
-                return Err(ApiError::validation(
-                    "MISSING must be compared using IS operator",
-                ))
-            }
-            Expr::Param(i, _) => match self.params.get(*i) {
-                Some(v) => v.clone(),
-                None => return Err(param_count_mismatch()),
-            },
-            Expr::List(items, _) => {
-                let mut out = Vec::with_capacity(items.len());
-                for item in items {
-                    out.push(self.required_value(item)?);
-                }
-                AttributeValue::L(out)
-            }
-            Expr::Struct(fields, pos) => AttributeValue::M(self.structure(fields, *pos)?),
-            Expr::Bag(items, pos) => self.bag(items, *pos)?,
-            _ => return Ok(None),
-        }))
-    }
-
-    fn required_value(&self, e: &Expr) -> Result<AttributeValue, ApiError> {
-        match self.value(e)? {
-            Some(v) => Ok(v),
-            None => Err(with_pos(
-                &format!("Unsupported operation: {}", describe(e)),
-                e.pos(),
-            )),
-        }
-    }
-
-    fn structure(&self, fields: &[(Expr, Expr)], pos: Pos) -> Result<Item, ApiError> {
-        let mut out = Item::new();
-        for (k, v) in fields {
-            let name = match k {
-                Expr::Lit(Lit::Str(s), _) => s.clone(),
-                Expr::Param(..) => match self.value(k)? {
-                    Some(AttributeValue::S(s)) => s,
-                    Some(other) => {
-                        return Err(with_pos(
-                            &format!(
-                                "Tuple keys must be of type String. Actual type: {} under root",
-                                other.type_name()
-                            ),
-                            k.pos(),
-                        ))
-                    }
-                    None => return Err(param_count_mismatch()),
-                },
-                other => {
-                    return Err(with_pos(
-                        &format!(
-                            "Tuple keys must be of type String. Actual type: {} under root",
-                            describe(other)
-                        ),
-                        other.pos(),
-                    ))
-                }
-            };
-            if out.contains_key(&name) {
-                return Err(with_pos(
-                    &format!("Duplicate keys in tuple. Key: {name} under root"),
-                    k.pos(),
-                ));
-            }
-            let value = self.required_value(v)?;
-            out.insert(name, value);
-        }
-        Ok(out)
-    }
-
-    fn bag(&self, items: &[Expr], pos: Pos) -> Result<AttributeValue, ApiError> {
-        if items.is_empty() {
-            return Err(with_pos("Empty bags are not supported", pos));
-        }
-        let mixed = || {
-            ApiError::validation(
-                "Unsupported data type in Bag. DynamoDB only supports either numbers or strings in bags",
-            )
-        };
-        let values = items
-            .iter()
-            .map(|i| self.required_value(i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let set = match &values[0] {
-            AttributeValue::S(_) => AttributeValue::Ss(Vec::new()),
-            AttributeValue::N(_) => AttributeValue::Ns(Vec::new()),
-            AttributeValue::B(_) => AttributeValue::Bs(Vec::new()),
-            _ => return Err(mixed()),
-        };
-        let mut set = set;
-        for v in values {
-            match (&mut set, v) {
-                (AttributeValue::Ss(s), AttributeValue::S(x)) => {
-                    if !s.contains(&x) {
-                        s.push(x)
-                    }
-                }
-                (AttributeValue::Ns(s), AttributeValue::N(x)) => {
-                    if !s.iter().any(|n| n.cmp(&x) == std::cmp::Ordering::Equal) {
-                        s.push(x)
-                    }
-                }
-                (AttributeValue::Bs(s), AttributeValue::B(x)) => {
-                    if !s.contains(&x) {
-                        s.push(x)
-                    }
-                }
-                _ => return Err(mixed()),
-            }
-        }
-        Ok(set)
-    }
-
-    fn path(&self, p: &PathExpr) -> Result<Path, ApiError> {
-        if p.root.is_empty() {
-            return Err(ApiError::validation(
-                "Path component cannot be an empty string",
-            ));
-        }
-        let mut elems = vec![PathElement::Attribute(p.root.clone())];
-        for step in &p.steps {
-            elems.push(match step {
-                Step::Field(f) if f.is_empty() => {
-                    return Err(ApiError::validation(
-                        "Path component cannot be an empty string",
-                    ))
-                }
-                Step::Field(f) => PathElement::Attribute(f.clone()),
-                Step::Index(i) => match i.parse::<usize>() {
-                    Ok(n) => PathElement::Index(n),
-                    Err(_) => {
-                        return Err(ApiError::validation(format!(
-                            "List index is not within the allowable range; index: [{i}]"
-                        )))
-                    }
-                },
-                Step::Wildcard => {
-                    return Err(ApiError::validation(
-                        "Wildcard path component like a[*].b are not supported",
-                    ))
-                }
-            });
-        }
-        if elems.len() > partita_expr::MAX_PATH_DEPTH {
-            return Err(ApiError::validation(
-                "Nesting Levels have exceeded supported limits",
-            ));
-        }
-        Ok(Path(elems))
-    }
-
-    fn operand(&self, e: &Expr) -> Result<Operand, ApiError> {
-        if let Some(v) = self.value(e)? {
-            return Ok(Operand::Value(v));
-        }
-        match e {
-            Expr::Path(p) => Ok(Operand::Path(self.path(p)?)),
-            Expr::Call(name, args, _) if name.eq_ignore_ascii_case("size") => match args.as_slice()
-            {
-                [Expr::Path(p)] => Ok(Operand::Size(self.path(p)?)),
-                _ => Err(ApiError::validation(
-                    "Incorrect operand type for operator or function; operator or function: size",
-                )),
-            },
-            Expr::Call(name, _, _) => Err(unrecognized_function(name)),
-            other => Err(with_pos(
-                &format!("Unsupported operation: {}", describe(other)),
-                other.pos(),
-            )),
-        }
-    }
-
-    fn path_arg(&self, e: &Expr, function: &str) -> Result<Path, ApiError> {
-        match e {
-            Expr::Path(p) => self.path(p),
-            _ => Err(ApiError::validation(format!(
-                "Incorrect operand type for operator or function; operator or function: {function}"
-            ))),
-        }
-    }
-
-    /// Converts a WHERE clause (or part of one) to a condition.
-    fn condition(&self, e: &Expr) -> Result<Condition, ApiError> {
-        Ok(match e {
-            Expr::And(a, b) => {
-                Condition::And(Box::new(self.condition(a)?), Box::new(self.condition(b)?))
-            }
-            Expr::Or(a, b) => {
-                Condition::Or(Box::new(self.condition(a)?), Box::new(self.condition(b)?))
-            }
-            Expr::Not(a) => Condition::Not(Box::new(self.condition(a)?)),
-            Expr::Cmp(op, a, b) => {
-                let op = match op {
-                    CmpOp::Eq => CompareOp::Eq,
-                    CmpOp::Ne => CompareOp::Ne,
-                    CmpOp::Lt => CompareOp::Lt,
-                    CmpOp::Le => CompareOp::Le,
-                    CmpOp::Gt => CompareOp::Gt,
-                    CmpOp::Ge => CompareOp::Ge,
-                };
-                Condition::Compare(self.operand(a)?, op, self.operand(b)?)
-            }
-            Expr::Between(a, lo, hi) => {
-                Condition::Between(self.operand(a)?, self.operand(lo)?, self.operand(hi)?)
-            }
-            Expr::In(a, list) => {
-                let invalid = || {
-                    ApiError::validation(
-                        "IN operator must have a left hand argument of type Variable Reference and right hand argument of type Seq with at least one member",
-                    )
-                };
-                let items = match list.as_ref() {
-                    Expr::List(items, _) if !items.is_empty() => items
-                        .iter()
-                        .map(|i| self.operand(i))
-                        .collect::<Result<Vec<_>, _>>()?,
-                    Expr::Param(..) => match self.value(list)? {
-                        Some(AttributeValue::L(values)) if !values.is_empty() => {
-                            values.into_iter().map(Operand::Value).collect()
-                        }
-                        _ => return Err(invalid()),
-                    },
-                    _ => return Err(invalid()),
-                };
-                if items.len() > partita_expr::MAX_IN_OPERANDS {
-                    return Err(ApiError::validation(
-                        "Too many operands for the IN operator; maximum is 100",
-                    ));
-                }
-                Condition::In(self.operand(a)?, items)
-            }
-            Expr::Is(a, not, ty) => {
-                let Expr::Path(p) = a.as_ref() else {
-                    return Err(ApiError::validation(
-                        "The left hand side argument to IS must be a Variable Reference, Literal, or Path",
-                    ));
-                };
-                let path = self.path(p)?;
-                let type_name = match ty.as_str() {
-                    "MISSING" => {
-                        return Ok(if *not {
-                            Condition::AttributeExists(path)
-                        } else {
-                            Condition::AttributeNotExists(path)
-                        })
-                    }
-                    "NULL" => "NULL",
-                    "BOOLEAN" | "BOOL" => "BOOL",
-                    "BLOB" => "B",
-                    "STRING" => "S",
-                    "NUMERIC" | "NUMBER" | "DECIMAL" | "INT" | "INTEGER" | "FLOAT" => "N",
-                    "STRUCT" | "TUPLE" => "M",
-                    "LIST" => "L",
-                    other => {
-                        return Err(ApiError::validation(format!(
-                            "Unsupported data type for IS operator: {other}. Supported data types are [MISSING, NULL, BOOLEAN, BLOB, STRING, NUMERIC, STRUCT, TUPLE, LIST]"
-                        )))
-                    }
-                };
-                let c = Condition::AttributeType(
-                    path,
-                    Operand::Value(AttributeValue::S(type_name.into())),
-                );
-                if *not {
-                    Condition::Not(Box::new(c))
-                } else {
-                    c
-                }
-            }
-            Expr::Call(name, args, _) => self.function(name, args)?,
-            _ => {
-                return Err(ApiError::validation(
-                    "WHERE clause must contain an expression that resolves to a boolean",
-                ))
-            }
-        })
-    }
-
-    fn function(&self, name: &str, args: &[Expr]) -> Result<Condition, ApiError> {
-        let lower = name.to_ascii_lowercase();
-        let arity = |n: usize| -> Result<(), ApiError> {
-            if args.len() == n {
-                Ok(())
-            } else {
-                Err(ApiError::validation(format!(
-                    "Incorrect number of operands for operator or function; operator or function: {lower}, number of operands: {}",
-                    args.len()
-                )))
-            }
-        };
-        Ok(match lower.as_str() {
-            "begins_with" => {
-                arity(2)?;
-                Condition::BeginsWith(self.operand(&args[0])?, self.operand(&args[1])?)
-            }
-            "contains" => {
-                arity(2)?;
-                Condition::Contains(self.operand(&args[0])?, self.operand(&args[1])?)
-            }
-            "attribute_exists" => {
-                arity(1)?;
-                Condition::AttributeExists(self.path_arg(&args[0], &lower)?)
-            }
-            "attribute_not_exists" => {
-                arity(1)?;
-                Condition::AttributeNotExists(self.path_arg(&args[0], &lower)?)
-            }
-            "attribute_type" => {
-                arity(2)?;
-                Condition::AttributeType(self.path_arg(&args[0], &lower)?, self.operand(&args[1])?)
-            }
-            "size" => {
-                return Err(ApiError::validation(
-                    "WHERE clause must contain an expression that resolves to a boolean",
-                ))
-            }
-            _ => return Err(unrecognized_function(name)),
-        })
-    }
-
     /// A top-level term `key = value` (either way round) on a plain
     /// attribute name: returns the name and the value.
     fn equality<'e>(&self, e: &'e Expr) -> Result<Option<(&'e str, AttributeValue)>, ApiError> {
@@ -644,13 +309,13 @@ impl Binder<'_> {
         item: &Expr,
         def: &TableDefinition,
     ) -> Result<WritePlan, ApiError> {
-        let Expr::Struct(fields, pos) = item else {
+        let Expr::Struct(fields, _) = item else {
             return Err(with_pos(
                 "Unsupported format in item expression. Please use struct format {...} to express item values for insert statement.",
                 item.pos(),
             ));
         };
-        let item = self.structure(fields, *pos)?;
+        let item = self.structure(fields)?;
         for attr in def.key_schema.attributes() {
             match item.get(&attr.name) {
                 None => {
@@ -738,50 +403,6 @@ impl Binder<'_> {
         Ok(update)
     }
 
-    fn set_value(&self, e: &Expr, depth: usize) -> Result<SetValue, ApiError> {
-        if depth > super::parser::MAX_NESTING {
-            return Err(super::malformed("Expression is nested too deeply"));
-        }
-        if let Some(v) = self.value(e)? {
-            return Ok(SetValue::Operand(Operand::Value(v)));
-        }
-        Ok(match e {
-            Expr::Path(p) => SetValue::Operand(Operand::Path(self.path(p)?)),
-            Expr::Add(a, b) => SetValue::Plus(
-                Box::new(self.set_value(a, depth + 1)?),
-                Box::new(self.set_value(b, depth + 1)?),
-            ),
-            Expr::Sub(a, b) => SetValue::Minus(
-                Box::new(self.set_value(a, depth + 1)?),
-                Box::new(self.set_value(b, depth + 1)?),
-            ),
-            Expr::Call(name, args, _) => match (name.to_ascii_lowercase().as_str(), args.as_slice()) {
-                ("list_append", [a, b]) => SetValue::ListAppend(
-                    Box::new(self.set_value(a, depth + 1)?),
-                    Box::new(self.set_value(b, depth + 1)?),
-                ),
-                ("if_not_exists", [Expr::Path(p), v]) => {
-                    SetValue::IfNotExists(self.path(p)?, Box::new(self.set_value(v, depth + 1)?))
-                }
-                ("list_append" | "if_not_exists", _) => {
-                    return Err(ApiError::validation(format!(
-                        "Incorrect number of operands for operator or function; operator or function: {}, number of operands: {}",
-                        name.to_ascii_lowercase(),
-                        args.len()
-                    )))
-                }
-                _ => return Err(unrecognized_function(name)),
-            },
-            Expr::Is(..) => return Err(ApiError::validation("IS operator is not supported in update expressions")),
-            other => {
-                return Err(ApiError::validation(format!(
-                    "Unsupported operator in Update Expression. Operator: {}",
-                    describe(other)
-                )))
-            }
-        })
-    }
-
     fn select(
         &self,
         s: &Select,
@@ -830,6 +451,7 @@ impl Binder<'_> {
         let mut hash = None;
         let mut range_eq = None;
         let mut sort = None;
+        let mut key_terms_only = true;
         if let Some(f) = &s.filter {
             for term in conjuncts(f) {
                 if let Some((name, value)) = self.equality(term)? {
@@ -845,6 +467,7 @@ impl Binder<'_> {
                         continue;
                     }
                 }
+                key_terms_only = false;
                 if let Some(range) = &schema.range {
                     if let Some(c) = self.sort_condition(term, &range.name)? {
                         let values: Vec<&AttributeValue> = match &c {
@@ -913,6 +536,7 @@ impl Binder<'_> {
             access,
             filter,
             projection,
+            key_terms_only,
         })
     }
 
@@ -988,33 +612,8 @@ fn output_name(path: &Path) -> String {
     name
 }
 
-fn unrecognized_function(name: &str) -> ApiError {
-    ApiError::validation(format!("Unrecognized function: {name}"))
-}
-
 pub fn param_count_mismatch() -> ApiError {
     ApiError::validation("Number of parameters in request and statement don't match.")
-}
-
-/// Names a kind of expression as DynamoDB's messages do.
-fn describe(e: &Expr) -> &'static str {
-    match e {
-        Expr::Path(_) => "VariableReference",
-        Expr::Lit(..) | Expr::Param(..) => "Literal",
-        Expr::List(..) => "List",
-        Expr::Struct(..) => "Struct",
-        Expr::Bag(..) => "Bag",
-        Expr::Cmp(..)
-        | Expr::And(..)
-        | Expr::Or(..)
-        | Expr::Not(..)
-        | Expr::Add(..)
-        | Expr::Sub(..) => "NAry",
-        Expr::Between(..) => "Between",
-        Expr::In(..) => "In",
-        Expr::Is(..) => "Typed",
-        Expr::Call(..) => "CallAgg",
-    }
 }
 
 #[cfg(test)]
