@@ -45,11 +45,17 @@ impl Default for ApiConfig {
 pub struct Api {
     pub store: Arc<Store>,
     pub config: ApiConfig,
+    /// ClientRequestToken records of write transactions.
+    pub(crate) transaction_tokens: ops::transact::TokenCache,
 }
 
 impl Api {
     pub fn new(store: Arc<Store>, config: ApiConfig) -> Api {
-        Api { store, config }
+        Api {
+            store,
+            config,
+            transaction_tokens: Default::default(),
+        }
     }
 
     /// Runs one operation (`op` is the part of `X-Amz-Target` after the dot).

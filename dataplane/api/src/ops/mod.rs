@@ -12,6 +12,7 @@ mod table;
 mod table_spec;
 mod table_update;
 mod tags;
+pub(crate) mod transact;
 mod ttl;
 
 use serde_json::Value;
@@ -43,6 +44,8 @@ pub async fn dispatch(api: &Api, op: &str, req: Request) -> Result<Value, ApiErr
         "Scan" => query::scan(api, req).await,
         "BatchGetItem" => batch::batch_get_item(api, req).await,
         "BatchWriteItem" => batch::batch_write_item(api, req).await,
+        "TransactWriteItems" => transact::transact_write_items(api, req).await,
+        "TransactGetItems" => transact::transact_get_items(api, req).await,
         "ExecuteStatement" => partiql::execute_statement(api, req).await,
         "BatchExecuteStatement" => partiql::batch_execute_statement(api, req).await,
         "ExecuteTransaction" => partiql::execute_transaction(api, req).await,

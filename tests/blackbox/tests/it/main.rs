@@ -11,6 +11,7 @@ mod legacy;
 mod protocol;
 mod query_scan;
 mod tables;
+mod transactions;
 mod types;
 mod update_expr;
 mod validation;

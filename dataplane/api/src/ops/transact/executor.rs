@@ -395,7 +395,7 @@ pub(crate) async fn run_write_transaction(
             }
             Claim::Mismatch => return Err(ApiError::new(
                 ErrorKind::IdempotentParameterMismatch,
-                "The request uses the same client token as a previous, but non-identical request.",
+                "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used.",
             )),
         },
     };
