@@ -28,6 +28,7 @@ pub enum ErrorKind {
     UnrecognizedClient,
     MissingAuthenticationToken,
     InvalidSignature,
+    IncompleteSignature,
     ItemCollectionSizeLimitExceeded,
     DuplicateItem,
 }
@@ -70,6 +71,9 @@ impl ErrorKind {
                 "com.amazon.coral.service#MissingAuthenticationTokenException"
             }
             ErrorKind::InvalidSignature => "com.amazon.coral.service#InvalidSignatureException",
+            ErrorKind::IncompleteSignature => {
+                "com.amazon.coral.service#IncompleteSignatureException"
+            }
             ErrorKind::ItemCollectionSizeLimitExceeded => {
                 "com.amazonaws.dynamodb.v20120810#ItemCollectionSizeLimitExceededException"
             }
@@ -194,6 +198,25 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidSegment { segment, total_segments } => ApiError::validation(format!(
                 "The Segment parameter is zero-based and must be less than parameter TotalSegments: Segment: {segment} is not less than TotalSegments: {total_segments}"
             )),
+            StorageError::IndexNotFound(index) => ApiError::validation(format!(
+                "The table does not have the specified index: {index}"
+            )),
+            StorageError::IndexKeyInvalid { index, attribute, expected: Some(expected), actual } => {
+                ApiError::validation(format!(
+                    "One or more parameter values were invalid: Type mismatch for Index Key {attribute} Expected: {} Actual: {actual} IndexName: {index}",
+                    expected.as_str()
+                ))
+            }
+            StorageError::IndexKeyInvalid { index, attribute, expected: None, actual } => {
+                let kind = if actual == "B" { "binary" } else { "string" };
+                ApiError::validation(format!(
+                    "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {index}, IndexKey: {attribute}"
+                ))
+            }
+            StorageError::ItemCollectionSizeLimitExceeded => ApiError::new(
+                ErrorKind::ItemCollectionSizeLimitExceeded,
+                "Item collection size limit exceeded",
+            ),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()
@@ -227,6 +250,7 @@ mod tests {
             ErrorKind::UnrecognizedClient,
             ErrorKind::MissingAuthenticationToken,
             ErrorKind::InvalidSignature,
+            ErrorKind::IncompleteSignature,
             ErrorKind::ItemCollectionSizeLimitExceeded,
             ErrorKind::DuplicateItem,
         ];

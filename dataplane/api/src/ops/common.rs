@@ -414,3 +414,28 @@ pub fn check_common<'r>(
     violations.into_result()?;
     Ok((table.unwrap_or_default(), CapacityMode::parse(rcc), rv))
 }
+
+/// Renders ItemCollectionMetrics for a write to a table with local indexes
+/// when the request asked for them (ReturnItemCollectionMetrics=SIZE).
+pub fn item_collection_metrics(
+    req: &Request,
+    schema: &KeySchema,
+    key: Option<&Item>,
+    collection_size: Option<u64>,
+) -> Result<Option<Value>, ApiError> {
+    if req.str("ReturnItemCollectionMetrics")? != Some("SIZE") {
+        return Ok(None);
+    }
+    let (Some(size), Some(hash)) = (collection_size, key.and_then(|k| k.get(&schema.hash.name)))
+    else {
+        return Ok(None);
+    };
+    const GB: f64 = 1024.0 * 1024.0 * 1024.0;
+    let lower = (size as f64 / GB).floor();
+    let mut collection_key = Item::new();
+    collection_key.insert(schema.hash.name.clone(), hash.clone());
+    Ok(Some(json!({
+        "ItemCollectionKey": codec::item_to_json(&collection_key),
+        "SizeEstimateRangeGB": [lower, lower + 1.0],
+    })))
+}

@@ -9,6 +9,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use partita_model::schema::{IndexState, IndexStatus};
 use partita_model::{BillingMode, IndexDefinition, KeySchema, Projection, TableDefinition};
 use serde_json::{json, Map as JsonMap, Value};
 
@@ -195,10 +196,21 @@ fn throughput_json(read: i64, write: i64) -> Value {
 }
 
 /// The statistics shown in a description: item count and size in bytes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct TableStats {
     pub items: u64,
     pub bytes: u64,
+    /// Per secondary index: its statistics and state.
+    pub indexes: Vec<IndexStats>,
+}
+
+/// The statistics and state of one secondary index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexStats {
+    pub name: String,
+    pub items: u64,
+    pub bytes: u64,
+    pub state: IndexState,
 }
 
 /// Returns the ARN of the table's latest stream, if it ever had one.
@@ -214,28 +226,39 @@ fn index_json(
     index: &IndexDefinition,
     global: bool,
     status: TableStatus,
+    stats: &TableStats,
 ) -> Value {
+    let own = stats.indexes.iter().find(|i| i.name == index.name);
     let mut out = JsonMap::new();
     out.insert("IndexName".into(), Value::from(index.name.clone()));
     out.insert("KeySchema".into(), key_schema_json(&index.key_schema));
     out.insert("Projection".into(), projection_json(&index.projection));
     if global {
-        let index_status = match status {
-            TableStatus::Creating => "CREATING",
-            TableStatus::Deleting => "DELETING",
-            TableStatus::Updating | TableStatus::Active => "ACTIVE",
+        let index_status = match (status, own.map(|i| i.state.status)) {
+            (TableStatus::Creating, _) => "CREATING",
+            (TableStatus::Deleting, _) => "DELETING",
+            (_, Some(IndexStatus::Creating)) => "CREATING",
+            (_, Some(IndexStatus::Deleting)) => "DELETING",
+            _ => "ACTIVE",
         };
         out.insert("IndexStatus".into(), Value::from(index_status));
+        if own.map(|i| i.state.backfilling).unwrap_or(false) {
+            out.insert("Backfilling".into(), Value::Bool(true));
+        }
         let (read, write) = match (table.billing_mode, index.throughput) {
             (BillingMode::Provisioned, Some(t)) => (t.read_capacity_units, t.write_capacity_units),
             _ => (0, 0),
         };
         out.insert("ProvisionedThroughput".into(), throughput_json(read, write));
     }
-    // Index statistics are kept by the index storage (a later piece of work);
-    // until then an index reports itself empty.
-    out.insert("IndexSizeBytes".into(), Value::from(0));
-    out.insert("ItemCount".into(), Value::from(0));
+    out.insert(
+        "IndexSizeBytes".into(),
+        Value::from(own.map(|i| i.bytes).unwrap_or(0)),
+    );
+    out.insert(
+        "ItemCount".into(),
+        Value::from(own.map(|i| i.items).unwrap_or(0)),
+    );
     out.insert(
         "IndexArn".into(),
         Value::from(format!(
@@ -290,7 +313,7 @@ pub(crate) fn table_description(
         let lsis = def
             .local_indexes
             .iter()
-            .map(|i| index_json(arns, def, i, false, status))
+            .map(|i| index_json(arns, def, i, false, status, &stats))
             .collect();
         out.insert("LocalSecondaryIndexes".into(), Value::Array(lsis));
     }
@@ -298,7 +321,7 @@ pub(crate) fn table_description(
         let gsis = def
             .global_indexes
             .iter()
-            .map(|i| index_json(arns, def, i, true, status))
+            .map(|i| index_json(arns, def, i, true, status, &stats))
             .collect();
         out.insert("GlobalSecondaryIndexes".into(), Value::Array(gsis));
     }
@@ -414,6 +437,7 @@ mod tests {
             TableStats {
                 items: 3,
                 bytes: 99,
+                indexes: vec![],
             },
         );
         let arn = "arn:aws:dynamodb:us-west-2:123456789012:table/Orders";

@@ -7,9 +7,9 @@ use partita_storage::{StorageError, WriteCommand, WriteOutcome};
 use serde_json::{Map as JsonMap, Value};
 
 use super::common::{
-    check_common, check_item_size, check_not_mixed, consumed_capacity, key_member, load_table,
-    path_root, projection, put_opt, read_units, validate_item_key, validate_key, write_condition,
-    write_units, ExprParams, INVALID, RETURN_VALUES,
+    check_common, check_item_size, check_not_mixed, consumed_capacity, item_collection_metrics,
+    key_member, load_table, path_root, projection, put_opt, read_units, validate_item_key,
+    validate_key, write_condition, write_units, ExprParams, INVALID, RETURN_VALUES,
 };
 use crate::codec;
 use crate::error::ApiError;
@@ -67,6 +67,9 @@ pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     let def = load_table(api, table)?;
     validate_item_key(&def.key_schema, &item)?;
     check_item_size(&item)?;
+    let metrics_key = (!def.local_indexes.is_empty())
+        .then(|| def.key_schema.extract_key(&item))
+        .flatten();
     let on_failure = return_old_on_failure(&req)?;
     let outcome = api
         .store
@@ -85,6 +88,16 @@ pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
         &mut out,
         "ConsumedCapacity",
         consumed_capacity(table, write_capacity(&outcome), capacity, true),
+    );
+    put_opt(
+        &mut out,
+        "ItemCollectionMetrics",
+        item_collection_metrics(
+            &req,
+            &def.key_schema,
+            metrics_key.as_ref(),
+            outcome.item_collection_size,
+        )?,
     );
     Ok(Value::Object(out))
 }
@@ -135,6 +148,7 @@ pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     attrs.check_all_used()?;
     let def = load_table(api, table)?;
     validate_key(&def.key_schema, &key)?;
+    let metrics_key = (!def.local_indexes.is_empty()).then(|| key.clone());
     let on_failure = return_old_on_failure(&req)?;
     let outcome = api
         .store
@@ -153,6 +167,16 @@ pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
         &mut out,
         "ConsumedCapacity",
         consumed_capacity(table, write_capacity(&outcome), capacity, true),
+    );
+    put_opt(
+        &mut out,
+        "ItemCollectionMetrics",
+        item_collection_metrics(
+            &req,
+            &def.key_schema,
+            metrics_key.as_ref(),
+            outcome.item_collection_size,
+        )?,
     );
     Ok(Value::Object(out))
 }
@@ -180,6 +204,7 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     attrs.check_all_used()?;
     let def = load_table(api, table)?;
     validate_key(&def.key_schema, &key)?;
+    let metrics_key = (!def.local_indexes.is_empty()).then(|| key.clone());
     let paths = updated_paths(&update);
     for path in &paths {
         if let Some(root) = path_root(path) {
@@ -229,6 +254,16 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
         &mut out,
         "ConsumedCapacity",
         consumed_capacity(table, write_capacity(&outcome), capacity, true),
+    );
+    put_opt(
+        &mut out,
+        "ItemCollectionMetrics",
+        item_collection_metrics(
+            &req,
+            &def.key_schema,
+            metrics_key.as_ref(),
+            outcome.item_collection_size,
+        )?,
     );
     Ok(Value::Object(out))
 }

@@ -4,7 +4,9 @@
 
 use partita_expr::{Condition, ExpressionKind, Operand, Path, ProjectionExpression};
 use partita_model::value::item_size;
-use partita_model::{limits, Item, TableDefinition};
+use partita_model::{
+    limits, IndexDefinition, Item, KeyAttribute, KeySchema, Projection, TableDefinition,
+};
 use partita_storage::Visit;
 use serde_json::{Map as JsonMap, Value};
 
@@ -139,6 +141,28 @@ fn select_projection(
     }
 }
 
+/// Select=ALL_ATTRIBUTES on a global index needs an index projecting ALL.
+fn check_select_on_index(select: Option<&str>, target: &Target<'_>) -> Result<(), ApiError> {
+    if let (Some("ALL_ATTRIBUTES"), Some(index), true) = (select, target.index, target.global) {
+        if index.projection != Projection::All {
+            return Err(ApiError::validation(format!(
+                "{INVALID}Select type ALL_ATTRIBUTES is not supported for global secondary index {} because its projection type is not ALL",
+                index.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_consistent_read(rr: &ReadRequest<'_>, target: &Target<'_>) -> Result<(), ApiError> {
+    if rr.consistent && target.global {
+        return Err(ApiError::validation(
+            "Consistent reads are not supported on global secondary indexes",
+        ));
+    }
+    Ok(())
+}
+
 /// Returns the root attribute names a condition reads.
 fn condition_roots<'c>(cond: &'c Condition, out: &mut Vec<&'c str>) {
     fn operand<'c>(op: &'c Operand, out: &mut Vec<&'c str>) {
@@ -179,16 +203,91 @@ fn condition_roots<'c>(cond: &'c Condition, out: &mut Vec<&'c str>) {
     }
 }
 
-/// Checks an ExclusiveStartKey against the table's key schema.
-fn start_key(req: &Request, def: &TableDefinition) -> Result<Option<Item>, ApiError> {
+/// The table or secondary index a Query or Scan reads.
+struct Target<'d> {
+    def: &'d TableDefinition,
+    index: Option<&'d IndexDefinition>,
+    global: bool,
+}
+
+impl<'d> Target<'d> {
+    /// Resolves IndexName against the table's indexes.
+    fn resolve(def: &'d TableDefinition, index: Option<&str>) -> Result<Target<'d>, ApiError> {
+        let Some(name) = index else {
+            return Ok(Target {
+                def,
+                index: None,
+                global: false,
+            });
+        };
+        if let Some(i) = def.global_indexes.iter().find(|i| i.name == name) {
+            return Ok(Target {
+                def,
+                index: Some(i),
+                global: true,
+            });
+        }
+        if let Some(i) = def.local_indexes.iter().find(|i| i.name == name) {
+            return Ok(Target {
+                def,
+                index: Some(i),
+                global: false,
+            });
+        }
+        Err(ApiError::validation(format!(
+            "The table does not have the specified index: {name}"
+        )))
+    }
+
+    /// Returns the key schema the read is keyed by.
+    fn key_schema(&self) -> &'d KeySchema {
+        match self.index {
+            Some(i) => &i.key_schema,
+            None => &self.def.key_schema,
+        }
+    }
+
+    /// Returns the attributes of a pagination key: the table's key
+    /// attributes and, for an index, the index's.
+    fn page_key_attributes(&self) -> Vec<&'d KeyAttribute> {
+        let mut attrs: Vec<&KeyAttribute> = self.def.key_schema.attributes().collect();
+        if let Some(i) = self.index {
+            for a in i.key_schema.attributes() {
+                if !attrs.iter().any(|k| k.name == a.name) {
+                    attrs.push(a);
+                }
+            }
+        }
+        attrs
+    }
+
+    /// Returns the pagination key of an item.
+    fn page_key(&self, item: &Item) -> Option<Item> {
+        let mut key = Item::new();
+        for a in self.page_key_attributes() {
+            key.insert(a.name.clone(), item.get(&a.name)?.clone());
+        }
+        Some(key)
+    }
+
+    /// Returns true when every attribute the read may return is in the
+    /// index (always true for the table itself).
+    fn projects_everything(&self) -> bool {
+        self.index
+            .map(|i| i.projection == Projection::All)
+            .unwrap_or(true)
+    }
+}
+
+/// Checks an ExclusiveStartKey against the key attributes of the target.
+fn start_key(req: &Request, target: &Target<'_>) -> Result<Option<Item>, ApiError> {
     let Some(v) = req.get("ExclusiveStartKey") else {
         return Ok(None);
     };
     let key = codec::item_from_json(v)?;
-    let schema = &def.key_schema;
-    let expected = 1 + usize::from(schema.range.is_some());
-    let matches = key.len() == expected
-        && schema.attributes().all(|a| {
+    let expected = target.page_key_attributes();
+    let matches = key.len() == expected.len()
+        && expected.iter().all(|a| {
             key.get(&a.name)
                 .map(|v| a.scalar_type.matches(v))
                 .unwrap_or(false)
@@ -201,14 +300,45 @@ fn start_key(req: &Request, def: &TableDefinition) -> Result<Option<Item>, ApiEr
     Ok(Some(key))
 }
 
+/// For a local index that does not project everything, a read that asks for
+/// all attributes (or for attributes outside the projection) fetches the
+/// base items, as DynamoDB does.
+fn needs_base_fetch(
+    target: &Target<'_>,
+    select: Option<&str>,
+    projection: Option<&ProjectionExpression>,
+) -> bool {
+    let Some(index) = target.index else {
+        return false;
+    };
+    if target.global || target.projects_everything() {
+        return false;
+    }
+    if select == Some("ALL_ATTRIBUTES") {
+        return true;
+    }
+    let Some(p) = projection else { return false };
+    let included = match &index.projection {
+        Projection::Include(names) => names.as_slice(),
+        _ => &[],
+    };
+    p.0.iter().filter_map(path_root).any(|root| {
+        !target.page_key_attributes().iter().any(|k| k.name == root)
+            && !included.iter().any(|n| n == root)
+    })
+}
+
 /// Visits items, applying Limit, the 1 MB rule, the filter and projection.
 fn collect(
-    def: &TableDefinition,
+    api: &Api,
+    target: &Target<'_>,
     rr: &ReadRequest<'_>,
     filter: Option<&Condition>,
     projection: Option<&ProjectionExpression>,
     run: impl FnOnce(&mut dyn FnMut(Item) -> Visit) -> Result<(), ApiError>,
 ) -> Result<Page, ApiError> {
+    let fetch_base = needs_base_fetch(target, rr.select, projection);
+    let mut fetch_error = None;
     let mut page = Page {
         items: Vec::new(),
         count: 0,
@@ -224,8 +354,21 @@ fn collect(
         let stop = rr.limit.map(|l| page.scanned >= l).unwrap_or(false)
             || page.scanned_bytes >= limits::MAX_PAGE_BYTES;
         if stop {
-            page.last_key = def.key_schema.extract_key(&item);
+            page.last_key = target.page_key(&item);
         }
+        let item = if fetch_base {
+            let key = target.def.key_schema.extract_key(&item).unwrap_or_default();
+            match api.store.get(&target.def.name, &key) {
+                Ok(Some(full)) => full,
+                Ok(None) => item,
+                Err(e) => {
+                    fetch_error = Some(e);
+                    return Visit::Stop;
+                }
+            }
+        } else {
+            item
+        };
         let keep = match filter {
             None => true,
             Some(f) => match f.evaluate(Some(&item)) {
@@ -253,6 +396,9 @@ fn collect(
     };
     run(&mut visitor)?;
     if let Some(e) = eval_error {
+        return Err(e.into());
+    }
+    if let Some(e) = fetch_error {
         return Err(e.into());
     }
     Ok(page)
@@ -283,17 +429,14 @@ fn render(table: &str, rr: &ReadRequest<'_>, page: Page) -> Value {
 }
 
 fn check_filter_keys(
-    def: &TableDefinition,
+    schema: &KeySchema,
     filter: Option<&Condition>,
     legacy: bool,
 ) -> Result<(), ApiError> {
     let Some(f) = filter else { return Ok(()) };
     let mut roots = Vec::new();
     condition_roots(f, &mut roots);
-    if let Some(key) = roots
-        .into_iter()
-        .find(|r| def.key_schema.is_key_attribute(r))
-    {
+    if let Some(key) = roots.into_iter().find(|r| schema.is_key_attribute(r)) {
         let what = if legacy {
             "QueryFilter"
         } else {
@@ -304,23 +447,6 @@ fn check_filter_keys(
         )));
     }
     Ok(())
-}
-
-fn unsupported_index(def: &TableDefinition, index: &str) -> ApiError {
-    let known = def
-        .local_indexes
-        .iter()
-        .chain(&def.global_indexes)
-        .any(|i| i.name == index);
-    if known {
-        ApiError::validation(format!(
-            "Queries and scans on the index {index} are not supported yet"
-        ))
-    } else {
-        ApiError::validation(format!(
-            "The table does not have the specified index: {index}"
-        ))
-    }
 }
 
 pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
@@ -356,11 +482,12 @@ pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
         ));
     }
     let def = load_table(api, rr.table)?;
-    if let Some(index) = req.str("IndexName")? {
-        return Err(unsupported_index(&def, index));
-    }
-    let hash = def.key_schema.hash.name.as_str();
-    let range = def.key_schema.range.as_ref().map(|r| r.name.as_str());
+    let index_name = req.str("IndexName")?;
+    let target = Target::resolve(&def, index_name)?;
+    check_consistent_read(&rr, &target)?;
+    let schema = target.key_schema();
+    let hash = schema.hash.name.as_str();
+    let range = schema.range.as_ref().map(|r| r.name.as_str());
     let mut attrs = params.attributes();
     let key_condition = match req.str("KeyConditionExpression")? {
         Some(expr) => partita_expr::parse_key_condition(expr, &mut attrs, hash, range)?,
@@ -372,26 +499,52 @@ pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
     let filter = filter(&req, "QueryFilter", &mut attrs)?;
     let projection = super::common::projection(&req, &mut attrs)?;
     attrs.check_all_used()?;
-    let projection = select_projection(rr.select, projection, None, req.has("AttributesToGet"))?;
-    check_filter_keys(&def, filter.as_ref(), req.has("QueryFilter"))?;
-    check_key_condition_types(&def, &key_condition)?;
-    let exclusive_start = start_key(&req, &def)?;
+    let projection = select_projection(
+        rr.select,
+        projection,
+        index_name,
+        req.has("AttributesToGet"),
+    )?;
+    check_select_on_index(rr.select, &target)?;
+    check_filter_keys(schema, filter.as_ref(), req.has("QueryFilter"))?;
+    check_key_condition_types(schema, &key_condition)?;
+    let exclusive_start = start_key(&req, &target)?;
     let forward = req.bool("ScanIndexForward")?.unwrap_or(true);
-    let page = collect(&def, &rr, filter.as_ref(), projection.as_ref(), |visit| {
-        Ok(api.store.query(
-            rr.table,
-            &key_condition.hash_value,
-            key_condition.sort.as_ref(),
-            forward,
-            exclusive_start.as_ref(),
-            visit,
-        )?)
-    })?;
+    let page = collect(
+        api,
+        &target,
+        &rr,
+        filter.as_ref(),
+        projection.as_ref(),
+        |visit| {
+            let start = exclusive_start.as_ref();
+            let sort = key_condition.sort.as_ref();
+            match index_name {
+                Some(index) => Ok(api.store.query_index(
+                    rr.table,
+                    index,
+                    &key_condition.hash_value,
+                    sort,
+                    forward,
+                    start,
+                    visit,
+                )?),
+                None => Ok(api.store.query(
+                    rr.table,
+                    &key_condition.hash_value,
+                    sort,
+                    forward,
+                    start,
+                    visit,
+                )?),
+            }
+        },
+    )?;
     Ok(render(rr.table, &rr, page))
 }
 
 fn check_key_condition_types(
-    def: &TableDefinition,
+    schema: &KeySchema,
     kc: &partita_expr::KeyCondition,
 ) -> Result<(), ApiError> {
     use partita_expr::SortKeyCondition as S;
@@ -400,10 +553,10 @@ fn check_key_condition_types(
             "{INVALID}Condition parameter type does not match schema type"
         ))
     };
-    if !def.key_schema.hash.scalar_type.matches(&kc.hash_value) {
+    if !schema.hash.scalar_type.matches(&kc.hash_value) {
         return Err(mismatch());
     }
-    if let (Some(sort), Some(range)) = (&kc.sort, &def.key_schema.range) {
+    if let (Some(sort), Some(range)) = (&kc.sort, &schema.range) {
         let values: Vec<&partita_model::AttributeValue> = match sort {
             S::Eq(v) | S::Lt(v) | S::Le(v) | S::Gt(v) | S::Ge(v) | S::BeginsWith(v) => vec![v],
             S::Between(a, b) => vec![a, b],
@@ -517,14 +670,26 @@ pub async fn scan(api: &Api, req: Request) -> Result<Value, ApiError> {
         req.has("AttributesToGet"),
     )?;
     let def = load_table(api, rr.table)?;
-    if let Some(index) = req.str("IndexName")? {
-        return Err(unsupported_index(&def, index));
-    }
-    let exclusive_start = start_key(&req, &def)?;
-    let page = collect(&def, &rr, filter.as_ref(), projection.as_ref(), |visit| {
-        Ok(api
-            .store
-            .scan(rr.table, segment, total, exclusive_start.as_ref(), visit)?)
-    })?;
+    let index_name = req.str("IndexName")?;
+    let target = Target::resolve(&def, index_name)?;
+    check_consistent_read(&rr, &target)?;
+    check_select_on_index(rr.select, &target)?;
+    let exclusive_start = start_key(&req, &target)?;
+    let page = collect(
+        api,
+        &target,
+        &rr,
+        filter.as_ref(),
+        projection.as_ref(),
+        |visit| {
+            let start = exclusive_start.as_ref();
+            match index_name {
+                Some(index) => Ok(api
+                    .store
+                    .scan_index(rr.table, index, segment, total, start, visit)?),
+                None => Ok(api.store.scan(rr.table, segment, total, start, visit)?),
+            }
+        },
+    )?;
     Ok(render(rr.table, &rr, page))
 }

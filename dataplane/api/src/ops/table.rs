@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::describe::{
     new_table_id, now_ms, storage_error, table_description, table_name_member, ArnContext,
-    TableStats, TableStatus,
+    IndexStats, TableStats, TableStatus,
 };
 use super::table_spec::{build_definition, parse_create_table};
-use super::table_update::{apply_update, parse_update_table};
+use super::table_update::{apply_update, parse_update_table, IndexAction};
 use crate::error::{ApiError, ErrorKind};
 use crate::request::{check_name, quoted, Request, Violations};
 use crate::Api;
@@ -24,12 +24,34 @@ use crate::Api;
 const MAX_LIST_LIMIT: i64 = 100;
 
 fn stats(api: &Api, name: &str) -> TableStats {
-    match api.store.table_stats(name) {
-        Ok((items, bytes)) => TableStats { items, bytes },
+    let (items, bytes) = match api.store.table_stats(name) {
+        Ok(stats) => stats,
         Err(e) => {
             tracing::warn!(table = name, error = %e, "table statistics unavailable");
-            TableStats::default()
+            return TableStats::default();
         }
+    };
+    let mut indexes = Vec::new();
+    if let Ok(def) = api.store.table(name) {
+        for index in def.local_indexes.iter().chain(&def.global_indexes) {
+            let (Ok((items, bytes)), Ok(state)) = (
+                api.store.index_stats(name, &index.name),
+                api.store.index_state(name, &index.name),
+            ) else {
+                continue;
+            };
+            indexes.push(IndexStats {
+                name: index.name.clone(),
+                items,
+                bytes,
+                state,
+            });
+        }
+    }
+    TableStats {
+        items,
+        bytes,
+        indexes,
     }
 }
 
@@ -119,11 +141,13 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     let now = now_ms();
     let mut rejection: Option<ApiError> = None;
     let mut status = TableStatus::Active;
+    let mut index_action = None;
     let result = api
         .store
         .update_table(&name, |def| match apply_update(def, &update, now) {
-            Ok(s) => {
+            Ok((s, action)) => {
                 status = s;
+                index_action = action;
                 Ok(())
             }
             Err(e) => {
@@ -136,7 +160,24 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     if let Some(e) = rejection {
         return Err(e);
     }
-    let def = result.map_err(|e| storage_error(&name, e))?;
+    let mut def = result.map_err(|e| storage_error(&name, e))?;
+    match index_action {
+        Some(IndexAction::Create(index)) => {
+            def = api
+                .store
+                .create_global_index(&name, index)
+                .map_err(|e| storage_error(&name, e))?;
+        }
+        Some(IndexAction::Delete(index)) => {
+            // The description still shows the index, as DELETING.
+            let shown = def.clone();
+            api.store
+                .delete_global_index(&name, &index)
+                .map_err(|e| storage_error(&name, e))?;
+            def = shown;
+        }
+        None => {}
+    }
     let description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
     Ok(json!({ "TableDescription": description }))
 }

@@ -5,7 +5,10 @@
 //! Pure: [`parse_update_table`] checks the request on its own,
 //! [`apply_update`] checks it against a definition and changes it.
 
-use partita_model::{BillingMode, ProvisionedThroughput, StreamSpecification, TableDefinition};
+use partita_model::{
+    AttributeDefinition, BillingMode, IndexDefinition, ProvisionedThroughput, StreamSpecification,
+    TableDefinition,
+};
 
 use super::describe::{iso_timestamp, TableStatus};
 use super::table_spec::{
@@ -301,12 +304,12 @@ fn index_not_found(index: &str, table: &str) -> ApiError {
     )
 }
 
-/// Adding or dropping a GSI of an existing table needs the index storage
-/// (backfill, keyspace removal), which is not there yet.
-fn index_changes_unsupported() -> ApiError {
-    ApiError::validation(
-        "Creating or deleting a global secondary index on an existing table is not supported by this server yet",
-    )
+/// An online index change that UpdateTable hands to the storage after the
+/// definition change (the storage backfills or drops the index itself).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum IndexAction {
+    Create(IndexDefinition),
+    Delete(String),
 }
 
 fn unchanged_throughput(
@@ -329,7 +332,8 @@ pub(crate) fn apply_update(
     def: &mut TableDefinition,
     req: &UpdateTableRequest,
     now_ms: u64,
-) -> Result<TableStatus, ApiError> {
+) -> Result<(TableStatus, Option<IndexAction>), ApiError> {
+    let mut index_action = None;
     let target = req.billing_mode.unwrap_or(def.billing_mode);
     let switching = target != def.billing_mode;
     match target {
@@ -410,7 +414,7 @@ pub(crate) fn apply_update(
                     }
                     _ => {}
                 }
-                check_global_index(index, &attributes, target)?;
+                let created = check_global_index(index, &attributes, target)?;
                 if def.global_indexes.len() >= MAX_GLOBAL_INDEXES {
                     return Err(ApiError::new(
                         ErrorKind::LimitExceeded,
@@ -419,7 +423,15 @@ pub(crate) fn apply_update(
                         ),
                     ));
                 }
-                return Err(index_changes_unsupported());
+                for key in created.key_schema.attributes() {
+                    if !def.attribute_definitions.iter().any(|a| a.name == key.name) {
+                        def.attribute_definitions.push(AttributeDefinition {
+                            name: key.name.clone(),
+                            scalar_type: key.scalar_type,
+                        });
+                    }
+                }
+                index_action = Some(IndexAction::Create(created));
             }
             IndexUpdate::Delete { name } => {
                 if def.local_indexes.iter().any(|i| i.name == *name) {
@@ -430,7 +442,7 @@ pub(crate) fn apply_update(
                 if !def.global_indexes.iter().any(|i| i.name == *name) {
                     return Err(index_not_found(name, &def.name));
                 }
-                return Err(index_changes_unsupported());
+                index_action = Some(IndexAction::Delete(name.clone()));
             }
             IndexUpdate::Update { name, throughput } => {
                 if def.local_indexes.iter().any(|i| i.name == *name) {
@@ -525,11 +537,12 @@ pub(crate) fn apply_update(
         || req.table_class.is_some()
         || !req.index_updates.is_empty()
         || req.ignored_settings;
-    Ok(if asynchronous {
+    let status = if asynchronous {
         TableStatus::Updating
     } else {
         TableStatus::Active
-    })
+    };
+    Ok((status, index_action))
 }
 
 #[cfg(test)]
@@ -589,7 +602,7 @@ mod tests {
 
     fn apply(def: &mut TableDefinition, body: Value) -> Result<TableStatus, ApiError> {
         let req = parse_update_table(&request(body))?;
-        apply_update(def, &req, 5_000)
+        apply_update(def, &req, 5_000).map(|(status, _)| status)
     }
 
     #[test]
@@ -696,12 +709,13 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(def.global_indexes[0].throughput, Some(pt(2, 2)));
-        let err = apply(
-            &mut def,
+        let req = parse_update_table(&request(
             json!({"GlobalSecondaryIndexUpdates": [{"Delete": {"IndexName": "gx1"}}]}),
-        )
-        .unwrap_err();
-        assert!(err.message.contains("not supported"), "{}", err.message);
+        ))
+        .unwrap();
+        let (status, action) = apply_update(&mut def, &req, 5_000).unwrap();
+        assert_eq!(status, TableStatus::Updating);
+        assert_eq!(action, Some(IndexAction::Delete("gx1".into())));
     }
 
     #[test]
