@@ -2,7 +2,10 @@
 //! (single and grouped), reopens, and reads against the Store and against a
 //! `BTreeMap` model; every write outcome, Get, Query (both directions, sort
 //! conditions, paging), Scan (segments, paging) and the table statistics
-//! must agree.
+//! must agree. The table has a local index (sort key `v`, KEYS_ONLY) and a
+//! global index (partition key `v`, ALL): their Query and Scan results and
+//! statistics must match the model's projection of its items (the global
+//! index once delivery caught up).
 
 mod common;
 
@@ -13,7 +16,7 @@ use partita_expr::{
     CompareOp, Condition, Operand, Path, PathElement, SetValue, SortKeyCondition, UpdateExpression,
 };
 use partita_model::value::item_size;
-use partita_model::{AttributeValue, Item, ScalarType};
+use partita_model::{AttributeValue, Item, Projection, ScalarType};
 use partita_storage::keys::partition_hash;
 use partita_storage::{StorageError, Store, StoreOptions, Visit, WriteCommand, WriteOutcome};
 use proptest::prelude::*;
@@ -72,6 +75,19 @@ enum Step {
         total: u32,
         page: usize,
     },
+    /// Query the local index (partition key `pk`) or the global one (`v`).
+    IndexQuery {
+        local: bool,
+        pk: usize,
+        v: i64,
+        forward: bool,
+        page: usize,
+    },
+    IndexScan {
+        local: bool,
+        total: u32,
+        page: usize,
+    },
 }
 
 fn cond() -> impl Strategy<Value = Option<Cond>> {
@@ -112,6 +128,10 @@ fn step() -> impl Strategy<Value = Step> {
         2 => (0..PKS.len(), prop::option::of((0u8..7, 0..SKS.len(), 0..SKS.len())), any::<bool>(), 1usize..5)
             .prop_map(|(pk, sort, forward, page)| Step::Query { pk, sort, forward, page }),
         1 => (1u32..5, 1usize..7).prop_map(|(total, page)| Step::Scan { total, page }),
+        2 => (any::<bool>(), 0..PKS.len(), -2i64..4, any::<bool>(), 1usize..5)
+            .prop_map(|(local, pk, v, forward, page)| Step::IndexQuery { local, pk, v, forward, page }),
+        1 => (any::<bool>(), 1u32..4, 1usize..7)
+            .prop_map(|(local, total, page)| Step::IndexScan { local, total, page }),
     ]
 }
 
@@ -323,6 +343,82 @@ fn paged(
     }
 }
 
+/// The table of the model test: pk S, sk N, local index `by_v` (sort key
+/// v, KEYS_ONLY), global index `g_v` (partition key v, ALL).
+fn model_table(partitions: u32) -> partita_model::TableDefinition {
+    let mut def = table_def("t", Some(ScalarType::N), partitions);
+    def.local_indexes = vec![index_def(
+        "by_v",
+        ("pk", ScalarType::S),
+        Some(("v", ScalarType::N)),
+        Projection::KeysOnly,
+        None,
+    )];
+    def.global_indexes = vec![index_def(
+        "g_v",
+        ("v", ScalarType::N),
+        None,
+        Projection::All,
+        None,
+    )];
+    def
+}
+
+/// The number in an N value (the model only writes integers).
+fn num(v: &AttributeValue) -> i64 {
+    match v {
+        AttributeValue::N(n) => n.to_string().parse().expect("integer"),
+        other => panic!("not a number: {other:?}"),
+    }
+}
+
+/// The model's items that hold `v`, as (pk, sk index, v, item).
+fn indexed(model: &Model) -> Vec<(usize, usize, i64, Item)> {
+    model
+        .items
+        .iter()
+        .filter_map(|((p, sk), i)| i.get("v").map(|v| (*p, *sk, num(v), i.clone())))
+        .collect()
+}
+
+/// Reads an index page by page, resuming after the last item of each page
+/// (which holds the table and index keys).
+fn paged_index(
+    page: usize,
+    mut read: impl FnMut(Option<&Item>, &mut dyn FnMut(Item) -> Visit),
+) -> Vec<Item> {
+    let mut all: Vec<Item> = Vec::new();
+    loop {
+        let start = all.last().cloned();
+        let mut got = Vec::new();
+        read(start.as_ref(), &mut |i| {
+            got.push(i);
+            if got.len() == page {
+                Visit::Stop
+            } else {
+                Visit::Continue
+            }
+        });
+        let done = got.len() < page;
+        all.extend(got);
+        if done {
+            return all;
+        }
+    }
+}
+
+fn check_index_stats(store: &Store, model: &Model, index: &str) {
+    let entries = indexed(model);
+    assert_eq!(
+        store.index_stats("t", index).unwrap(),
+        (
+            entries.len() as u64,
+            entries.iter().map(|e| item_size(&e.3) as u64).sum()
+        ),
+        "statistics of {index}"
+    );
+}
+
 fn run(steps: Vec<Step>, partitions: u32) {
     let dir = tempfile::tempdir().unwrap();
     let open = || {
@@ -336,9 +432,7 @@ fn run(steps: Vec<Step>, partitions: u32) {
         .unwrap()
     };
     let mut store = open();
-    store
-        .create_table(table_def("t", Some(ScalarType::N), partitions))
-        .unwrap();
+    store.create_table(model_table(partitions)).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -421,7 +515,85 @@ fn run(steps: Vec<Step>, partitions: u32) {
                 }
                 assert_eq!(got, expected, "scan total={total} page={page}");
             }
+            Step::IndexQuery {
+                local,
+                pk,
+                v,
+                forward,
+                page,
+            } => {
+                let mut expected: Vec<(String, usize, i64, Item)> = indexed(&model)
+                    .into_iter()
+                    .filter(|(p, _, value, _)| if local { *p == pk } else { *value == v })
+                    .map(|(p, sk, value, i)| (PKS[p].to_string(), sk, value, i))
+                    .collect();
+                // Local: by v, then sort key. Global: by table key.
+                if local {
+                    expected.sort_by_key(|a| (a.2, a.1));
+                } else {
+                    expected.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+                    wait_delivered(&store, "t");
+                }
+                let mut expected: Vec<Item> = expected.into_iter().map(|e| e.3).collect();
+                if !forward {
+                    expected.reverse();
+                }
+                let (index, hash) = if local {
+                    ("by_v", s(PKS[pk]))
+                } else {
+                    ("g_v", int(v))
+                };
+                let got = paged_index(page, |start, visit| {
+                    store
+                        .query_index("t", index, &hash, None, forward, start, visit)
+                        .unwrap()
+                });
+                assert_eq!(
+                    got, expected,
+                    "{index} query pk={pk} v={v} forward={forward} page={page}"
+                );
+            }
+            Step::IndexScan { local, total, page } => {
+                let mut expected: Vec<((u64, String, i64, usize), Item)> = indexed(&model)
+                    .into_iter()
+                    .map(|(p, sk, v, i)| {
+                        let order = if local {
+                            (
+                                partition_hash(&s(PKS[p])).unwrap(),
+                                PKS[p].to_string(),
+                                v,
+                                sk,
+                            )
+                        } else {
+                            (partition_hash(&int(v)).unwrap(), PKS[p].to_string(), v, sk)
+                        };
+                        (order, i)
+                    })
+                    .collect();
+                if !local {
+                    // Same v: by table key (pk, then sort key).
+                    expected.sort_by(|a, b| {
+                        (a.0 .0, a.0 .2, &a.0 .1, a.0 .3).cmp(&(b.0 .0, b.0 .2, &b.0 .1, b.0 .3))
+                    });
+                    wait_delivered(&store, "t");
+                } else {
+                    expected.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                let expected: Vec<Item> = expected.into_iter().map(|(_, i)| i).collect();
+                let index = if local { "by_v" } else { "g_v" };
+                let mut got = Vec::new();
+                for segment in 0..total {
+                    got.extend(paged_index(page, |start, visit| {
+                        store
+                            .scan_index("t", index, segment, total, start, visit)
+                            .unwrap()
+                    }));
+                }
+                assert_eq!(got, expected, "{index} scan total={total} page={page}");
+                check_index_stats(&store, &model, index);
+            }
         }
+        check_index_stats(&store, &model, "by_v");
         for ((pk, sk), it) in &model.items {
             assert_eq!(store.get("t", &key(*pk, *sk)).unwrap().as_ref(), Some(it));
         }
