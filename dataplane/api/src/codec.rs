@@ -176,7 +176,7 @@ fn check_depth(depth: usize) -> Result<(), ApiError> {
     // The item itself is the first of the 32 levels.
     if depth + 1 >= limits::MAX_NESTING_DEPTH {
         return Err(ApiError::validation(
-            "Nesting Levels have exceeded supported limits",
+            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit",
         ));
     }
     Ok(())
@@ -330,7 +330,7 @@ mod tests {
         let deeper = json!({"L": [v]});
         assert_eq!(
             value_from_json(&deeper).unwrap_err().message,
-            "Nesting Levels have exceeded supported limits"
+            "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit"
         );
     }
 }
