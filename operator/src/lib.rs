@@ -10,4 +10,12 @@
 //! plumbing. This crate knows Kubernetes; the data plane's formats come from
 //! `partita-topology`.
 
+pub mod apply;
+pub mod build;
+pub mod config;
+pub mod controller;
 pub mod crd;
+pub mod leader;
+pub mod metrics;
+pub mod status;
+pub mod validate;

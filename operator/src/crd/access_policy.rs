@@ -6,6 +6,9 @@
 //! into the gateway's auth file (`partita_topology::auth`), so a changed
 //! policy or a rotated key takes effect without restarting the gateway.
 
+// `printcolumn(...)` repeats `type_ = ...` per column; that is the derive's syntax.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;

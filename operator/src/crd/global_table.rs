@@ -2,6 +2,9 @@
 //! name in other regions (each region a cluster with its own gateway).
 //! Validation only for now; replication wiring is a later issue.
 
+// `printcolumn(...)` repeats `type_ = ...` per column; that is the derive's syntax.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;

@@ -1,0 +1,465 @@
+//! The Table controller: validate → build → apply → status, plus the
+//! finalizer that honours deletionProtectionEnabled and the volume policy.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::{owner_reference, Context};
+use crate::apply::{apply_object, apply_params, delete_orphans, ApplyError};
+use crate::build::{
+    build_table_objects, EPOCH_ANNOTATION, PARTITIONS_ANNOTATION, TABLE_LABEL, ZONE_ANNOTATION,
+};
+use crate::crd::table::{Table, TableStatus, VolumeRetentionPolicy};
+use crate::status::{self, build_status, invalid_spec_status, Observed, DEGRADED, SPLIT_REQUIRED};
+use crate::validate::{validate_table, Existing, ValidatedTable};
+
+/// Finalizer the operator puts on every Table.
+pub const FINALIZER: &str = "partita.dev/table";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "table";
+
+/// Why a Table reconcile failed (the spec being invalid is not an error: it
+/// is reported in status and Events).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the Table has no name, namespace or uid")]
+    MissingMetadata,
+    #[error("fetching {kind} of table {table}: {source}")]
+    Fetch {
+        kind: &'static str,
+        table: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("patching status of table {table}: {source}")]
+    Status {
+        table: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("updating finalizers of table {table}: {source}")]
+    Finalizer {
+        table: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("deleting volumes of table {table}: {source}")]
+    DeleteVolumes {
+        table: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Bounded category for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::MissingMetadata => "MissingMetadata",
+            Error::Fetch { .. } => "FetchFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status { .. } => "StatusFailed",
+            Error::Finalizer { .. } => "FinalizerFailed",
+            Error::DeleteVolumes { .. } => "VolumeCleanupFailed",
+        }
+    }
+}
+
+/// Reconciles one Table; records metrics around [`reconcile_table`].
+pub async fn reconcile(table: Arc<Table>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let start = Instant::now();
+    let result = reconcile_table(&table, &ctx).await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.observe(CONTROLLER, start.elapsed(), category);
+    if let Err(error) = &result {
+        tracing::warn!(table = %table.name_any(), category = error.category(), %error, "reconcile failed");
+    }
+    result
+}
+
+/// Requeue policy after an error: retry with a short delay.
+pub fn error_policy(_table: Arc<Table>, _error: &Error, _ctx: Arc<Context>) -> Action {
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// The pipeline for one Table.
+pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Error> {
+    let name = table.metadata.name.clone().ok_or(Error::MissingMetadata)?;
+    let ns = table
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(Error::MissingMetadata)?;
+    let client = &ctx.client;
+    let tables: Api<Table> = Api::namespaced(client.clone(), &ns);
+
+    if table.metadata.deletion_timestamp.is_some() {
+        return finalize(table, ctx, &tables, &name, &ns).await;
+    }
+    if !table.finalizers().iter().any(|f| f == FINALIZER) {
+        add_finalizer(table, &tables, &name).await?;
+    }
+    let paused = table
+        .spec
+        .cluster_operation
+        .as_ref()
+        .and_then(|o| o.reconciliation_paused)
+        .unwrap_or(false);
+    if paused {
+        tracing::info!(table = %name, "reconciliation paused");
+        return Ok(Action::await_change());
+    }
+
+    // Fetch what exists.
+    let selector = format!("{TABLE_LABEL}={name}");
+    let existing_sts = list::<StatefulSet>(ctx, &ns, &selector, &name).await?;
+    let topology = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .get_opt(&format!("{name}-topology"))
+        .await
+        .map_err(|source| Error::Fetch {
+            kind: "ConfigMap",
+            table: name.clone(),
+            source,
+        })?;
+    let existing = existing_state(&existing_sts, topology.as_ref());
+    let previous = table.status.clone().unwrap_or_default();
+    let generation = table.metadata.generation.unwrap_or(0);
+
+    // Validate.
+    let validated = match validate_table(table, &existing, &ctx.config) {
+        Ok(v) => v,
+        Err(err) => {
+            let reason = err.reason();
+            let already_reported = previous.observed_generation == Some(generation)
+                && previous
+                    .conditions
+                    .iter()
+                    .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == reason);
+            if !already_reported {
+                ctx.event(
+                    table,
+                    EventType::Warning,
+                    reason,
+                    "Validate",
+                    err.to_string(),
+                )
+                .await;
+            }
+            let status = invalid_spec_status(
+                &previous,
+                generation,
+                reason,
+                err.to_string(),
+                Timestamp::now(),
+            );
+            patch_status(&tables, &name, &status).await?;
+            return Ok(Action::await_change());
+        }
+    };
+
+    // Build and apply.
+    let owner = owner_reference(table).ok_or(Error::MissingMetadata)?;
+    let desired = build_table_objects(&validated, &owner, &ctx.config);
+    apply_object(client, &desired.topology).await?;
+    for svc in &desired.services {
+        apply_object(client, svc).await?;
+    }
+    let service_names: Vec<String> = desired.services.iter().map(|s| s.name_any()).collect();
+    delete_orphans::<Service>(client, &ns, &selector, &service_names).await?;
+    apply_object(client, &desired.pdb).await?;
+    delete_orphans::<PodDisruptionBudget>(client, &ns, &selector, &[desired.pdb.name_any()])
+        .await?;
+    let mut applied = Vec::with_capacity(desired.statefulsets.len());
+    for sts in &desired.statefulsets {
+        applied.push(apply_object(client, sts).await?);
+    }
+    publish_change_events(table, ctx, &validated, &existing_sts, &previous).await;
+
+    // Status.
+    let pods = list::<Pod>(ctx, &ns, &selector, &name).await?;
+    let stream_label = stream_label(table);
+    let status = build_status(
+        &validated,
+        &previous,
+        &Observed {
+            statefulsets: &applied,
+            pods: &pods,
+        },
+        &ctx.config,
+        stream_label,
+        Timestamp::now(),
+    );
+    let active = status.table_status.as_deref() == Some("ACTIVE");
+    patch_status(&tables, &name, &status).await?;
+    Ok(if active {
+        Action::requeue(Duration::from_secs(300))
+    } else {
+        Action::requeue(Duration::from_secs(10))
+    })
+}
+
+/// Reads the partition count, zones and epoch the table's objects were built with.
+pub fn existing_state(statefulsets: &[StatefulSet], topology: Option<&ConfigMap>) -> Existing {
+    let annotation = |s: &StatefulSet, key: &str| {
+        s.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
+    let partitions = statefulsets
+        .iter()
+        .filter_map(|s| annotation(s, PARTITIONS_ANNOTATION)?.parse().ok())
+        .max();
+    let zones: Vec<String> = statefulsets
+        .iter()
+        .filter_map(|s| annotation(s, ZONE_ANNOTATION))
+        .collect();
+    let epoch = topology
+        .and_then(|cm| cm.metadata.annotations.as_ref())
+        .and_then(|a| a.get(EPOCH_ANNOTATION))
+        .and_then(|e| e.parse().ok());
+    Existing {
+        partitions,
+        zones: (!zones.is_empty()).then_some(zones),
+        epoch,
+    }
+}
+
+async fn list<K>(ctx: &Context, ns: &str, selector: &str, table: &str) -> Result<Vec<K>, Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + serde::de::DeserializeOwned
+        + Clone
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .map_err(|source| Error::Fetch {
+            kind: match K::kind(&()).as_ref() {
+                "StatefulSet" => "StatefulSet",
+                "Pod" => "Pod",
+                _ => "object",
+            },
+            table: table.to_string(),
+            source,
+        })
+}
+
+/// Events for the steps users care about: creation, scale, update, and a
+/// throughput increase that needs a split.
+async fn publish_change_events(
+    table: &Table,
+    ctx: &Context,
+    validated: &ValidatedTable,
+    existing: &[StatefulSet],
+    previous: &TableStatus,
+) {
+    let desired_replicas = if validated.stopped {
+        0
+    } else {
+        validated.partitions as i32
+    };
+    if existing.is_empty() {
+        ctx.event(
+            table,
+            EventType::Normal,
+            "Created",
+            "Create",
+            format!(
+                "created {} StatefulSets with {} partitions x {} replicas",
+                validated.zones.len(),
+                validated.partitions,
+                validated.replicas_per_partition()
+            ),
+        )
+        .await;
+    } else {
+        let before = existing
+            .iter()
+            .filter_map(|s| s.spec.as_ref().and_then(|sp| sp.replicas))
+            .max()
+            .unwrap_or(0);
+        if before != desired_replicas {
+            ctx.event(
+                table,
+                EventType::Normal,
+                "Scaled",
+                "Scale",
+                format!("scaled data pods per zone from {before} to {desired_replicas}"),
+            )
+            .await;
+        } else if previous
+            .observed_generation
+            .is_some_and(|g| g != validated.generation)
+        {
+            ctx.event(
+                table,
+                EventType::Normal,
+                "Updated",
+                "Update",
+                format!("applied generation {}", validated.generation),
+            )
+            .await;
+        }
+    }
+    let newly_needed = validated.needed_partitions > validated.partitions
+        && previous.desired_partition_count != Some(validated.needed_partitions as i32);
+    if newly_needed {
+        ctx.event(
+            table,
+            EventType::Warning,
+            SPLIT_REQUIRED,
+            "Scale",
+            status::split_message(validated),
+        )
+        .await;
+    }
+}
+
+fn stream_label(table: &Table) -> Option<String> {
+    let enabled = table
+        .spec
+        .stream_specification
+        .as_ref()
+        .is_some_and(|s| s.stream_enabled);
+    if !enabled {
+        return None;
+    }
+    let created = table.metadata.creation_timestamp.as_ref()?;
+    Some(created.0.strftime("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+}
+
+/// Server-side applies the status subresource with the operator's field manager.
+pub async fn patch_status(api: &Api<Table>, name: &str, status: &TableStatus) -> Result<(), Error> {
+    let body = json!({
+        "apiVersion": "partita.dev/v1alpha1",
+        "kind": "Table",
+        "status": status,
+    });
+    api.patch_status(name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status {
+            table: name.to_string(),
+            source,
+        })
+}
+
+async fn add_finalizer(table: &Table, api: &Api<Table>, name: &str) -> Result<(), Error> {
+    let patch = if table.metadata.finalizers.is_none() {
+        json!([{"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER}])
+    };
+    json_patch(api, name, patch).await
+}
+
+async fn json_patch(api: &Api<Table>, name: &str, patch: serde_json::Value) -> Result<(), Error> {
+    let patch: json_patch::Patch = serde_json::from_value(patch).map_err(|e| Error::Finalizer {
+        table: name.to_string(),
+        source: kube::Error::SerdeError(e),
+    })?;
+    api.patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Finalizer {
+            table: name.to_string(),
+            source,
+        })
+}
+
+/// Deletion: refused while deletion protection is on; otherwise volumes are
+/// deleted or retained per policy and the finalizer is removed (owned objects
+/// are garbage-collected by their owner references).
+async fn finalize(
+    table: &Table,
+    ctx: &Context,
+    api: &Api<Table>,
+    name: &str,
+    ns: &str,
+) -> Result<Action, Error> {
+    let Some(index) = table.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(Action::await_change());
+    };
+    let mut previous = table.status.clone().unwrap_or_default();
+    let generation = table.metadata.generation.unwrap_or(0);
+    if table.spec.deletion_protection_enabled.unwrap_or(false) {
+        let message = "deletion protection is enabled: set spec.deletionProtectionEnabled to false to delete this table".to_string();
+        let already = previous
+            .conditions
+            .iter()
+            .any(|c| c.type_ == DEGRADED && c.reason == "DeletionProtected");
+        if !already {
+            ctx.event(
+                table,
+                EventType::Warning,
+                "DeletionProtected",
+                "Delete",
+                message.clone(),
+            )
+            .await;
+        }
+        status::set_condition(
+            &mut previous.conditions,
+            DEGRADED,
+            true,
+            "DeletionProtected",
+            message,
+            generation,
+            Timestamp::now(),
+        );
+        patch_status(api, name, &previous).await?;
+        return Ok(Action::await_change());
+    }
+    let policy = table
+        .spec
+        .placement
+        .as_ref()
+        .and_then(|p| p.storage.as_ref())
+        .and_then(|s| s.volume_retention_policy)
+        .unwrap_or_default();
+    if policy == VolumeRetentionPolicy::Delete {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        let selector = format!("{TABLE_LABEL}={name}");
+        pvcs.delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels(&selector),
+        )
+        .await
+        .map_err(|source| Error::DeleteVolumes {
+            table: name.to_string(),
+            source,
+        })?;
+    }
+    ctx.event(
+        table,
+        EventType::Normal,
+        "Deleting",
+        "Delete",
+        match policy {
+            VolumeRetentionPolicy::Delete => "deleting data pods and their volumes".to_string(),
+            VolumeRetentionPolicy::Retain => "deleting data pods; volumes are retained".to_string(),
+        },
+    )
+    .await;
+    let patch = json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    json_patch(api, name, patch).await?;
+    Ok(Action::await_change())
+}
