@@ -3,11 +3,13 @@
 //! Each test starts its own server (or uses `DYNAMODB_ENDPOINT`; see the
 //! harness in `src/lib.rs`) and only speaks the wire protocol.
 
+mod auth;
 mod batch;
 mod capacity;
 mod durability;
 mod items;
 mod legacy;
+mod partiql;
 mod protocol;
 mod query_scan;
 mod tables;
