@@ -17,15 +17,74 @@ use partita_model::limits::MAX_REQUEST_BYTES;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::auth::sigv4::HttpParts;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorKind};
 use crate::Api;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const DYNAMODB_PREFIX: &str = "DynamoDB_20120810.";
 
-/// Serves the API on `listener` until `shutdown` completes, then stops
-/// accepting and lets in-flight requests finish.
+/// Serves the API over plain HTTP on `listener` until `shutdown` completes,
+/// then stops accepting and lets in-flight requests finish.
 pub async fn serve<F>(api: Arc<Api>, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    serve_with(api, listener, None, shutdown).await
+}
+
+/// Serves the API over HTTPS (TLS with `tls`) on `listener`, like [`serve`].
+pub async fn serve_tls<F>(
+    api: Arc<Api>,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    serve_with(
+        api,
+        listener,
+        Some(tokio_rustls::TlsAcceptor::from(tls)),
+        shutdown,
+    )
+    .await
+}
+
+/// Builds a TLS server configuration from PEM files: a certificate chain
+/// and its private key (PKCS#8, PKCS#1 or SEC1). rustls's default cipher
+/// suites and protocol versions (TLS 1.3 and 1.2, AEAD suites with forward
+/// secrecy only) on the ring provider; ALPN http/1.1.
+pub fn tls_config(cert_pem: &[u8], key_pem: &[u8]) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("reading the certificate PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("the certificate file holds no CERTIFICATE block".to_string());
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| format!("reading the private key PEM: {e}"))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS versions: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("certificate and key: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+async fn serve_with<F>(
+    api: Arc<Api>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()>,
 {
@@ -46,17 +105,21 @@ where
                 let _ = stream.set_nodelay(true);
                 let api = api.clone();
                 let ids = ids.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let api = api.clone();
-                        let ids = ids.clone();
-                        async move { Ok::<_, Infallible>(handle(&api, &ids, req).await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), service);
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
+                    match tls {
+                        None => serve_connection(api, ids, stream, false).await,
+                        Some(acceptor) => {
+                            let handshake = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                acceptor.accept(stream),
+                            );
+                            match handshake.await {
+                                Ok(Ok(tls_stream)) => serve_connection(api, ids, tls_stream, true).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        }
                     }
                 });
             }
@@ -75,9 +138,31 @@ where
     Ok(())
 }
 
-async fn handle(api: &Api, ids: &RequestIds, req: HttpRequest<Incoming>) -> Response<Full<Bytes>> {
+async fn serve_connection<IO>(api: Arc<Api>, ids: Arc<RequestIds>, io: IO, secure: bool)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let api = api.clone();
+        let ids = ids.clone();
+        async move { Ok::<_, Infallible>(handle(&api, &ids, req, secure).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+async fn handle(
+    api: &Api,
+    ids: &RequestIds,
+    req: HttpRequest<Incoming>,
+    secure: bool,
+) -> Response<Full<Bytes>> {
     let request_id = ids.next();
-    let result = route(api, req).await;
+    let result = route(api, req, secure).await;
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err(err) => {
@@ -107,7 +192,7 @@ async fn handle(api: &Api, ids: &RequestIds, req: HttpRequest<Incoming>) -> Resp
     response
 }
 
-async fn route(api: &Api, req: HttpRequest<Incoming>) -> Result<Vec<u8>, ApiError> {
+async fn route(api: &Api, req: HttpRequest<Incoming>, secure: bool) -> Result<Vec<u8>, ApiError> {
     if req.method() == Method::GET && req.uri().path() == "/" {
         return Ok(format!("healthy: dynamodb.{}.amazonaws.com ", api.config.region).into_bytes());
     }
@@ -135,10 +220,8 @@ async fn route(api: &Api, req: HttpRequest<Incoming>) -> Result<Vec<u8>, ApiErro
             return Err(too_large());
         }
     }
-    let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES)
-        .collect()
-        .await
-    {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -149,6 +232,7 @@ async fn route(api: &Api, req: HttpRequest<Incoming>) -> Result<Vec<u8>, ApiErro
             return Err(ApiError::serialization("Failed to read the request body"));
         }
     };
+    let caller = authenticate(api, &parts, &body, secure)?;
     let op =
         match target
             .as_deref()
@@ -160,8 +244,29 @@ async fn route(api: &Api, req: HttpRequest<Incoming>) -> Result<Vec<u8>, ApiErro
                 "The requested operation is not supported or the X-Amz-Target header is missing",
             )),
         };
-    let value = api.call(op, &body).await?;
+    let value = api.call_as(&caller, op, &body).await?;
     serde_json::to_vec(&value).map_err(|_| ApiError::internal())
+}
+
+/// Verifies the request's signature (nothing in open mode).
+fn authenticate(
+    api: &Api,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    secure: bool,
+) -> Result<Caller, ApiError> {
+    let http = HttpParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect(),
+    };
+    let principal = api.auth.authenticate(&http, body, &api.config.region)?;
+    Ok(Caller { principal, secure })
 }
 
 fn too_large() -> ApiError {

@@ -9,6 +9,7 @@
 //! Must not know: how items are stored (it speaks typed commands to
 //! `partita-storage`) or how expressions are evaluated (`partita-expr`).
 
+pub mod auth;
 pub mod codec;
 pub mod error;
 pub mod http;
@@ -45,22 +46,46 @@ impl Default for ApiConfig {
 pub struct Api {
     pub store: Arc<Store>,
     pub config: ApiConfig,
+    /// Verifies signatures; open (any credentials) unless configured.
+    pub auth: Arc<auth::Authenticator>,
     /// ClientRequestToken records of write transactions.
     pub(crate) transaction_tokens: ops::transact::TokenCache,
 }
 
 impl Api {
+    /// An API in open mode (no authentication or authorization).
     pub fn new(store: Arc<Store>, config: ApiConfig) -> Api {
         Api {
             store,
             config,
+            auth: Arc::new(auth::Authenticator::open()),
             transaction_tokens: Default::default(),
         }
     }
 
-    /// Runs one operation (`op` is the part of `X-Amz-Target` after the dot).
+    /// Replaces the authenticator (e.g. one with an auth file installed).
+    pub fn with_auth(mut self, auth: Arc<auth::Authenticator>) -> Api {
+        self.auth = auth;
+        self
+    }
+
+    /// Runs one operation (`op` is the part of `X-Amz-Target` after the
+    /// dot) without authorization: for trusted in-process callers only.
     pub async fn call(&self, op: &str, body: &[u8]) -> Result<Value, ApiError> {
+        self.call_as(&auth::Caller::default(), op, body).await
+    }
+
+    /// Runs one operation for `caller`: the request is decoded, authorized
+    /// against the caller's policies (every item it touches), then
+    /// dispatched.
+    pub async fn call_as(
+        &self,
+        caller: &auth::Caller,
+        op: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
         let request = Request::parse(body)?;
+        auth::enforce::authorize(self, caller, op, &request)?;
         ops::dispatch(self, op, request).await
     }
 

@@ -34,6 +34,12 @@ impl Request {
         Request { body }
     }
 
+    /// Returns every member (for authorization, which reads the request as
+    /// a whole).
+    pub fn as_object(&self) -> &JsonMap<String, Value> {
+        &self.body
+    }
+
     /// Returns a member, treating JSON null as absent.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.body.get(name).filter(|v| !v.is_null())

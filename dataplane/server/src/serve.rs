@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use partita_api::auth::config::spawn_reloader;
+use partita_api::auth::{AuthConfig, Authenticator};
 use partita_api::{Api, ApiConfig};
 use partita_storage::{Store, StoreOptions};
 use tokio::net::TcpListener;
@@ -38,6 +40,19 @@ pub struct ServeArgs {
     /// Log output format.
     #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Credentials and IAM policies (YAML or JSON); reloaded when it
+    /// changes. Without it any credentials are accepted.
+    #[arg(long, env = "PARTITA_AUTH")]
+    pub auth: Option<PathBuf>,
+    /// PEM certificate chain for the HTTPS listener (with --tls-key).
+    #[arg(long, env = "PARTITA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the HTTPS listener (with --tls-cert).
+    #[arg(long, env = "PARTITA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Port of the HTTPS listener.
+    #[arg(long, env = "PARTITA_TLS_PORT", default_value_t = 8443)]
+    pub tls_port: u16,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -63,18 +78,31 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Refuse a bad auth file or TLS material before touching the data.
+    let auth = load_auth(args.auth.as_deref())?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
+        _ => None,
+    };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store = Store::open(&args.data_dir, StoreOptions::default())
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?;
     let store = Arc::new(store);
-    let api = Arc::new(Api::new(
-        store.clone(),
-        ApiConfig {
-            region: args.region.clone(),
-            ..ApiConfig::default()
-        },
-    ));
+    let api = Arc::new(
+        Api::new(
+            store.clone(),
+            ApiConfig {
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+        )
+        .with_auth(auth.clone()),
+    );
+    let reloader = args
+        .auth
+        .clone()
+        .map(|path| spawn_reloader(path, auth.clone()));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
@@ -82,10 +110,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(address = %addr, data_dir = %args.data_dir.display(), "partita serve listening");
-    partita_api::http::serve(api, listener, shutdown_signal()).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let https = match tls {
+        Some(tls) => {
+            let tls_addr: SocketAddr = format!("{}:{}", args.host, args.tls_port)
+                .parse()
+                .with_context(|| {
+                    format!("invalid listen address {}:{}", args.host, args.tls_port)
+                })?;
+            let tls_listener = TcpListener::bind(tls_addr)
+                .await
+                .with_context(|| format!("binding {tls_addr}"))?;
+            tracing::info!(address = %tls_addr, "partita serve listening (HTTPS)");
+            Some(tokio::spawn(partita_api::http::serve_tls(
+                api.clone(),
+                tls_listener,
+                Arc::new(tls),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
+    let http = tokio::spawn(partita_api::http::serve(api, listener, stopped(stop_rx)));
+    shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    http.await.context("HTTP listener task")??;
+    if let Some(https) = https {
+        https.await.context("HTTPS listener task")??;
+    }
     drop(store);
     Ok(())
+}
+
+/// Loads the auth file (refusing a bad one), or warns that any credentials
+/// will be accepted.
+fn load_auth(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Authenticator>> {
+    let Some(path) = path else {
+        tracing::warn!("no --auth file: any credentials are accepted and no policies are enforced");
+        return Ok(Arc::new(Authenticator::open()));
+    };
+    let config = AuthConfig::load(path)
+        .map_err(|e| anyhow::anyhow!("auth file {} refused: {e}", path.display()))?;
+    let (users, keys, policies) = config.counts();
+    tracing::info!(path = %path.display(), users, keys, policies, "auth file loaded: SigV4 and policies enforced");
+    Ok(Arc::new(Authenticator::enforcing(config)))
+}
+
+fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_pem = std::fs::read(cert)
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    partita_api::http::tls_config(&cert_pem, &key_pem).map_err(|e| {
+        anyhow::anyhow!(
+            "TLS setup from {} and {}: {e}",
+            cert.display(),
+            key.display()
+        )
+    })
 }
 
 async fn shutdown_signal() {

@@ -56,12 +56,20 @@ pub struct Server {
     port: u16,
     bin: PathBuf,
     starts: u32,
+    extra_args: Vec<String>,
+    extra_env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts the server binary on a free port with a fresh data directory and
     /// waits until it accepts connections.
     pub fn start() -> Server {
+        Server::start_with(&[], &[])
+    }
+
+    /// Like [`Server::start`], with extra `partita serve` arguments (e.g.
+    /// `--auth FILE`) and environment variables; restarts keep them.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::Builder::new()
             .prefix("partita-blackbox-")
             .tempdir()
@@ -72,9 +80,28 @@ impl Server {
             port: 0,
             bin: partita_bin(),
             starts: 0,
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server
+    }
+
+    /// The HTTP port of the running server.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// What the server has logged so far (stdout and stderr).
+    pub fn log_text(&self) -> String {
+        let path = self
+            .data_dir
+            .path()
+            .with_extension(format!("log{}", self.starts));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// The HTTP endpoint of the running server.
@@ -125,6 +152,8 @@ impl Server {
             .arg(self.port.to_string())
             .arg("--data-dir")
             .arg(self.data_dir.path())
+            .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -176,6 +205,11 @@ fn die_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
 
+/// The path of the `partita` binary the harness starts.
+pub fn partita_binary() -> PathBuf {
+    partita_bin()
+}
+
 fn partita_bin() -> PathBuf {
     if let Ok(p) = std::env::var("PARTITA_BIN") {
         return PathBuf::from(p);
@@ -184,6 +218,11 @@ fn partita_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("debug").join("partita")
+}
+
+/// Returns a free loopback port.
+pub fn free_loopback_port() -> u16 {
+    free_port()
 }
 
 fn free_port() -> u16 {
@@ -324,6 +363,78 @@ pub fn client_for(endpoint: &str) -> Client {
         )
         .build();
     Client::from_conf(config)
+}
+
+/// Builds a client like [`client_for`] with the given region and
+/// credentials (and session token).
+pub fn client_with_credentials(
+    endpoint: &str,
+    region: &str,
+    access_key: &str,
+    secret: &str,
+    session_token: Option<&str>,
+) -> Client {
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_string()))
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret,
+            session_token.map(str::to_string),
+            None,
+            "partita-blackbox",
+        ))
+        .endpoint_url(endpoint)
+        .http_client(http)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .operation_timeout(Duration::from_secs(120))
+                .build(),
+        )
+        .build();
+    Client::from_conf(config)
+}
+
+/// Sends one raw HTTP/1.1 request (`target` is the request target, e.g.
+/// `/` or `/?X-Amz-Algorithm=...`) with exactly these headers (plus
+/// Content-Length and Connection: close) and returns the response.
+pub fn raw_http(
+    endpoint: &str,
+    method: &str,
+    target: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> RawResponse {
+    let hostport = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let mut stream = TcpStream::connect(&hostport).expect("connect to endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .expect("set read timeout");
+    let mut head = format!("{method} {target} HTTP/1.1\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).expect("write request");
+    let _ = stream.flush();
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+/// Parses a raw HTTP/1.1 response (head and body).
+pub fn parse_raw_response(buf: &[u8]) -> RawResponse {
+    parse_response(buf)
 }
 
 /// Returns a table name unique to this process and call.
