@@ -18,7 +18,8 @@
 //! ```
 //!
 //! [`AuthFile`] is the serde shape (the operator renders `AccessPolicy`
-//! resources and Secrets into it); [`AuthConfig`] is the validated,
+//! resources and Secrets into it, one `users` entry per key Secret, so a
+//! name may appear in several entries, each with its own policies); [`AuthConfig`] is the validated,
 //! compiled form the server uses. Secrets are [`Secret`]s: their `Debug`
 //! is redacted and no error message quotes them.
 
@@ -202,7 +203,6 @@ impl AuthConfig {
             policies.insert(name.clone(), Arc::new(policy));
         }
         let mut keys: HashMap<String, KeyEntry> = HashMap::new();
-        let mut names = std::collections::HashSet::new();
         for (i, u) in file.users.iter().enumerate() {
             let who = if u.name.is_empty() {
                 format!("users[{i}]")
@@ -213,12 +213,6 @@ impl AuthConfig {
                 return Err(at(
                     &format!("name: {}", u.name),
                     format!("{who}: a name is 1 to 64 letters, digits or +=,.@_-"),
-                ));
-            }
-            if !names.insert(u.name.as_str()) {
-                return Err(at(
-                    &format!("name: {}", u.name),
-                    format!("{who}: the name is used twice"),
                 ));
             }
             let mut attached = Vec::new();
@@ -507,11 +501,22 @@ policies:
             "users:\n  - name: a\n    policies: []\n",
             "users:\n  - name: a\n    accessKeyId: AKIA1\n",
             "users:\n  - name: 'a b'\n    accessKeyId: AKIA1\n    secretAccessKey: s\n",
-            "users:\n  - name: a\n    accessKeyId: AKIA1\n    secretAccessKey: s\n  - name: a\n    accessKeyId: AKIA2\n    secretAccessKey: s\n",
             "users:\n  - name: a\n    accessKeyId: AKIA1\n    secretAccessKey: ''\n",
         ] {
             assert!(AuthConfig::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(AuthConfig::parse("").expect("empty").counts(), (0, 0, 0));
+        // One entry per key, as the operator renders user Secrets: the same
+        // name may appear several times, each entry with its own policies.
+        let c = AuthConfig::parse(
+            r#"{"users": [
+                {"name": "alice", "accessKeyId": "AKIA1", "secretAccessKey": "s1", "policies": ["apps/p"]},
+                {"name": "alice", "accessKeyId": "AKIA2", "secretAccessKey": "s2", "policies": []}],
+              "policies": {"apps/p": {"Version": "2012-10-17", "Statement": []}}}"#,
+        )
+        .expect("operator shape");
+        assert_eq!(c.key("AKIA1").map(|k| k.user.policies.len()), Some(1));
+        assert_eq!(c.key("AKIA2").map(|k| k.user.policies.len()), Some(0));
+        assert_eq!(c.key("AKIA2").map(|k| k.user.name.as_str()), Some("alice"));
     }
 }
