@@ -154,6 +154,62 @@ fn check_select_on_index(select: Option<&str>, target: &Target<'_>) -> Result<()
     Ok(())
 }
 
+/// Returns the sorted root attribute names in `roots` that `target`'s index
+/// does not project (none for the table or an index projecting ALL).
+fn unprojected<'a>(target: &Target<'_>, roots: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let Some(index) = target.index else {
+        return Vec::new();
+    };
+    let included: &[String] = match &index.projection {
+        Projection::All => return Vec::new(),
+        Projection::Include(names) => names,
+        Projection::KeysOnly => &[],
+    };
+    let keys = target.page_key_attributes();
+    let mut missing: Vec<&str> = roots
+        .filter(|root| !keys.iter().any(|k| k.name == *root) && !included.iter().any(|n| n == root))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    missing
+}
+
+/// A global index cannot fetch from the table, so a projection may name
+/// only projected attributes; a Query's filter on any secondary index may
+/// name only projected attributes (DynamoDB's rules and wording).
+fn check_projected_attributes(
+    target: &Target<'_>,
+    projection: Option<&ProjectionExpression>,
+    query_filter: Option<&Condition>,
+) -> Result<(), ApiError> {
+    let Some(index) = target.index else {
+        return Ok(());
+    };
+    if let (true, Some(p)) = (target.global, projection) {
+        let missing = unprojected(target, p.0.iter().filter_map(path_root));
+        if !missing.is_empty() {
+            return Err(ApiError::validation(format!(
+                "{INVALID}Global secondary index {} does not project [{}]",
+                index.name,
+                missing.join(", ")
+            )));
+        }
+    }
+    if let Some(f) = query_filter {
+        let mut roots = Vec::new();
+        condition_roots(f, &mut roots);
+        let missing = unprojected(target, roots.into_iter());
+        if !missing.is_empty() {
+            return Err(ApiError::validation(format!(
+                "{INVALID}Secondary index {} does not project one or more filter attributes: [{}]",
+                index.name,
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_consistent_read(rr: &ReadRequest<'_>, target: &Target<'_>) -> Result<(), ApiError> {
     if rr.consistent && target.global {
         return Err(ApiError::validation(
@@ -307,25 +363,22 @@ fn needs_base_fetch(
     target: &Target<'_>,
     select: Option<&str>,
     projection: Option<&ProjectionExpression>,
+    filter: Option<&Condition>,
 ) -> bool {
-    let Some(index) = target.index else {
-        return false;
-    };
-    if target.global || target.projects_everything() {
+    if target.index.is_none() || target.global || target.projects_everything() {
         return false;
     }
     if select == Some("ALL_ATTRIBUTES") {
         return true;
     }
-    let Some(p) = projection else { return false };
-    let included = match &index.projection {
-        Projection::Include(names) => names.as_slice(),
-        _ => &[],
-    };
-    p.0.iter().filter_map(path_root).any(|root| {
-        !target.page_key_attributes().iter().any(|k| k.name == root)
-            && !included.iter().any(|n| n == root)
-    })
+    let mut roots: Vec<&str> = Vec::new();
+    if let Some(p) = projection {
+        roots.extend(p.0.iter().filter_map(path_root));
+    }
+    if let Some(f) = filter {
+        condition_roots(f, &mut roots);
+    }
+    !unprojected(target, roots.into_iter()).is_empty()
 }
 
 /// Visits items, applying Limit, the 1 MB rule, the filter and projection.
@@ -337,7 +390,7 @@ fn collect(
     projection: Option<&ProjectionExpression>,
     run: impl FnOnce(&mut dyn FnMut(Item) -> Visit) -> Result<(), ApiError>,
 ) -> Result<Page, ApiError> {
-    let fetch_base = needs_base_fetch(target, rr.select, projection);
+    let fetch_base = needs_base_fetch(target, rr.select, projection, filter);
     let mut fetch_error = None;
     let mut page = Page {
         items: Vec::new(),
@@ -348,6 +401,7 @@ fn collect(
     };
     let mut eval_error = None;
     let count_only = rr.select == Some("COUNT");
+    let all_attributes = rr.select == Some("ALL_ATTRIBUTES");
     let mut visitor = |item: Item| -> Visit {
         page.scanned += 1;
         page.scanned_bytes += item_size(&item);
@@ -356,22 +410,22 @@ fn collect(
         if stop {
             page.last_key = target.page_key(&item);
         }
-        let item = if fetch_base {
+        // The table's item when the read needs more than the index holds.
+        let full = if fetch_base {
             let key = target.def.key_schema.extract_key(&item).unwrap_or_default();
             match api.store.get(&target.def.name, &key) {
-                Ok(Some(full)) => full,
-                Ok(None) => item,
+                Ok(full) => full,
                 Err(e) => {
                     fetch_error = Some(e);
                     return Visit::Stop;
                 }
             }
         } else {
-            item
+            None
         };
         let keep = match filter {
             None => true,
-            Some(f) => match f.evaluate(Some(&item)) {
+            Some(f) => match f.evaluate(Some(full.as_ref().unwrap_or(&item))) {
                 Ok(b) => b,
                 Err(e) => {
                     eval_error = Some(e);
@@ -382,9 +436,14 @@ fn collect(
         if keep {
             page.count += 1;
             if !count_only {
-                page.items.push(match projection {
-                    Some(p) => p.apply(&item),
-                    None => item,
+                // Without a projection or Select=ALL_ATTRIBUTES the read
+                // returns what the index projects, even when its filter
+                // read the table's item.
+                page.items.push(match (projection, full) {
+                    (Some(p), Some(full)) => p.apply(&full),
+                    (Some(p), None) => p.apply(&item),
+                    (None, Some(full)) if all_attributes => full,
+                    (None, _) => item,
                 });
             }
         }
@@ -506,6 +565,7 @@ pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
         req.has("AttributesToGet"),
     )?;
     check_select_on_index(rr.select, &target)?;
+    check_projected_attributes(&target, projection.as_ref(), filter.as_ref())?;
     check_filter_keys(schema, filter.as_ref(), req.has("QueryFilter"))?;
     check_key_condition_types(schema, &key_condition)?;
     let exclusive_start = start_key(&req, &target)?;
@@ -674,6 +734,9 @@ pub async fn scan(api: &Api, req: Request) -> Result<Value, ApiError> {
     let target = Target::resolve(&def, index_name)?;
     check_consistent_read(&rr, &target)?;
     check_select_on_index(rr.select, &target)?;
+    // A Scan's filter is not restricted: on a local index it reads the
+    // table's items (see needs_base_fetch).
+    check_projected_attributes(&target, projection.as_ref(), None)?;
     let exclusive_start = start_key(&req, &target)?;
     let page = collect(
         api,
