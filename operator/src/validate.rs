@@ -264,7 +264,11 @@ pub fn validate_table(
         });
     }
     if let Some(before) = &existing.zones {
-        if before != &zone_names {
+        let mut before_sorted = before.clone();
+        before_sorted.sort();
+        let mut now_sorted = zone_names.clone();
+        now_sorted.sort();
+        if before_sorted != now_sorted {
             return Err(ValidateError::ZonesChanged {
                 from: before.clone(),
                 to: zone_names,

@@ -183,7 +183,14 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         .await?;
     let mut applied = Vec::with_capacity(desired.statefulsets.len());
     for sts in &desired.statefulsets {
-        applied.push(apply_object(client, sts).await?);
+        let sts = with_spec_hash(sts);
+        let current = existing_sts.iter().find(|e| e.name_any() == sts.name_any());
+        match current {
+            // Unchanged since the last apply: skip the write (no needless
+            // rollouts or generation churn on every requeue).
+            Some(current) if spec_hash(current) == spec_hash(&sts) => applied.push(current.clone()),
+            _ => applied.push(apply_object(client, &sts).await?),
+        }
     }
     publish_change_events(table, ctx, &validated, &existing_sts, &previous).await;
 
@@ -208,6 +215,27 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     } else {
         Action::requeue(Duration::from_secs(10))
     })
+}
+
+/// Annotation holding the hash of the StatefulSet the operator last applied.
+pub const SPEC_HASH_ANNOTATION: &str = "partita.dev/spec-hash";
+
+/// Returns `sts` with [`SPEC_HASH_ANNOTATION`] set to the SHA-256 of its JSON.
+pub fn with_spec_hash(sts: &StatefulSet) -> StatefulSet {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(sts).unwrap_or_default();
+    let digest = Sha256::digest(&json);
+    let hash: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    let mut out = sts.clone();
+    out.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(SPEC_HASH_ANNOTATION.into(), hash);
+    out
+}
+
+fn spec_hash(sts: &StatefulSet) -> Option<&String> {
+    sts.metadata.annotations.as_ref()?.get(SPEC_HASH_ANNOTATION)
 }
 
 /// Reads the partition count, zones and epoch the table's objects were built with.

@@ -25,12 +25,13 @@ pub const MAX_GSIS: usize = 20;
 pub const MAX_CAPACITY_UNITS: i64 = 40_000;
 
 /// Desired state of a Partita table.
-#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[kube(
     group = "partita.dev",
     version = "v1alpha1",
     kind = "Table",
     namespaced,
+    derive = "Default",
     status = "TableStatus",
     shortname = "ptbl",
     category = "partita",

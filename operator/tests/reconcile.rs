@@ -1,0 +1,492 @@
+//! Reconciler tests on kube-fake-client, with a simulated StatefulSet
+//! controller that creates the pods of each StatefulSet and marks them ready.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodStatus};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use partita_operator::config::OperatorConfig;
+use partita_operator::controller::table::{reconcile_table, FINALIZER};
+use partita_operator::controller::Context;
+use partita_operator::crd::table::{Table, TableStatus};
+use partita_operator::metrics::Metrics;
+use serde_json::json;
+
+const NS: &str = "shop";
+
+const ORDERS: &str = r#"
+apiVersion: partita.dev/v1alpha1
+kind: Table
+metadata:
+  name: orders
+  namespace: shop
+spec:
+  tableName: Orders
+  attributeDefinitions:
+    - {attributeName: pk, attributeType: S}
+    - {attributeName: sk, attributeType: S}
+  keySchema:
+    - {attributeName: pk, keyType: HASH}
+    - {attributeName: sk, keyType: RANGE}
+  provisionedThroughput: {readCapacityUnits: 6000, writeCapacityUnits: 1500}
+  placement:
+    zones: [zone-a, zone-b, zone-c]
+"#;
+
+async fn setup() -> (Client, std::sync::Arc<Context>) {
+    let client = kube_fake_client::ClientBuilder::new()
+        .with_resource::<Table>()
+        .with_status_subresource::<Table>()
+        .with_status_subresource::<StatefulSet>()
+        .build()
+        .await
+        .unwrap();
+    let ctx = Context::new(
+        client.clone(),
+        OperatorConfig::default(),
+        Metrics::new().unwrap(),
+    );
+    (client, ctx)
+}
+
+fn tables(client: &Client) -> Api<Table> {
+    Api::namespaced(client.clone(), NS)
+}
+
+async fn create(client: &Client, yaml: &str) -> Table {
+    let table: Table = serde_yaml::from_str(yaml).unwrap();
+    tables(client)
+        .create(&PostParams::default(), &table)
+        .await
+        .unwrap()
+}
+
+/// Fetches the Table and runs one reconcile.
+async fn reconcile(client: &Client, ctx: &Context) -> Table {
+    let table = tables(client).get("orders").await.unwrap();
+    reconcile_table(&table, ctx).await.unwrap();
+    tables(client).get("orders").await.unwrap()
+}
+
+fn status(t: &Table) -> TableStatus {
+    t.status.clone().unwrap_or_default()
+}
+
+fn condition<'a>(t: &'a Table, type_: &str) -> (String, String) {
+    let s = t.status.as_ref().unwrap();
+    let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+async fn statefulsets(client: &Client) -> Vec<StatefulSet> {
+    Api::<StatefulSet>::namespaced(client.clone(), NS)
+        .list(&ListParams::default().labels("partita.dev/table=orders"))
+        .await
+        .unwrap()
+        .items
+}
+
+async fn event_reasons(client: &Client) -> Vec<(String, String)> {
+    Api::<Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
+        .collect()
+}
+
+/// What the StatefulSet controller and kubelet would do: one ready pod per
+/// ordinal, surplus pods removed, status reporting the rollout done.
+async fn simulate_statefulset_controller(client: &Client) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    for sts in statefulsets(client).await {
+        let name = sts.name_any();
+        let spec = sts.spec.clone().unwrap();
+        let replicas = spec.replicas.unwrap_or(1);
+        let labels = spec.template.metadata.clone().unwrap().labels.unwrap();
+        for i in 0..replicas {
+            let pod_name = format!("{name}-{i}");
+            if pods.get_opt(&pod_name).await.unwrap().is_some() {
+                continue;
+            }
+            let mut pod_labels = labels.clone();
+            pod_labels.insert("apps.kubernetes.io/pod-index".into(), i.to_string());
+            let pod = Pod {
+                metadata: ObjectMeta {
+                    name: Some(pod_name),
+                    namespace: Some(NS.into()),
+                    labels: Some(pod_labels),
+                    ..ObjectMeta::default()
+                },
+                spec: spec.template.spec.clone(),
+                status: Some(PodStatus {
+                    conditions: Some(vec![PodCondition {
+                        type_: "Ready".into(),
+                        status: "True".into(),
+                        ..PodCondition::default()
+                    }]),
+                    ..PodStatus::default()
+                }),
+            };
+            pods.create(&PostParams::default(), &pod).await.unwrap();
+        }
+        for pod in pods
+            .list(
+                &ListParams::default()
+                    .labels(&format!("partita.dev/zone={}", labels["partita.dev/zone"])),
+            )
+            .await
+            .unwrap()
+            .items
+        {
+            let ordinal: i32 = pod.name_any().rsplit_once('-').unwrap().1.parse().unwrap();
+            if ordinal >= replicas {
+                pods.delete(&pod.name_any(), &DeleteParams::default())
+                    .await
+                    .unwrap();
+            }
+        }
+        let status = StatefulSetStatus {
+            observed_generation: sts.metadata.generation,
+            replicas,
+            ready_replicas: Some(replicas),
+            updated_replicas: Some(replicas),
+            available_replicas: Some(replicas),
+            current_replicas: Some(replicas),
+            ..StatefulSetStatus::default()
+        };
+        sts_api
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .unwrap();
+    }
+}
+
+async fn make_active(client: &Client, ctx: &Context) -> Table {
+    create(client, ORDERS).await;
+    reconcile(client, ctx).await;
+    simulate_statefulset_controller(client).await;
+    let t = reconcile(client, ctx).await;
+    assert_eq!(
+        status(&t).table_status.as_deref(),
+        Some("ACTIVE"),
+        "{:#?} {:#?}",
+        status(&t),
+        statefulsets(client)
+            .await
+            .iter()
+            .map(|s| (s.metadata.generation, s.status.clone()))
+            .collect::<Vec<_>>()
+    );
+    t
+}
+
+#[tokio::test]
+async fn table_goes_from_creating_to_active() {
+    let (client, ctx) = setup().await;
+    create(&client, ORDERS).await;
+
+    let t = reconcile(&client, &ctx).await;
+    assert!(t.finalizers().contains(&FINALIZER.to_string()));
+    let s = status(&t);
+    assert_eq!(s.table_status.as_deref(), Some("CREATING"));
+    assert_eq!(s.partition_count, Some(2));
+    assert_eq!(s.ready.as_deref(), Some("0/6"));
+    assert_eq!(
+        condition(&t, "Available"),
+        ("False".into(), "QuorumNotReady".into())
+    );
+    assert_eq!(
+        condition(&t, "Progressing"),
+        ("True".into(), "Creating".into())
+    );
+    let sts = statefulsets(&client).await;
+    assert_eq!(sts.len(), 3);
+    assert!(sts
+        .iter()
+        .all(|s| s.spec.as_ref().unwrap().replicas == Some(2)));
+    assert!(
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
+            .get_opt("orders-topology")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Normal".into(), "Created".into())));
+
+    simulate_statefulset_controller(&client).await;
+    let t = reconcile(&client, &ctx).await;
+    let s = status(&t);
+    assert_eq!(s.table_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(s.ready.as_deref(), Some("6/6"));
+    assert_eq!(s.observed_generation, t.metadata.generation);
+    assert_eq!(s.partitions.len(), 2);
+    assert!(s.partitions.iter().all(|p| p.ready_replicas == 3));
+    assert_eq!(s.partitions[1].hash_range_start, "0x8000000000000000");
+    assert_eq!(
+        condition(&t, "Available"),
+        ("True".into(), "QuorumReady".into())
+    );
+    assert_eq!(
+        condition(&t, "Progressing"),
+        ("False".into(), "Settled".into())
+    );
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+    assert_eq!(
+        s.table_arn.as_deref(),
+        Some("arn:aws:dynamodb:us-east-1:123456789012:table/Orders")
+    );
+}
+
+#[tokio::test]
+async fn throughput_increase_is_reported_not_applied_by_adding_pods() {
+    let (client, ctx) = setup().await;
+    let before = make_active(&client, &ctx).await;
+    let gen_before = before.metadata.generation.unwrap();
+
+    let patch = json!({"spec": {"provisionedThroughput": {"readCapacityUnits": 12000, "writeCapacityUnits": 1500}}});
+    tables(&client)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = reconcile(&client, &ctx).await;
+    let s = status(&t);
+    assert!(t.metadata.generation.unwrap() > gen_before);
+    assert_eq!(s.observed_generation, t.metadata.generation);
+    assert_eq!(s.partition_count, Some(2));
+    assert_eq!(s.desired_partition_count, Some(4));
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "PartitionSplitRequired".into())
+    );
+    assert!(statefulsets(&client)
+        .await
+        .iter()
+        .all(|s| s.spec.as_ref().unwrap().replicas == Some(2)));
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Warning".into(), "PartitionSplitRequired".into())));
+    // The topology carries the new throughput for the data plane.
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
+        .get("orders-topology")
+        .await
+        .unwrap();
+    assert!(cm.data.unwrap()["topology.json"].contains("\"ReadCapacityUnits\": 12000"));
+
+    // Back within what two partitions serve: no longer degraded.
+    let patch = json!({"spec": {"provisionedThroughput": {"readCapacityUnits": 3000, "writeCapacityUnits": 1000}}});
+    tables(&client)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(status(&t).observed_generation, t.metadata.generation);
+    assert_eq!(status(&t).partition_count, Some(2));
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("False".into(), "AsExpected".into())
+    );
+}
+
+#[tokio::test]
+async fn stopping_scales_to_zero_with_a_scale_event() {
+    let (client, ctx) = setup().await;
+    make_active(&client, &ctx).await;
+    let patch = json!({"spec": {"clusterOperation": {"stopped": true}}});
+    tables(&client)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = reconcile(&client, &ctx).await;
+    assert!(statefulsets(&client)
+        .await
+        .iter()
+        .all(|s| s.spec.as_ref().unwrap().replicas == Some(0)));
+    assert_eq!(status(&t).table_status.as_deref(), Some("STOPPED"));
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Normal".into(), "Scaled".into())));
+}
+
+#[tokio::test]
+async fn invalid_spec_degrades_without_touching_objects() {
+    let (client, ctx) = setup().await;
+    make_active(&client, &ctx).await;
+    let objects_before: Vec<_> = statefulsets(&client)
+        .await
+        .into_iter()
+        .map(|s| {
+            (
+                s.name_any(),
+                s.resource_version(),
+                serde_json::to_value(&s.spec).unwrap(),
+            )
+        })
+        .collect();
+
+    // A key attribute missing from attributeDefinitions (the API server's CEL
+    // rule would refuse it; the operator must not trust that it ran).
+    let patch =
+        json!({"spec": {"attributeDefinitions": [{"attributeName": "pk", "attributeType": "S"}]}});
+    tables(&client)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "InvalidKeySchema".into())
+    );
+    assert_eq!(status(&t).observed_generation, t.metadata.generation);
+    assert_eq!(status(&t).table_status.as_deref(), Some("ACTIVE"));
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Warning".into(), "InvalidKeySchema".into())));
+    let objects_after: Vec<_> = statefulsets(&client)
+        .await
+        .into_iter()
+        .map(|s| {
+            (
+                s.name_any(),
+                s.resource_version(),
+                serde_json::to_value(&s.spec).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(objects_before, objects_after);
+
+    // Reconciling again does not repeat the Warning.
+    reconcile(&client, &ctx).await;
+    let warnings = event_reasons(&client)
+        .await
+        .into_iter()
+        .filter(|(_, r)| r == "InvalidKeySchema")
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+/// kube-fake-client has no graceful deletion (its delete removes objects at
+/// once, and it drops deletionTimestamp on create), so these tests store the
+/// Table with our finalizer and hand the reconciler the object as the API
+/// server presents it after `kubectl delete`: with deletionTimestamp set.
+async fn create_with_finalizer(client: &Client, yaml: &str) {
+    let mut table: Table = serde_yaml::from_str(yaml).unwrap();
+    table.metadata.finalizers = Some(vec![FINALIZER.to_string()]);
+    tables(client)
+        .create(&PostParams::default(), &table)
+        .await
+        .unwrap();
+}
+
+async fn reconcile_deleting(client: &Client, ctx: &Context) -> Table {
+    let mut t = tables(client).get("orders").await.unwrap();
+    t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    reconcile_table(&t, ctx).await.unwrap();
+    tables(client).get("orders").await.unwrap()
+}
+
+#[tokio::test]
+async fn deletion_protection_blocks_deletion_until_disabled() {
+    let (client, ctx) = setup().await;
+    create_with_finalizer(
+        &client,
+        &format!("{ORDERS}  deletionProtectionEnabled: true\n"),
+    )
+    .await;
+
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(t.finalizers().contains(&FINALIZER.to_string()));
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "DeletionProtected".into())
+    );
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Warning".into(), "DeletionProtected".into())));
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(t.finalizers().contains(&FINALIZER.to_string()));
+
+    let patch = json!({"spec": {"deletionProtectionEnabled": false}});
+    tables(&client)
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(
+        t.finalizers().is_empty(),
+        "finalizer released: {:?}",
+        t.finalizers()
+    );
+}
+
+async fn create_pvc(client: &Client, name: &str, table: &str) {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let pvc = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: Some(BTreeMap::from([(
+                "partita.dev/table".to_string(),
+                table.to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        ..PersistentVolumeClaim::default()
+    };
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+}
+
+async fn pvc_exists(client: &Client, name: &str) -> bool {
+    Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client.clone(), NS)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn delete_policy_removes_the_tables_volumes_only() {
+    let (client, ctx) = setup().await;
+    create_pvc(&client, "data-orders-zone-a-0", "orders").await;
+    create_pvc(&client, "data-other-zone-a-0", "other").await;
+    create_with_finalizer(
+        &client,
+        &format!("{ORDERS}    storage: {{volumeRetentionPolicy: Delete}}\n"),
+    )
+    .await;
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(t.finalizers().is_empty());
+    assert!(!pvc_exists(&client, "data-orders-zone-a-0").await);
+    assert!(pvc_exists(&client, "data-other-zone-a-0").await);
+}
+
+#[tokio::test]
+async fn retain_policy_keeps_volumes() {
+    let (client, ctx) = setup().await;
+    create_pvc(&client, "data-orders-zone-a-0", "orders").await;
+    create_with_finalizer(&client, ORDERS).await;
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(t.finalizers().is_empty());
+    assert!(pvc_exists(&client, "data-orders-zone-a-0").await);
+}
