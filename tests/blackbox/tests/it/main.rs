@@ -3,6 +3,7 @@
 //! Each test starts its own server (or uses `DYNAMODB_ENDPOINT`; see the
 //! harness in `src/lib.rs`) and only speaks the wire protocol.
 
+mod auth;
 mod batch;
 mod capacity;
 mod durability;
