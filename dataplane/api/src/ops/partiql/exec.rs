@@ -60,7 +60,7 @@ pub fn run_read(
         page.read_bytes += item_size(&item);
         let stop = limit.is_some_and(|l| scanned >= l) || page.read_bytes >= limits::MAX_PAGE_BYTES;
         if stop {
-            page.last_key = def.key_schema.extract_key(&item);
+            page.last_key = page_key(def, plan.index.as_deref(), &item);
         }
         match plan.matches(&item) {
             Ok(true) => page.items.push(plan.project(item)),
@@ -76,12 +76,16 @@ pub fn run_read(
             Visit::Continue
         }
     };
-    match &plan.access {
-        Access::Query {
-            hash,
-            sort,
-            forward,
-        } => api.store.query(
+    let index = plan.index.as_deref();
+    match (&plan.access, index) {
+        (
+            Access::Query {
+                hash,
+                sort,
+                forward,
+            },
+            None,
+        ) => api.store.query(
             &plan.table,
             hash,
             sort.as_ref(),
@@ -89,13 +93,65 @@ pub fn run_read(
             start,
             &mut visit,
         )?,
-        Access::Scan => api.store.scan(&plan.table, 0, 1, start, &mut visit)?,
-        Access::Get(_) => {}
+        (
+            Access::Query {
+                hash,
+                sort,
+                forward,
+            },
+            Some(index),
+        ) => api.store.query_index(
+            &plan.table,
+            index,
+            hash,
+            sort.as_ref(),
+            *forward,
+            start,
+            &mut visit,
+        )?,
+        (Access::Scan, None) => api.store.scan(&plan.table, 0, 1, start, &mut visit)?,
+        (Access::Scan, Some(index)) => {
+            api.store
+                .scan_index(&plan.table, index, 0, 1, start, &mut visit)?
+        }
+        (Access::Get(_), _) => {}
     }
     if let Some(e) = failure {
         return Err(e);
     }
     Ok(page)
+}
+
+/// The key attributes that resume a read: the table's, plus the index's
+/// when reading an index.
+fn key_attributes<'d>(def: &'d TableDefinition, index: Option<&str>) -> Vec<&'d str> {
+    let mut names: Vec<&str> = def
+        .key_schema
+        .attributes()
+        .map(|a| a.name.as_str())
+        .collect();
+    let index_def = def
+        .global_indexes
+        .iter()
+        .chain(&def.local_indexes)
+        .find(|i| Some(i.name.as_str()) == index);
+    if let Some(i) = index_def {
+        for a in i.key_schema.attributes() {
+            if !names.contains(&a.name.as_str()) {
+                names.push(&a.name);
+            }
+        }
+    }
+    names
+}
+
+/// The pagination key of `item`.
+fn page_key(def: &TableDefinition, index: Option<&str>, item: &Item) -> Option<Item> {
+    let mut key = Item::new();
+    for name in key_attributes(def, index) {
+        key.insert(name.to_string(), item.get(name)?.clone());
+    }
+    Some(key)
 }
 
 /// The hash binding a NextToken to its statement and parameters.
@@ -124,6 +180,7 @@ pub fn decode_token(
     statement: &str,
     params: &[AttributeValue],
     def: &TableDefinition,
+    index: Option<&str>,
 ) -> Result<Item, ApiError> {
     let invalid = || ApiError::validation("Invalid NextToken");
     let bytes = BASE64.decode(token.as_bytes()).map_err(|_| invalid())?;
@@ -136,11 +193,8 @@ pub fn decode_token(
     }
     let key =
         codec::item_from_json(body.get("k").unwrap_or(&Value::Null)).map_err(|_| invalid())?;
-    let schema = &def.key_schema;
-    let well_formed = key.len() == schema.attributes().count()
-        && schema
-            .attributes()
-            .all(|a| key.get(&a.name).is_some_and(|v| a.scalar_type.matches(v)));
+    let names = key_attributes(def, index);
+    let well_formed = key.len() == names.len() && names.iter().all(|n| key.contains_key(*n));
     if !well_formed {
         return Err(invalid());
     }

@@ -17,8 +17,8 @@
 //! the PartiQL parser's short names ("Unexpected keyword", "Unexpected
 //! token", "Unexpected term", "Unexpected end of statement", "Expected data
 //! manipulation"); `x IS NULL` tests for a NULL value (not a missing one);
-//! a SELECT on a secondary index reports that index reads are not supported
-//! yet, like Query and Scan do.
+//! a SELECT on a secondary index returns the index's projected attributes
+//! (no fetch of other attributes from the table).
 
 mod batch;
 mod bind;
@@ -182,7 +182,13 @@ pub async fn execute_statement(api: &Api, req: Request) -> Result<Value, ApiErro
     match &prepared.plan {
         Plan::Read(read) => {
             let start = match next_token {
-                Some(t) => Some(exec::decode_token(t, text, &params, &prepared.def)?),
+                Some(t) => Some(exec::decode_token(
+                    t,
+                    text,
+                    &params,
+                    &prepared.def,
+                    read.index.as_deref(),
+                )?),
                 None => None,
             };
             let limit = limit.map(|l| l.max(1) as usize);

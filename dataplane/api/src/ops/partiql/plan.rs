@@ -38,6 +38,8 @@ pub enum Access {
 #[derive(Clone, Debug)]
 pub struct ReadPlan {
     pub table: String,
+    /// The secondary index read, if any.
+    pub index: Option<String>,
     pub access: Access,
     pub filter: Option<Condition>,
     /// `None` for `*`; else (output name, path) pairs.
@@ -409,23 +411,21 @@ impl Binder<'_> {
         def: &TableDefinition,
         consistent: bool,
     ) -> Result<ReadPlan, ApiError> {
-        let schema = &def.key_schema;
+        let mut schema = &def.key_schema;
         if let Some(index) = &s.index {
-            let global = def.global_indexes.iter().any(|i| &i.name == index);
-            let local = def.local_indexes.iter().any(|i| &i.name == index);
-            if !global && !local {
+            let global = def.global_indexes.iter().find(|i| &i.name == index);
+            let local = def.local_indexes.iter().find(|i| &i.name == index);
+            let Some(found) = global.or(local) else {
                 return Err(ApiError::validation(format!(
                     "The table does not have the specified index: {index}"
                 )));
-            }
-            if global && consistent {
+            };
+            if global.is_some() && consistent {
                 return Err(ApiError::validation(
                     "Strongly consistent read is not supported on Global Secondary Indexes",
                 ));
             }
-            return Err(ApiError::validation(format!(
-                "Queries and scans on the index {index} are not supported yet"
-            )));
+            schema = &found.key_schema;
         }
         let projection = match &s.projection {
             None => None,
@@ -515,6 +515,12 @@ impl Binder<'_> {
         }
         let access = match hash {
             None => Access::Scan,
+            // An index has no single-item read: a query on its full key.
+            Some(h) if s.index.is_some() => Access::Query {
+                hash: h,
+                sort: range_eq.map(SortKeyCondition::Eq).or(sort),
+                forward,
+            },
             Some(h) => match (&schema.range, range_eq) {
                 (None, _) => Access::Get(Item::from([(schema.hash.name.clone(), h)])),
                 (Some(r), Some(v)) => Access::Get(Item::from([
@@ -533,6 +539,7 @@ impl Binder<'_> {
         }
         Ok(ReadPlan {
             table: s.table.clone(),
+            index: s.index.clone(),
             access,
             filter,
             projection,

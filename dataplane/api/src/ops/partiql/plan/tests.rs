@@ -1,5 +1,6 @@
 use partita_model::{
-    AttributeDefinition, BillingMode, KeyAttribute, KeySchema, Number, ScalarType, TableDefinition,
+    AttributeDefinition, BillingMode, IndexDefinition, KeyAttribute, KeySchema, Number, Projection,
+    ScalarType, TableDefinition,
 };
 
 use super::*;
@@ -387,5 +388,52 @@ fn exists_is_a_condition_check_on_one_item() {
     assert_eq!(
         err("EXISTS(SELECT * FROM T WHERE n = 5)", false),
         "EXISTS() must contain a single item read with additional condition"
+    );
+}
+
+#[test]
+fn select_on_an_index_queries_or_scans_it() {
+    let mut d = def(true);
+    d.global_indexes.push(IndexDefinition {
+        name: "byG".into(),
+        key_schema: KeySchema {
+            hash: KeyAttribute {
+                name: "g".into(),
+                scalar_type: ScalarType::S,
+            },
+            range: None,
+        },
+        projection: Projection::All,
+        throughput: None,
+    });
+    let plan_on = |text: &str, consistent: bool| {
+        let (stmt, _) = parse(text).unwrap();
+        plan(&stmt, &d, &[], consistent)
+    };
+    let Ok(Plan::Read(r)) = plan_on("SELECT * FROM T.byG WHERE g = 'x' AND v > 1", false) else {
+        panic!()
+    };
+    assert_eq!(r.index.as_deref(), Some("byG"));
+    assert_eq!(
+        r.access,
+        Access::Query {
+            hash: s("x"),
+            sort: None,
+            forward: true
+        }
+    );
+    let Ok(Plan::Read(r)) = plan_on("SELECT * FROM T.byG", false) else {
+        panic!()
+    };
+    assert_eq!(r.access, Access::Scan);
+    let e = plan_on("SELECT * FROM T.byG WHERE g = 'x'", true).unwrap_err();
+    assert_eq!(
+        e.message,
+        "Strongly consistent read is not supported on Global Secondary Indexes"
+    );
+    let e = plan_on("SELECT * FROM T.byG WHERE g = 1", false).unwrap_err();
+    assert_eq!(
+        e.message,
+        "Key attribute's data type should match its data type in table's schema: Key g"
     );
 }
