@@ -76,7 +76,7 @@ fn status(t: &Table) -> TableStatus {
     t.status.clone().unwrap_or_default()
 }
 
-fn condition<'a>(t: &'a Table, type_: &str) -> (String, String) {
+fn condition(t: &Table, type_: &str) -> (String, String) {
     let s = t.status.as_ref().unwrap();
     let c = s.conditions.iter().find(|c| c.type_ == type_).unwrap();
     (c.status.clone(), c.reason.clone())

@@ -1,6 +1,6 @@
-//! Writes the CRDs generated from the Rust types to `crds/` (or to the
-//! directory given as the first argument). `--check` compares instead of
-//! writing and exits 1 on drift.
+//! Writes the CRDs generated from the Rust types to `crds/` and
+//! `charts/partita/crds/` (or only to the directory given as an argument).
+//! `--check` compares instead of writing and exits 1 on drift.
 
 use std::path::PathBuf;
 
@@ -15,13 +15,17 @@ fn main() -> anyhow::Result<()> {
             dir = Some(PathBuf::from(arg));
         }
     }
-    let dir = dir.unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("crds")
-    });
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dirs = match dir {
+        Some(d) => vec![d],
+        None => vec![root.join("crds"), root.join("charts/partita/crds")],
+    };
     let mut drift = Vec::new();
-    for (file, crd) in partita_operator::crd::all_crds() {
+    for (dir, (file, crd)) in dirs.iter().flat_map(|d| {
+        partita_operator::crd::all_crds()
+            .into_iter()
+            .map(move |c| (d, c))
+    }) {
         let yaml = partita_operator::crd::render_crd_yaml(&crd)?;
         let path = dir.join(file);
         if check {
@@ -30,7 +34,7 @@ fn main() -> anyhow::Result<()> {
                 drift.push(path.display().to_string());
             }
         } else {
-            std::fs::create_dir_all(&dir)?;
+            std::fs::create_dir_all(dir)?;
             std::fs::write(&path, yaml)?;
             println!("wrote {}", path.display());
         }

@@ -1,0 +1,418 @@
+//! Checks of the generated and rendered YAML, without a cluster:
+//!
+//! - every object in `manifests/install.yaml` (rendered from the chart by
+//!   `manifests/render.sh`; scripts/test re-renders it with a real helm and
+//!   diffs) deserializes into its k8s-openapi type and serializes back to the
+//!   same JSON — strict: a misspelled or misplaced field is dropped by the
+//!   round trip and fails the comparison; a wrong type fails to deserialize;
+//! - RBAC has no wildcards and no cluster-admin;
+//! - the sample Tables pass the CRD schema round trip and its CEL rules
+//!   (kube's client-side CEL), and the CEL rules refuse what they must;
+//! - every printer column's JSONPath resolves in the CRD schema with the
+//!   column's type;
+//! - the chart ships exactly the CRDs crdgen generates.
+
+use std::path::PathBuf;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::core::cel::Validator;
+use kube::CustomResourceExt;
+use partita_operator::crd::{AccessPolicy, GlobalTable, Table};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join(path)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+use serde::Deserialize;
+
+fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
+    let typed: T = serde_json::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    if &back != doc {
+        return Err(format!(
+            "fields lost or changed in the round trip:\n  rendered: {doc}\n  typed:    {back}"
+        ));
+    }
+    Ok(())
+}
+
+fn check_k8s_object(doc: &Value) -> Result<(), String> {
+    use k8s_openapi::api::{apps, core, policy, rbac};
+    let api = doc["apiVersion"].as_str().unwrap_or_default();
+    let kind = doc["kind"].as_str().unwrap_or_default();
+    match (api, kind) {
+        ("v1", "Namespace") => round_trip::<core::v1::Namespace>(doc),
+        ("v1", "ServiceAccount") => round_trip::<core::v1::ServiceAccount>(doc),
+        ("v1", "Service") => round_trip::<core::v1::Service>(doc),
+        ("v1", "ConfigMap") => round_trip::<core::v1::ConfigMap>(doc),
+        ("v1", "Secret") => round_trip::<core::v1::Secret>(doc),
+        ("apps/v1", "Deployment") => round_trip::<apps::v1::Deployment>(doc),
+        ("policy/v1", "PodDisruptionBudget") => round_trip::<policy::v1::PodDisruptionBudget>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => round_trip::<rbac::v1::ClusterRole>(doc),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            round_trip::<rbac::v1::ClusterRoleBinding>(doc)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => round_trip::<rbac::v1::Role>(doc),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => round_trip::<rbac::v1::RoleBinding>(doc),
+        ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
+            round_trip::<CustomResourceDefinition>(doc)
+        }
+        ("partita.dev/v1alpha1", "Table") => check_table(doc),
+        ("partita.dev/v1alpha1", "AccessPolicy") => round_trip::<AccessPolicy>(doc),
+        ("partita.dev/v1alpha1", "GlobalTable") => round_trip::<GlobalTable>(doc),
+        _ => Err(format!("no schema known for {api} {kind}")),
+    }
+}
+
+fn table_schema() -> Value {
+    let crd = Table::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn check_table(doc: &Value) -> Result<(), String> {
+    round_trip::<Table>(doc)?;
+    Validator::new()
+        .validate(&table_schema(), doc, None)
+        .map_err(|e| format!("CEL: {e:?}"))
+}
+
+#[test]
+fn install_yaml_objects_match_the_kubernetes_schemas() {
+    let docs = documents("manifests/install.yaml");
+    assert!(docs.len() >= 14, "install.yaml has {} objects", docs.len());
+    let mut kinds = Vec::new();
+    for doc in &docs {
+        let name = format!("{} {}", doc["kind"], doc["metadata"]["name"]);
+        if let Err(e) = check_k8s_object(doc) {
+            panic!("{name}: {e}");
+        }
+        kinds.push(doc["kind"].as_str().unwrap().to_string());
+    }
+    for wanted in [
+        "CustomResourceDefinition",
+        "Deployment",
+        "ClusterRole",
+        "Role",
+        "Service",
+        "PodDisruptionBudget",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == wanted),
+            "install.yaml lacks a {wanted}"
+        );
+    }
+}
+
+#[test]
+fn rbac_is_least_privilege() {
+    for doc in documents("manifests/install.yaml") {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        if kind == "ClusterRole" || kind == "Role" {
+            for rule in doc["rules"].as_array().unwrap() {
+                for field in ["verbs", "resources", "apiGroups"] {
+                    for v in rule[field].as_array().unwrap() {
+                        assert_ne!(v, "*", "wildcard {field} in {}", doc["metadata"]["name"]);
+                    }
+                }
+                assert!(!rule["verbs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v == "escalate" || v == "bind" || v == "impersonate"));
+            }
+        }
+        if kind.ends_with("Binding") {
+            assert_ne!(doc["roleRef"]["name"], "cluster-admin");
+        }
+    }
+}
+
+#[test]
+fn samples_pass_schema_and_cel() {
+    for file in [
+        "manifests/samples/orders.yaml",
+        "manifests/samples/accounts.yaml",
+        "manifests/samples/access-policy.yaml",
+    ] {
+        for doc in documents(file) {
+            if let Err(e) = check_k8s_object(&doc) {
+                panic!("{file}: {e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn chart_ships_the_generated_crds() {
+    for (file, crd) in partita_operator::crd::all_crds() {
+        let generated = partita_operator::crd::render_crd_yaml(&crd).unwrap();
+        for dir in ["crds", "charts/partita/crds"] {
+            let committed = std::fs::read_to_string(root().join(dir).join(file)).unwrap();
+            assert_eq!(
+                committed, generated,
+                "{dir}/{file} is stale: run crdgen (and copy to the chart)"
+            );
+        }
+    }
+}
+
+fn orders() -> Value {
+    json!({
+        "apiVersion": "partita.dev/v1alpha1",
+        "kind": "Table",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "attributeDefinitions": [
+                {"attributeName": "pk", "attributeType": "S"},
+                {"attributeName": "sk", "attributeType": "S"},
+            ],
+            "keySchema": [
+                {"attributeName": "pk", "keyType": "HASH"},
+                {"attributeName": "sk", "keyType": "RANGE"},
+            ],
+            "provisionedThroughput": {"readCapacityUnits": 5, "writeCapacityUnits": 5},
+        },
+    })
+}
+
+fn cel_errors(obj: &Value, old: Option<&Value>) -> Vec<String> {
+    match Validator::new().validate(&table_schema(), obj, old) {
+        Ok(()) => vec![],
+        Err(errors) => format!("{errors:?}")
+            .split("message")
+            .skip(1)
+            .map(str::to_string)
+            .collect(),
+    }
+}
+
+fn assert_refused(obj: &Value, old: Option<&Value>, message: &str) {
+    let errors = format!("{:?}", Validator::new().validate(&table_schema(), obj, old));
+    assert!(
+        errors.contains(message),
+        "expected {message:?}, got {errors}"
+    );
+}
+
+#[test]
+fn cel_accepts_a_valid_table() {
+    assert_eq!(cel_errors(&orders(), None), Vec::<String>::new());
+    let mut on_demand = orders();
+    on_demand["spec"]["billingMode"] = json!("PAY_PER_REQUEST");
+    on_demand["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("provisionedThroughput");
+    on_demand["spec"]["onDemandThroughput"] = json!({"maxReadRequestUnits": 100});
+    assert_eq!(cel_errors(&on_demand, None), Vec::<String>::new());
+}
+
+#[test]
+fn cel_requires_attribute_definitions_for_every_key() {
+    let mut t = orders();
+    t["spec"]["attributeDefinitions"] = json!([{"attributeName": "pk", "attributeType": "S"}]);
+    assert_refused(
+        &t,
+        None,
+        "attributeDefinitions must define every keySchema attribute",
+    );
+
+    let mut t = orders();
+    t["spec"]["globalSecondaryIndexes"] = json!([{
+        "indexName": "by-status",
+        "keySchema": [{"attributeName": "status", "keyType": "HASH"}],
+        "projection": {"projectionType": "ALL"},
+    }]);
+    assert_refused(
+        &t,
+        None,
+        "attributeDefinitions must define every globalSecondaryIndexes key attribute",
+    );
+}
+
+#[test]
+fn cel_checks_billing_mode_against_throughput() {
+    let mut t = orders();
+    t["spec"]["billingMode"] = json!("PAY_PER_REQUEST");
+    assert_refused(
+        &t,
+        None,
+        "provisionedThroughput is required with billingMode PROVISIONED",
+    );
+    let mut t = orders();
+    t["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("provisionedThroughput");
+    assert_refused(
+        &t,
+        None,
+        "provisionedThroughput is required with billingMode PROVISIONED",
+    );
+    let mut t = orders();
+    t["spec"]["onDemandThroughput"] = json!({"maxReadRequestUnits": 100});
+    assert_refused(
+        &t,
+        None,
+        "onDemandThroughput is only allowed with billingMode PAY_PER_REQUEST",
+    );
+}
+
+#[test]
+fn cel_limits_index_counts() {
+    let lsi = |i: usize| {
+        json!({
+            "indexName": format!("lsi-{i}"),
+            "keySchema": [{"attributeName": "pk", "keyType": "HASH"}, {"attributeName": "sk", "keyType": "RANGE"}],
+            "projection": {"projectionType": "KEYS_ONLY"},
+        })
+    };
+    let mut t = orders();
+    t["spec"]["localSecondaryIndexes"] = json!((0..5).map(lsi).collect::<Vec<_>>());
+    assert_eq!(cel_errors(&t, None), Vec::<String>::new());
+    t["spec"]["localSecondaryIndexes"] = json!((0..6).map(lsi).collect::<Vec<_>>());
+    assert_refused(&t, None, "a table has at most 5 localSecondaryIndexes");
+
+    let gsi = |i: usize| {
+        json!({
+            "indexName": format!("gsi-{i}"),
+            "keySchema": [{"attributeName": "sk", "keyType": "HASH"}],
+            "projection": {"projectionType": "ALL"},
+        })
+    };
+    let mut t = orders();
+    t["spec"]["globalSecondaryIndexes"] = json!((0..21).map(gsi).collect::<Vec<_>>());
+    assert_refused(&t, None, "a table has at most 20 globalSecondaryIndexes");
+}
+
+#[test]
+fn cel_makes_key_schema_and_lsis_immutable() {
+    let old = orders();
+    let mut new = orders();
+    new["spec"]["keySchema"] = json!([{"attributeName": "sk", "keyType": "HASH"}]);
+    assert_refused(&new, Some(&old), "keySchema is immutable");
+
+    let mut new = orders();
+    new["spec"]["localSecondaryIndexes"] = json!([{
+        "indexName": "lsi-1",
+        "keySchema": [{"attributeName": "pk", "keyType": "HASH"}, {"attributeName": "sk", "keyType": "RANGE"}],
+        "projection": {"projectionType": "ALL"},
+    }]);
+    assert_refused(&new, Some(&old), "localSecondaryIndexes are immutable");
+
+    // Throughput may change.
+    let mut new = orders();
+    new["spec"]["provisionedThroughput"] =
+        json!({"readCapacityUnits": 9000, "writeCapacityUnits": 5});
+    assert_eq!(cel_errors(&new, Some(&old)), Vec::<String>::new());
+}
+
+#[test]
+fn cel_checks_placement() {
+    let mut t = orders();
+    t["spec"]["placement"] = json!({"zones": ["a", "b"], "replicasPerPartition": 3});
+    assert_refused(&t, None, "placement.zones must list one zone per replica");
+    t["spec"]["placement"] = json!({"zones": ["a", "a", "b"]});
+    assert_refused(&t, None, "placement.zones must be distinct");
+    t["spec"]["placement"] = json!({"replicasPerPartition": 2});
+    assert_refused(&t, None, "replicasPerPartition must be odd");
+}
+
+/// Resolves a printer column's JSONPath in the CRD schema; returns the type found.
+fn schema_type_at(schema: &Value, path: &str) -> Option<String> {
+    let mut node = schema;
+    for segment in path.trim_start_matches('.').split('.') {
+        node = node.get("properties")?.get(segment)?;
+    }
+    node.get("type")
+        .and_then(|t| t.as_str())
+        .map(str::to_string)
+}
+
+#[test]
+fn printer_columns_resolve_in_the_schema() {
+    for (file, crd) in partita_operator::crd::all_crds() {
+        let version = &crd.spec.versions[0];
+        let schema = serde_json::to_value(
+            version
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
+        for col in version
+            .additional_printer_columns
+            .as_deref()
+            .unwrap_or_default()
+        {
+            if col.json_path == ".metadata.creationTimestamp" {
+                assert_eq!(col.type_, "date");
+                continue;
+            }
+            // Filter expressions ([?(...)]) select into conditions arrays.
+            let path = match col.json_path.split_once("[?(") {
+                Some((head, _)) => {
+                    let t = schema_type_at(&schema, head);
+                    assert_eq!(t.as_deref(), Some("array"), "{file}: {}", col.json_path);
+                    continue;
+                }
+                None => col.json_path.as_str(),
+            };
+            let found = schema_type_at(&schema, path);
+            assert_eq!(
+                found.as_deref(),
+                Some(col.type_.as_str()),
+                "{file}: column {} at {}",
+                col.name,
+                col.json_path
+            );
+        }
+    }
+    let table = Table::crd();
+    let names: Vec<_> = table.spec.versions[0]
+        .additional_printer_columns
+        .as_deref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.to_uppercase())
+        .collect();
+    assert_eq!(
+        names,
+        ["STATUS", "PARTITIONS", "READY", "RCU", "WCU", "AGE"]
+    );
+    assert_eq!(table.spec.names.short_names, Some(vec!["ptbl".to_string()]));
+}
+
+#[test]
+fn round_trip_catches_misspelled_and_mistyped_fields() {
+    let good = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIP": "None"}});
+    assert!(check_k8s_object(&good).is_ok());
+    let misspelled = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}, "spec": {"clusterIp": "None"}});
+    assert!(check_k8s_object(&misspelled).is_err());
+    let mistyped = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two", "selector": {}, "template": {}}});
+    assert!(check_k8s_object(&mistyped).is_err());
+}
