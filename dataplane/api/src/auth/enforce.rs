@@ -469,8 +469,9 @@ impl<'a> Planner<'a> {
     }
 
     /// PartiQL statements: the action follows the verb, the resource is
-    /// the table named after FROM/INTO/UPDATE; keys and attributes are not
-    /// extracted, so they are unknown.
+    /// the table named after FROM/INTO/UPDATE; the leading key is the
+    /// partition key the planned statement reads or writes (unknown for a
+    /// scan); attributes are not extracted, so they are unknown.
     fn partiql<'b>(
         &mut self,
         statements: impl Iterator<Item = &'b JsonMap<String, Value>>,
@@ -488,7 +489,21 @@ impl<'a> Planner<'a> {
                 None => "*".to_string(),
             };
             let mut keys = self.base.clone();
-            keys.set_unknown(LEADING_KEYS);
+            let params: Option<Vec<AttributeValue>> = match st.get("Parameters") {
+                None | Some(Value::Null) => Some(Vec::new()),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .map(|v| crate::codec::value_from_json(v).ok())
+                    .collect(),
+                Some(_) => None,
+            };
+            let leading = params.and_then(|params| {
+                crate::ops::partiql::statement_partition_key(self.api, text, &params)
+            });
+            match leading.as_ref().and_then(attribute_text) {
+                Some(v) => keys.set(LEADING_KEYS, v),
+                None => keys.set_unknown(LEADING_KEYS),
+            }
             keys.set_unknown(ATTRIBUTES);
             if let Some(rcc) = rcc {
                 keys.set(RETURN_CONSUMED_CAPACITY, rcc);

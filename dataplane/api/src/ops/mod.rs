@@ -6,7 +6,7 @@ mod describe;
 mod item;
 pub(crate) mod legacy;
 mod misc;
-mod partiql;
+pub(crate) mod partiql;
 mod query;
 mod table;
 mod table_spec;

@@ -15,8 +15,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_dynamodb::types::{
-    Delete, DeleteRequest, Get, KeysAndAttributes, Put, PutRequest, TransactGetItem,
-    TransactWriteItem, WriteRequest,
+    AttributeValue, Delete, DeleteRequest, Get, KeysAndAttributes, Put, PutRequest,
+    TransactGetItem, TransactWriteItem, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use partita_blackbox_tests::*;
@@ -490,6 +490,37 @@ async fn tenants_reach_only_their_own_items_through_every_operation() {
         alice
             .execute_statement()
             .statement("DELETE FROM \"Tenants\" WHERE pk = 'bob' AND sk = '1'")
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+    // PartiQL on her own partition is allowed (the planned statement's
+    // partition key is the leading key); a statement that scans is not.
+    let own = alice
+        .execute_statement()
+        .statement("SELECT * FROM \"Tenants\" WHERE pk = ?")
+        .parameters(AttributeValue::S("alice".into()))
+        .send()
+        .await
+        .expect("alice's PartiQL query of her own partition");
+    assert!(!own.items().is_empty());
+    assert!(own
+        .items()
+        .iter()
+        .all(|i| i.get("pk") == Some(&AttributeValue::S("alice".into()))));
+    let e = api_err(
+        alice
+            .execute_statement()
+            .statement("SELECT * FROM \"Tenants\" WHERE pk = ?")
+            .parameters(AttributeValue::S("bob".into()))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "AccessDeniedException", "{e:?}");
+    let e = api_err(
+        alice
+            .execute_statement()
+            .statement("SELECT * FROM \"Tenants\"")
             .send()
             .await,
     );

@@ -103,6 +103,27 @@ fn parameters(
     list.iter().map(codec::value_from_json).collect()
 }
 
+/// Returns the partition key value a statement reads or writes, for
+/// authorization (`dynamodb:LeadingKeys`): the key of a single-item read or
+/// a write, the partition of a query; `None` for a scan or a statement that
+/// does not plan (it fails on its own when executed).
+pub(crate) fn statement_partition_key(
+    api: &Api,
+    text: &str,
+    params: &[AttributeValue],
+) -> Option<AttributeValue> {
+    let prepared = prepare(api, text, params, false).ok()?;
+    let hash = &prepared.def.key_schema.hash.name;
+    match &prepared.plan {
+        Plan::Read(read) => match &read.access {
+            plan::Access::Get(key) => key.get(hash).cloned(),
+            plan::Access::Query { hash, .. } => Some(hash.clone()),
+            plan::Access::Scan => None,
+        },
+        Plan::Write(write) => write.key(&prepared.def.key_schema)?.get(hash).cloned(),
+    }
+}
+
 /// A statement parsed, bound and planned against its table.
 struct Prepared {
     statement: Statement,
