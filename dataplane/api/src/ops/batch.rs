@@ -223,6 +223,11 @@ pub async fn batch_write_item(api: &Api, req: Request) -> Result<Value, ApiError
                     let item = codec::item_from_json(put.get("Item").unwrap_or(&Value::Null))?;
                     validate_item_key(&def.key_schema, &item)?;
                     check_item_size(&item)?;
+                    // A wrong index key type fails the whole batch, before
+                    // any of it is written.
+                    for index in def.local_indexes.iter().chain(&def.global_indexes) {
+                        partita_storage::index::check_index_keys(index, &item)?;
+                    }
                     let key = def.key_schema.extract_key(&item).unwrap_or_default();
                     (WriteCommand::Put { item, condition: None }, key)
                 }

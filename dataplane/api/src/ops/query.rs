@@ -210,6 +210,25 @@ fn check_projected_attributes(
     Ok(())
 }
 
+/// A global index being backfilled cannot be read yet (DynamoDB's rule and
+/// wording).
+fn check_readable(api: &Api, target: &Target<'_>) -> Result<(), ApiError> {
+    let (Some(index), true) = (target.index, target.global) else {
+        return Ok(());
+    };
+    if api
+        .store
+        .index_state(&target.def.name, &index.name)?
+        .backfilling
+    {
+        return Err(ApiError::validation(format!(
+            "Cannot read from backfilling global secondary index: {}",
+            index.name
+        )));
+    }
+    Ok(())
+}
+
 fn check_consistent_read(rr: &ReadRequest<'_>, target: &Target<'_>) -> Result<(), ApiError> {
     if rr.consistent && target.global {
         return Err(ApiError::validation(
@@ -544,6 +563,7 @@ pub async fn query(api: &Api, req: Request) -> Result<Value, ApiError> {
     let index_name = req.str("IndexName")?;
     let target = Target::resolve(&def, index_name)?;
     check_consistent_read(&rr, &target)?;
+    check_readable(api, &target)?;
     let schema = target.key_schema();
     let hash = schema.hash.name.as_str();
     let range = schema.range.as_ref().map(|r| r.name.as_str());
@@ -733,6 +753,7 @@ pub async fn scan(api: &Api, req: Request) -> Result<Value, ApiError> {
     let index_name = req.str("IndexName")?;
     let target = Target::resolve(&def, index_name)?;
     check_consistent_read(&rr, &target)?;
+    check_readable(api, &target)?;
     check_select_on_index(rr.select, &target)?;
     // A Scan's filter is not restricted: on a local index it reads the
     // table's items (see needs_base_fetch).
