@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod capacity;
 mod durability;
+mod indexes;
 mod items;
 mod legacy;
 mod partiql;
