@@ -6,6 +6,9 @@
 #
 # Options: --runs N  --duration S  --warmup S  --targets "partita dynalite ..."
 #          --connections N  --no-install
+#          --indexes       also run the secondary-index benchmark on partita
+#          --indexes-only  run only that (PutItem with 2 GSIs + 1 LSI vs none,
+#                          GSI propagation delay); --runs sets its rounds
 # Environment: PARTITA_PEERS_DIR (default /work/peers) where peers are
 #   installed and reused; PEERS_STORAGE=memory|disk (default memory: each
 #   peer's fastest mode); PARTITA_BIN (skip the release build, use this binary).
@@ -31,6 +34,7 @@ CONNECTIONS=16
 TARGETS="partita dynamodb-local dynalite dynoxide"
 INSTALL=1
 MODE=full
+INDEXES=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -41,7 +45,9 @@ while [ $# -gt 0 ]; do
         --connections) CONNECTIONS=$2; shift ;;
         --targets) TARGETS=$2; shift ;;
         --no-install) INSTALL=0 ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        --indexes) INDEXES=1 ;;
+        --indexes-only) INDEXES=only; TARGETS=partita ;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -287,7 +293,8 @@ for t in "${TARGET_LIST[@]}"; do
 done
 
 n=${#TARGET_LIST[@]}
-for run in $(seq 1 "$RUNS"); do
+[ "$INDEXES" != only ] || RUNS_MAIN=0
+for run in $(seq 1 "${RUNS_MAIN:-$RUNS}"); do
     for i in $(seq 0 $((n - 1))); do
         t=${TARGET_LIST[$(( (i + run - 1) % n ))]}
         [ -z "${SKIPPED[$t]:-}" ] || continue
@@ -316,7 +323,28 @@ for run in $(seq 1 "$RUNS"); do
     done
 done
 
+# The secondary-index benchmark: partita only, one server for all rounds.
+if [ "$INDEXES" != 0 ] && [ -z "${SKIPPED[partita]:-}" ]; then
+    port=$(free_port)
+    data="$SCRATCH/partita-indexes"
+    logf="$LOGS/partita-indexes.log"
+    log "indexes: partita on 127.0.0.1:$port ($RUNS round(s))"
+    if start_target partita "$port" "$data" "$logf"; then
+        limit=$(( 300 + RUNS * 2 * (DURATION + WARMUP) + 2 * DURATION ))
+        timeout "$limit" "$BENCH" indexes --endpoint "127.0.0.1:$port" --connections "$CONNECTIONS" \
+            --duration "$DURATION" --warmup "$WARMUP" --rounds "$RUNS" --out "$OUT/indexes.json" &
+        BENCH_PID=$!
+        wait "$BENCH_PID" || log "the index benchmark did not complete"
+        BENCH_PID=""
+        stop_server
+        rm -rf "$data"
+    else
+        log "indexes: partita failed to start: $START_ERR"
+    fi
+fi
+
 echo >&2
 cat "$OUT/header.txt"
-"$BENCH" report "$OUT"
+[ "$INDEXES" = only ] || "$BENCH" report "$OUT"
+[ ! -f "$OUT/indexes.txt" ] || cat "$OUT/indexes.txt"
 log "results: $OUT (summary.txt, summary.json, one JSON per run, logs/)"

@@ -31,6 +31,9 @@ pub enum Feed {
     /// PutItem requests with keys never written before, until the deadline;
     /// `phase` keeps keys of different phases apart.
     FreshPuts { phase: String },
+    /// Like `FreshPuts`, into `table`, with the index key attributes of the
+    /// index benchmark (see `indexes.rs`).
+    IndexedPuts { table: String, phase: String },
 }
 
 /// What one phase measured.
@@ -166,6 +169,19 @@ async fn drive(
                     seq,
                 };
                 protocol::write_put_body(&mut put_body, &key, "0", seq);
+                put_request.clear();
+                wire.write_request(op, put_body.as_bytes(), &mut put_request);
+                &put_request
+            }
+            Feed::IndexedPuts { table, phase } => {
+                seq += 1;
+                put_body.clear();
+                let key = protocol::PutKey {
+                    phase,
+                    conn: index,
+                    seq,
+                };
+                crate::indexes::write_indexed_put_body(&mut put_body, table, &key, seq);
                 put_request.clear();
                 wire.write_request(op, put_body.as_bytes(), &mut put_request);
                 &put_request

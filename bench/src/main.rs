@@ -6,6 +6,7 @@
 //! medians and ratios. See `bench/README.md`.
 
 mod http;
+mod indexes;
 mod load;
 mod protocol;
 mod report;
@@ -54,6 +55,31 @@ enum Command {
         subject: String,
     },
     /// Serves `{}` to every request (the selftest's target).
+    /// Secondary indexes on one target: PutItem throughput with 2 GSIs and
+    /// 1 LSI vs without, and GSI propagation delay under a steady load.
+    Indexes {
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        /// Seconds per timed phase (and of the propagation load).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 2)]
+        warmup: u64,
+        /// Rounds of the plain/indexed PutItem pair.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Total PutItem rate of the propagation writers, per second.
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        #[arg(long, default_value_t = 4)]
+        writers: usize,
+        #[arg(long, default_value_t = 4)]
+        pollers: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
     #[command(hide = true)]
     TrivialServer {
         #[arg(long)]
@@ -173,6 +199,36 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 failure: Some(reason),
             };
             run::write(&result, &out)
+        }
+        Command::Indexes {
+            endpoint,
+            connections,
+            duration,
+            warmup,
+            rounds,
+            rate,
+            writers,
+            pollers,
+            out,
+        } => {
+            let spec = indexes::IndexSpec {
+                addr: loopback_addr(&endpoint)?,
+                connections: connections.max(1),
+                duration: Duration::from_secs(duration.max(1)),
+                warmup: Duration::from_secs(warmup),
+                rounds: rounds.max(1),
+                rate: rate.max(1),
+                writers: writers.max(1),
+                pollers: pollers.max(1),
+            };
+            let result = indexes::execute(&spec).await?;
+            let text = indexes::render(&result, &spec);
+            print!("{text}");
+            std::fs::write(&out, serde_json::to_vec_pretty(&result)?)
+                .with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(out.with_extension("txt"), text)
+                .with_context(|| format!("writing {}", out.display()))?;
+            Ok(())
         }
         Command::Report { dir, subject } => {
             let runs = report::load_runs(&dir)?;
