@@ -20,7 +20,12 @@
 //!   - `o.<table_id>.<p>`: the global index outbox of partition `p`
 //!     (see `outbox`);
 //!   - `g.<table_id>.<id>.<q>`: entries of partition `q` of the global index
-//!     with id `id` (ids are never reused within a table).
+//!     with id `id` (ids are never reused within a table);
+//!   - `s.<table_id>.<p>.<first>`: a segment of the change log of partition
+//!     `p`, holding the records numbered from `first` (see `stream`); `meta`
+//!     keeps the log's next number under `b"q" ++ "s.<table_id>.<p>"`.
+//! - The catalog record's `streams` lists the table's streams and their
+//!   shards (added without a version bump: older records read as none).
 
 use partita_model::schema::{IndexState, IndexStatus};
 use partita_model::{ProvisionedThroughput, TableDefinition};
@@ -39,7 +44,7 @@ const CATALOG_FORMAT_V2: u8 = 2;
 const STATS_FORMAT_V1: u8 = 1;
 const COLLECTION_FORMAT_V1: u8 = 1;
 const PARTITION_SPACE_PREFIX: &str = "t.";
-const DATA_SPACE_PREFIXES: [&str; 5] = ["t.", "l.", "c.", "o.", "g."];
+const DATA_SPACE_PREFIXES: [&str; 6] = ["t.", "l.", "c.", "o.", "g.", "s."];
 
 /// The storage's record of one global index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +67,9 @@ pub struct CatalogRecord {
     /// The id the next global index gets.
     #[serde(default)]
     pub next_index_id: u64,
+    /// The table's streams (enabled, and closed within the retention).
+    #[serde(default)]
+    pub streams: Vec<crate::stream::StreamState>,
 }
 
 /// Returns the partition count of a global index: like a table's, one per
@@ -98,6 +106,7 @@ impl CatalogRecord {
             definition,
             global_indexes,
             next_index_id,
+            streams: Vec::new(),
         }
     }
 }
@@ -180,6 +189,15 @@ pub fn collection_space_name(table_id: &str, partition: u32) -> Result<String, S
 }
 
 /// Returns the name of the outbox space of partition `partition`.
+/// Returns the name of the change log of partition `partition` (its
+/// segments are named `<log>.<first>`).
+pub fn stream_log_name(table_id: &str, partition: u32) -> Result<String, StorageError> {
+    // Leave room for the segment suffix.
+    let name = format!("s.{table_id}.{partition}");
+    checked_space_name(format!("{name}.{}", u64::MAX))?;
+    Ok(name)
+}
+
 pub fn outbox_space_name(table_id: &str, partition: u32) -> Result<String, StorageError> {
     checked_space_name(format!("o.{table_id}.{partition}"))
 }

@@ -25,7 +25,16 @@
 //! Besides client writes, the writer applies backfill commands
 //! ([`Command::Backfill`], see `backfill`): they are serialized with the
 //! writes like any command, which is what keeps a backfilled entry from
-//! overwriting a newer one.
+//! overwriting a newer one. It also applies TTL expiries
+//! ([`Command::Expire`], see `ttl`): a delete conditioned, at apply time, on
+//! the item still being expired.
+//!
+//! While a table's stream is enabled, step 2 also appends each change's
+//! record to the change log of the item's partition (see `stream`): the
+//! record, a new log segment when the current one is due to roll, and the
+//! log's next sequence number in `meta` all join the same batch. The group
+//! is stamped with one wall-clock time, taken here and handed to the pure
+//! record builder.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -41,10 +50,11 @@ use tokio::sync::oneshot;
 use crate::apply::{plan_backfill, plan_write, stats_delta, Collection, Effect, GlobalDelta};
 use crate::catalog::{self, PartitionStats};
 use crate::codec::{decode_item, encode_item};
-use crate::engine::{Batch, ReadView};
+use crate::engine::{Batch, Engine, ReadView, Space};
 use crate::keys;
 use crate::outbox;
 use crate::state::{Outbox, Partition, Shared, TableState};
+use crate::stream::{self, ChangeLog, ChangeRecord, Segment};
 use crate::{StorageError, WriteCommand, WriteOutcome};
 
 /// Most commands applied in one group (one engine batch).
@@ -96,6 +106,16 @@ pub(crate) enum Command {
         index_id: u64,
         partition: usize,
         keys: Vec<Vec<u8>>,
+    },
+    /// Deletes the item at `key` of table incarnation `table_id` if it is
+    /// still expired: its number attribute `attribute` (the table's TTL
+    /// attribute) is at most `now_secs` and at least five years before it.
+    /// The stream record names the TTL service.
+    Expire {
+        table_id: String,
+        key: Item,
+        attribute: String,
+        now_secs: i64,
     },
 }
 
@@ -224,6 +244,13 @@ impl Drop for Writer {
     }
 }
 
+/// Returns how long a change-log segment takes new records: a 24th of the
+/// retention (an hour for DynamoDB's 24), at least 100 ms, so records are
+/// trimmed at most that much after they expire.
+pub(crate) fn segment_roll(retention: Duration) -> Duration {
+    (retention / 24).max(Duration::from_millis(100))
+}
+
 /// Longest the writer waits for stragglers before applying a group.
 const MAX_LINGER: Duration = Duration::from_micros(100);
 
@@ -294,8 +321,25 @@ pub(crate) struct GroupState<'a> {
     outboxes: HashMap<u64, (Arc<Outbox>, u64)>,
     /// Outboxes to deliver after the commit.
     delivery: Vec<(String, String, usize)>,
+    /// change log uid → its pending appends.
+    logs: HashMap<u64, PendingLog>,
     collection_limit: u64,
     tables: &'a std::collections::BTreeMap<String, Arc<TableState>>,
+    engine: &'a Engine,
+    /// The group's time (ms since the epoch) and the segment roll interval.
+    now_ms: u64,
+    roll_ms: u64,
+}
+
+/// The appends of one group to one change log.
+#[derive(Clone)]
+struct PendingLog {
+    log: Arc<ChangeLog>,
+    next: u64,
+    /// The segment appends go to: (first number, space, first record time).
+    current: Option<(u64, Space, u64)>,
+    /// A segment this group started: (first number, segment).
+    started: Option<(u64, Segment)>,
 }
 
 fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
@@ -315,8 +359,12 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         deltas: HashMap::new(),
         outboxes: HashMap::new(),
         delivery: Vec::new(),
+        logs: HashMap::new(),
         collection_limit: shared.collection_limit,
         tables: &tables,
+        engine: &shared.engine,
+        now_ms: stream::now_ms(),
+        roll_ms: segment_roll(shared.stream_retention).as_millis() as u64,
     };
     let mut answers: Vec<Answers> = group
         .iter()
@@ -336,6 +384,12 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
                     } => state
                         .backfill(table, table_id, *index_id, *partition, keys)
                         .map(|()| WriteOutcome::default()),
+                    Command::Expire {
+                        table_id,
+                        key,
+                        attribute,
+                        now_secs,
+                    } => state.expire(table, table_id, key, attribute, *now_secs),
                 })
                 .collect()
         })
@@ -357,6 +411,14 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         );
         new_stats.push((partition.clone(), stats));
     }
+    for pending in state.logs.values() {
+        state.batch.put(
+            &shared.meta,
+            &stream::next_seq_key(&pending.log.name),
+            stream::encode_next_seq(pending.next),
+        );
+    }
+    let now_ms = state.now_ms;
     match shared.engine.commit(state.batch, shared.sync) {
         Ok(()) => {
             shared.counters.commits.fetch_add(1, Ordering::Relaxed);
@@ -365,6 +427,17 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
             }
             for (outbox, next) in state.outboxes.values() {
                 outbox.next_seq.store(*next, Ordering::Release);
+            }
+            for pending in state.logs.into_values() {
+                let mut segments = pending.log.segments.lock();
+                if let Some((first, segment)) = pending.started {
+                    segments.insert(first, segment);
+                }
+                if let Some(newest) = segments.values_mut().next_back() {
+                    newest.last_ms = now_ms;
+                }
+                drop(segments);
+                pending.log.next_seq.store(pending.next, Ordering::Release);
             }
             shared.delivery.notify(state.delivery);
         }
@@ -394,8 +467,12 @@ impl<'a> GroupState<'a> {
             deltas: self.deltas.clone(),
             outboxes: self.outboxes.clone(),
             delivery: self.delivery.clone(),
+            logs: self.logs.clone(),
             collection_limit: self.collection_limit,
             tables: self.tables,
+            engine: self.engine,
+            now_ms: self.now_ms,
+            roll_ms: self.roll_ms,
         }
     }
 
@@ -410,8 +487,12 @@ impl<'a> GroupState<'a> {
             deltas,
             outboxes,
             delivery,
+            logs,
             collection_limit: _,
             tables: _,
+            engine: _,
+            now_ms: _,
+            roll_ms: _,
         } = fork;
         self.batch.append(batch);
         self.overlay = overlay;
@@ -419,6 +500,7 @@ impl<'a> GroupState<'a> {
         self.deltas = deltas;
         self.outboxes = outboxes;
         self.delivery = delivery;
+        self.logs = logs;
     }
 
     /// Returns the current item at `key` of `partition`.
@@ -465,10 +547,97 @@ impl<'a> GroupState<'a> {
             .push((table.def.name.clone(), table.def.table_id.clone(), index));
     }
 
+    /// Appends a change record to the log of table partition `index`,
+    /// starting a new segment when the current one is due to roll.
+    fn append_change(
+        &mut self,
+        table: &TableState,
+        index: usize,
+        mut record: ChangeRecord,
+    ) -> Result<(), StorageError> {
+        let Some(log) = table.logs.get(index) else {
+            return Ok(());
+        };
+        let pending = match self.logs.entry(log.uid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(PendingLog {
+                log: log.clone(),
+                next: log.next_seq.load(Ordering::Acquire),
+                current: log.current().map(|(first, s)| (first, s.space, s.first_ms)),
+                started: None,
+            }),
+        };
+        let due = match &pending.current {
+            None => true,
+            Some((_, _, first_ms)) => self.now_ms.saturating_sub(*first_ms) >= self.roll_ms,
+        };
+        if due {
+            let first = pending.next;
+            let name = log.segment_name(first);
+            let space = self.engine.space(&name)?;
+            pending.current = Some((first, space.clone(), self.now_ms));
+            pending.started = Some((
+                first,
+                Segment {
+                    space,
+                    name,
+                    first_ms: self.now_ms,
+                    last_ms: self.now_ms,
+                },
+            ));
+        }
+        let Some((_, space, _)) = &pending.current else {
+            return Ok(());
+        };
+        record.seq = pending.next;
+        self.batch.put(
+            space,
+            &stream::seq_key(record.seq),
+            stream::encode_record(&record),
+        );
+        pending.next += 1;
+        Ok(())
+    }
+
+    /// Applies a TTL expiry: a delete of the item if it is still expired
+    /// (conditions at apply time), recorded as the TTL service's.
+    fn expire(
+        &mut self,
+        table_name: &str,
+        table_id: &str,
+        key: &Item,
+        attribute: &str,
+        now_secs: i64,
+    ) -> Result<WriteOutcome, StorageError> {
+        let current_ttl = match self.tables.get(table_name) {
+            Some(t) if t.def.table_id == table_id => t.def.ttl.clone(),
+            _ => return Err(StorageError::TableNotFound(table_name.into())),
+        };
+        if !current_ttl.is_some_and(|t| t.enabled && t.attribute_name == attribute) {
+            // TTL was disabled or moved to another attribute meanwhile.
+            return Err(StorageError::ConditionalCheckFailed { old: None });
+        }
+        let command = WriteCommand::Delete {
+            key: key.clone(),
+            condition: Some(crate::ttl::still_expired(attribute, now_secs)),
+        };
+        self.apply_as(table_name, &command, true)
+    }
+
     pub(crate) fn apply_one(
         &mut self,
         table_name: &str,
         command: &WriteCommand,
+    ) -> Result<WriteOutcome, StorageError> {
+        self.apply_as(table_name, command, false)
+    }
+
+    /// Applies one command; `by_ttl` marks the TTL sweeper's deletes.
+    fn apply_as(
+        &mut self,
+        table_name: &str,
+        command: &WriteCommand,
+        by_ttl: bool,
     ) -> Result<WriteOutcome, StorageError> {
         let table = self
             .tables
@@ -550,6 +719,21 @@ impl<'a> GroupState<'a> {
         }
         if !plan.global.is_empty() {
             self.record_outbox(table, index, &plan.global);
+        }
+        if let Some(view) = table.stream_view() {
+            let keys = schema
+                .extract_key(key_item)
+                .ok_or_else(|| StorageError::InvalidKey("the key lacks a key attribute".into()))?;
+            if let Some(record) = stream::build_record(
+                keys,
+                outcome.old.as_ref(),
+                outcome.new.as_ref(),
+                view,
+                self.now_ms,
+                by_ttl,
+            ) {
+                self.append_change(table, index, record)?;
+            }
         }
         self.overlay
             .insert((partition.uid, key.bytes), outcome.new.clone());

@@ -8,8 +8,10 @@
 //! engine batch, and a write is acknowledged only once durable), and
 //! secondary indexes: local indexes maintained in the write's own batch,
 //! global indexes maintained through a per-partition outbox and a delivery
-//! task (eventually consistent), backfill of new global indexes, and item
-//! collection sizes.
+//! task (eventually consistent), backfill of new global indexes, item
+//! collection sizes, the change log behind DynamoDB Streams (records in the
+//! write's batch, streams and shards, retention trimming) and the TTL
+//! sweeper.
 //!
 //! Must not know: JSON, HTTP or DynamoDB error `__type` names. Errors are typed
 //! ([`StorageError`]); the API layer maps them onto the wire.
@@ -28,7 +30,14 @@
 //!   overwrite newer entries).
 //! - `state`: open tables, recovery at open, catalog changes; `catalog`: the
 //!   on-disk catalog and statistics records.
+//! - [`stream`]: the change log (one per table partition), streams and
+//!   shards, trimming; `ttl`: the sweeper deleting expired items;
+//!   `housekeeping`: the thread running both periodically.
 //! - `engine`: the only module that calls fjall.
+//!
+//! Streams API: [`Store::streams`], [`Store::read_changes`],
+//! [`StoreOptions::stream_retention`], [`StoreOptions::shard_roll_interval`];
+//! TTL: [`StoreOptions::ttl_sweep_interval`], [`Store::sweep_expired`].
 //!
 //! Index API: [`Store::query_index`], [`Store::scan_index`],
 //! [`Store::create_global_index`], [`Store::delete_global_index`],
@@ -55,13 +64,16 @@ mod catalog;
 pub mod codec;
 mod commit;
 mod engine;
+mod housekeeping;
 pub mod index;
 pub mod index_keys;
 pub mod keys;
 mod outbox;
 mod read;
 mod state;
+pub mod stream;
 mod transact;
+pub mod ttl;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -75,7 +87,15 @@ use partita_model::{AttributeValue, Item, ScalarType, TableDefinition};
 
 pub use commit::{WriterStats, MAX_GROUP_COMMANDS};
 pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
+pub use stream::{
+    ChangeEvent, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
+    DEFAULT_SHARD_ROLL, DEFAULT_STREAM_RETENTION,
+};
 pub use transact::TransactionFailure;
+pub use ttl::SweepStats;
+
+/// How often the TTL sweeper runs by default.
+pub const DEFAULT_TTL_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// DynamoDB's item collection size limit: 10 GB.
 pub const ITEM_COLLECTION_LIMIT: u64 = 10 * 1024 * 1024 * 1024;
@@ -182,6 +202,13 @@ pub struct StoreOptions {
     /// Largest item collection, in bytes, a write may produce
     /// ([`ITEM_COLLECTION_LIMIT`] by default; tests set it small).
     pub item_collection_limit: u64,
+    /// How long change-log records are kept (24 hours by default; tests
+    /// set seconds). Records are trimmed at most a 24th of it later.
+    pub stream_retention: Duration,
+    /// How long a stream shard stays open before it rolls over to a child.
+    pub shard_roll_interval: Duration,
+    /// How often the TTL sweeper deletes expired items.
+    pub ttl_sweep_interval: Duration,
 }
 
 impl Default for StoreOptions {
@@ -189,6 +216,9 @@ impl Default for StoreOptions {
         StoreOptions {
             sync: true,
             item_collection_limit: ITEM_COLLECTION_LIMIT,
+            stream_retention: DEFAULT_STREAM_RETENTION,
+            shard_roll_interval: DEFAULT_SHARD_ROLL,
+            ttl_sweep_interval: DEFAULT_TTL_SWEEP_INTERVAL,
         }
     }
 }
@@ -198,23 +228,25 @@ pub struct Store {
     shared: Arc<state::Shared>,
     writer: commit::Writer,
     delivery: Option<JoinHandle<()>>,
+    housekeeping: Option<JoinHandle<()>>,
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `dir`, and resumes the
     /// delivery of pending global index updates and interrupted backfills.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store, StorageError> {
-        let shared = Arc::new(state::Shared::open(
-            dir,
-            options.sync,
-            options.item_collection_limit,
-        )?);
+        let shared = Arc::new(state::Shared::open(dir, &options)?);
         let writer = commit::Writer::start(shared.clone())?;
         let delivery = outbox::start(shared.clone())?;
+        let housekeeping = match writer.handle() {
+            Some(handle) => Some(housekeeping::start(shared.clone(), handle)?),
+            None => None,
+        };
         let store = Store {
             shared,
             writer,
             delivery: Some(delivery),
+            housekeeping,
         };
         outbox::notify_all(&store.shared);
         let creating: Vec<backfill::Job> = store
@@ -492,6 +524,86 @@ impl Store {
         )
     }
 
+    /// Returns the streams of a table: the enabled one and those disabled
+    /// within the retention, oldest first, with their untrimmed shards.
+    pub fn streams(&self, table: &str) -> Result<(String, Vec<StreamInfo>), StorageError> {
+        let table = self.shared.table(table)?;
+        Ok((
+            table.def.table_id.clone(),
+            stream::describe(&table.def.table_id, &table.streams, &table.logs),
+        ))
+    }
+
+    /// Reads up to `limit` (at most [`stream::MAX_READ_RECORDS`]) change
+    /// records of table partition `partition`, numbered from `from` up to
+    /// `until` (inclusive, `None` for no bound), from one snapshot. The page
+    /// also tells the trim horizon and the next number.
+    pub fn read_changes(
+        &self,
+        table: &str,
+        partition: u32,
+        from: u64,
+        until: Option<u64>,
+        limit: usize,
+    ) -> Result<ChangePage, StorageError> {
+        let state = self.shared.table(table)?;
+        let log =
+            state
+                .logs
+                .get(partition as usize)
+                .ok_or_else(|| StorageError::InvalidSegment {
+                    segment: partition,
+                    total_segments: state.logs.len() as u32,
+                })?;
+        // Read the bounds first: records committed meanwhile are beyond them.
+        let next_seq = log.next_seq.load(Ordering::Acquire);
+        let view = self.shared.engine.read_view();
+        let horizon = log.horizon();
+        let until = Some(until.map_or(next_seq.saturating_sub(1), |u| {
+            u.min(next_seq.saturating_sub(1))
+        }));
+        let records = if next_seq == 0 || from >= next_seq {
+            Vec::new()
+        } else {
+            stream::read_records(
+                &view,
+                log,
+                from.max(horizon),
+                until,
+                limit.min(stream::MAX_READ_RECORDS),
+            )?
+        };
+        Ok(ChangePage {
+            records,
+            horizon,
+            next_seq,
+        })
+    }
+
+    /// Returns the 32-byte secret named `name`: random, created on first
+    /// use and kept in the store, so it survives restarts (e.g. the key
+    /// that signs stream iterators).
+    pub fn secret(&self, name: &str) -> Result<[u8; 32], StorageError> {
+        self.shared.secret(name)
+    }
+
+    /// Runs one TTL sweep now (the housekeeping thread runs them every
+    /// [`StoreOptions::ttl_sweep_interval`]) with the clock at `now_secs`.
+    /// Blocks on the writer: call it from a plain thread (or
+    /// `spawn_blocking`), not from async code.
+    pub fn sweep_expired(&self, now_secs: i64) -> Result<SweepStats, StorageError> {
+        match self.writer.handle() {
+            Some(handle) => ttl::sweep(&self.shared, &handle, now_secs),
+            None => Ok(SweepStats::default()),
+        }
+    }
+
+    /// Trims the change logs and rolls shards now (the housekeeping thread
+    /// does so periodically).
+    pub fn maintain_streams(&self) -> Result<(), StorageError> {
+        stream::maintain(&self.shared)
+    }
+
     /// Returns the group-commit writer's counters.
     pub fn writer_stats(&self) -> WriterStats {
         self.shared.counters.snapshot()
@@ -519,6 +631,11 @@ impl Store {
         for handle in backfills {
             if handle.join().is_err() {
                 tracing::error!("a backfill thread panicked");
+            }
+        }
+        if let Some(handle) = self.housekeeping.take() {
+            if handle.join().is_err() {
+                tracing::error!("the housekeeping thread panicked");
             }
         }
         self.writer.stop();

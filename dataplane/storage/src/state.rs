@@ -38,7 +38,8 @@ use crate::engine::{Batch, Engine, Space};
 use crate::index_keys::IndexKind;
 use crate::keys;
 use crate::outbox::Delivery;
-use crate::StorageError;
+use crate::stream::{self, ChangeLog, Segment, StreamState, StreamViewType};
+use crate::{StorageError, StoreOptions};
 
 /// Most local indexes a table may have.
 pub const MAX_LOCAL_INDEXES: usize = 5;
@@ -140,6 +141,10 @@ pub(crate) struct TableState {
     pub globals: Vec<Arc<GlobalIndex>>,
     /// The id the next global index gets.
     pub next_index_id: u64,
+    /// The change log of each table partition.
+    pub logs: Vec<Arc<ChangeLog>>,
+    /// The table's streams and shards.
+    pub streams: Vec<StreamState>,
 }
 
 impl TableState {
@@ -202,7 +207,17 @@ impl TableState {
                 })
                 .collect(),
             next_index_id: self.next_index_id,
+            streams: self.streams.clone(),
         }
+    }
+
+    /// Returns the view type of the enabled stream, if any: what the
+    /// writer records.
+    pub fn stream_view(&self) -> Option<StreamViewType> {
+        self.streams
+            .iter()
+            .find(|s| s.closed_ms.is_none())
+            .map(|s| s.view_type)
     }
 
     /// Returns the stats-carrying partitions: table, local and global index.
@@ -219,6 +234,13 @@ impl TableState {
             .map(|p| p.space.clone())
             .chain(self.collections.iter().cloned())
             .chain(self.outboxes.iter().map(|o| o.space.clone()))
+            .chain(self.logs.iter().flat_map(|l| {
+                l.segments
+                    .lock()
+                    .values()
+                    .map(|s| s.space.clone())
+                    .collect::<Vec<_>>()
+            }))
             .collect()
     }
 }
@@ -245,6 +267,12 @@ pub(crate) struct Shared {
     /// Backfill threads, joined at shutdown.
     pub backfills: Mutex<Vec<std::thread::JoinHandle<()>>>,
     pub counters: crate::commit::WriterCounters,
+    /// How long change-log records are kept.
+    pub stream_retention: std::time::Duration,
+    /// How long a shard stays open before it rolls.
+    pub shard_roll: std::time::Duration,
+    /// How often the TTL sweeper looks for expired items.
+    pub ttl_sweep_interval: std::time::Duration,
     next_uid: AtomicU64,
 }
 
@@ -272,7 +300,7 @@ impl NewSpaces<'_> {
 impl Shared {
     /// Opens the engine in `dir`, loads the catalog and statistics, and drops
     /// the leftovers of interrupted table and index creations and deletions.
-    pub fn open(dir: &Path, sync: bool, collection_limit: u64) -> Result<Shared, StorageError> {
+    pub fn open(dir: &Path, options: &StoreOptions) -> Result<Shared, StorageError> {
         std::fs::create_dir_all(dir).map_err(|e| StorageError::Engine {
             operation: "create data directory",
             message: e.to_string(),
@@ -288,11 +316,14 @@ impl Shared {
             commit_lock: Mutex::new(()),
             delivery_lock: Mutex::new(()),
             delivery: Delivery::default(),
-            sync,
-            collection_limit,
+            sync: options.sync,
+            collection_limit: options.item_collection_limit,
             stopping: AtomicBool::new(false),
             backfills: Mutex::new(Vec::new()),
             counters: Default::default(),
+            stream_retention: options.stream_retention,
+            shard_roll: options.shard_roll_interval,
+            ttl_sweep_interval: options.ttl_sweep_interval,
             next_uid: AtomicU64::new(1),
         };
         shared.recover()?;
@@ -307,8 +338,16 @@ impl Shared {
             records.push(catalog::decode_record(&value)?);
         }
         let mut stored_stats = BTreeMap::new();
+        let mut stored_next = BTreeMap::new();
         for entry in view.range(&self.meta, Bound::Unbounded, Bound::Unbounded, false) {
             let (key, value) = entry?;
+            if let Some(log) = key.strip_prefix(b"q") {
+                stored_next.insert(
+                    String::from_utf8_lossy(log).into_owned(),
+                    (key.to_vec(), stream::decode_next_seq(&value)?),
+                );
+                continue;
+            }
             if let Some(space) = catalog::space_of_stats_key(&key) {
                 stored_stats.insert(
                     space.to_owned(),
@@ -318,6 +357,8 @@ impl Shared {
         }
         let mut tables = BTreeMap::new();
         let mut live = HashSet::new();
+        let mut live_logs = HashSet::new();
+        let space_names = self.engine.space_names();
         let open_counted =
             |name: String, live: &mut HashSet<String>| -> Result<Arc<Partition>, StorageError> {
                 let space = self.engine.space(&name)?;
@@ -352,6 +393,7 @@ impl Shared {
             let mut partitions = Vec::new();
             let mut collections = Vec::new();
             let mut outboxes = Vec::new();
+            let mut logs = Vec::new();
             let mut locals = vec![Vec::new(); def.local_indexes.len()];
             for p in 0..count {
                 partitions.push(open_counted(
@@ -372,6 +414,14 @@ impl Shared {
                 let name = catalog::outbox_space_name(&def.table_id, p)?;
                 outboxes.push(self.open_outbox(&name, p as usize)?);
                 live.insert(name);
+                let name = catalog::stream_log_name(&def.table_id, p)?;
+                let next = stored_next.get(&name).map_or(0, |(_, n)| *n);
+                let log = self.open_log(&view, &space_names, name.clone(), next)?;
+                for segment in log.segments.lock().values() {
+                    live.insert(segment.name.clone());
+                }
+                logs.push(log);
+                live_logs.insert(name);
             }
             let mut globals = Vec::new();
             for g in &record.global_indexes {
@@ -400,6 +450,8 @@ impl Shared {
                 outboxes,
                 globals,
                 next_index_id: record.next_index_id,
+                logs,
+                streams: record.streams.clone(),
             };
             tables.insert(def.name.clone(), Arc::new(state));
         }
@@ -407,6 +459,11 @@ impl Shared {
         let mut cleanup = self.engine.batch();
         for (space, (key, _)) in &stored_stats {
             if !live.contains(space) {
+                cleanup.delete(&self.meta, key);
+            }
+        }
+        for (log, (key, _)) in &stored_next {
+            if !live_logs.contains(log) {
                 cleanup.delete(&self.meta, key);
             }
         }
@@ -420,7 +477,7 @@ impl Shared {
         if !cleanup.is_empty() {
             self.engine.commit(cleanup, self.sync)?;
         }
-        for name in self.engine.space_names() {
+        for name in space_names {
             if catalog::is_data_space(&name) && !live.contains(&name) {
                 tracing::info!(space = %name, "dropping the space of a deleted table or index");
                 let space = self.engine.space(&name)?;
@@ -456,6 +513,52 @@ impl Shared {
             next_seq: AtomicU64::new(next),
             delivered: AtomicU64::new(first.unwrap_or(next)),
         }))
+    }
+
+    /// Opens the change log `name`: its segments
+    /// (empty ones, left by a crash before their first batch committed, are
+    /// dropped) and its next sequence number (`stored`, or one past the
+    /// last record if higher).
+    fn open_log(
+        &self,
+        view: &crate::engine::ReadView,
+        space_names: &[String],
+        name: String,
+        stored: u64,
+    ) -> Result<Arc<ChangeLog>, StorageError> {
+        let mut segments = BTreeMap::new();
+        let mut next = stored;
+        for space_name in space_names {
+            let Some(first) = stream::segment_first(&name, space_name) else {
+                continue;
+            };
+            let space = self.engine.space(space_name)?;
+            match stream::segment_bounds(view, &space)? {
+                Some((first_record, last_record)) => {
+                    next = next.max(last_record.seq + 1);
+                    segments.insert(
+                        first,
+                        Segment {
+                            space,
+                            name: space_name.clone(),
+                            first_ms: first_record.created_ms,
+                            last_ms: last_record.created_ms,
+                        },
+                    );
+                }
+                None => self.engine.drop_space(space)?,
+            }
+        }
+        Ok(self.new_log(name, next, segments))
+    }
+
+    fn new_log(&self, name: String, next: u64, segments: BTreeMap<u64, Segment>) -> Arc<ChangeLog> {
+        Arc::new(ChangeLog {
+            uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
+            name,
+            next_seq: AtomicU64::new(next),
+            segments: Mutex::new(segments),
+        })
     }
 
     /// Counts the items of a space (statistics missing from `meta`).
@@ -520,6 +623,7 @@ impl Shared {
             catalog::partition_space_name(tid, p)?;
             catalog::collection_space_name(tid, p)?;
             catalog::outbox_space_name(tid, p)?;
+            catalog::stream_log_name(tid, p)?;
             for i in 0..def.local_indexes.len() {
                 catalog::local_space_name(tid, p, i)?;
             }
@@ -547,6 +651,7 @@ impl Shared {
         let mut locals = vec![Vec::new(); def.local_indexes.len()];
         let mut collections = Vec::new();
         let mut outboxes = Vec::new();
+        let mut logs = Vec::new();
         for p in 0..def.partitions {
             partitions.push(spaces.partition(catalog::partition_space_name(tid, p)?)?);
             for (i, local) in locals.iter_mut().enumerate() {
@@ -559,7 +664,13 @@ impl Shared {
                 );
             }
             outboxes.push(self.open_outbox(&catalog::outbox_space_name(tid, p)?, p as usize)?);
+            logs.push(self.new_log(catalog::stream_log_name(tid, p)?, 0, BTreeMap::new()));
         }
+        let no_stream = TableDefinition {
+            stream: None,
+            ..def.clone()
+        };
+        let streams = stream::transition(Vec::new(), &no_stream, def, &logs, stream::now_ms());
         let mut globals = Vec::new();
         for (g, index_def) in record.global_indexes.iter().zip(&def.global_indexes) {
             globals.push(Arc::new(GlobalIndex {
@@ -570,10 +681,12 @@ impl Shared {
             }));
         }
         let mut batch = spaces.batch;
+        let mut stored = record.clone();
+        stored.streams = streams.clone();
         batch.put(
             &self.catalog,
             def.name.as_bytes(),
-            catalog::encode_record(&record)?,
+            catalog::encode_record(&stored)?,
         );
         self.engine.commit(batch, self.sync)?;
         let state = TableState {
@@ -584,6 +697,8 @@ impl Shared {
             outboxes,
             globals,
             next_index_id: record.next_index_id,
+            logs,
+            streams,
         };
         self.tables
             .write()
@@ -593,7 +708,7 @@ impl Shared {
 
     /// Drops spaces whole; a failure is logged (the next open drops them,
     /// as nothing references them any more).
-    fn drop_spaces(&self, spaces: Vec<Space>) {
+    pub(crate) fn drop_spaces(&self, spaces: Vec<Space>) {
         for space in spaces {
             if let Err(e) = self.engine.drop_space(space) {
                 tracing::warn!(error = %e, "dropping a space failed");
@@ -610,6 +725,9 @@ impl Shared {
         for p in table.counted_partitions() {
             batch.delete(&self.meta, &catalog::stats_key(&p.space_name));
         }
+        for log in &table.logs {
+            batch.delete(&self.meta, &stream::next_seq_key(&log.name));
+        }
         self.engine.commit(batch, self.sync)?;
         self.tables.write().remove(name);
         self.drop_spaces(table.spaces());
@@ -617,7 +735,7 @@ impl Shared {
     }
 
     /// Writes `state`'s catalog record durably and installs it.
-    fn install(
+    pub(crate) fn install(
         &self,
         state: TableState,
         mut batch: Batch,
@@ -689,9 +807,17 @@ impl Shared {
                 })
             })
             .collect();
+        let streams = stream::transition(
+            table.streams.clone(),
+            &table.def,
+            &def,
+            &table.logs,
+            stream::now_ms(),
+        );
         let state = TableState {
             def,
             globals,
+            streams,
             ..(*table).clone()
         };
         self.install(state, self.engine.batch())
@@ -818,6 +944,43 @@ impl Shared {
         Ok(def)
     }
 
+    /// Returns the 32-byte secret `name` from `meta` (key `b"k" ++ name`,
+    /// value `0x01 ++ 32 bytes`), creating it at random and storing it
+    /// durably on first use.
+    pub fn secret(&self, name: &str) -> Result<[u8; 32], StorageError> {
+        use std::hash::{BuildHasher, Hasher};
+        let mut key = b"k".to_vec();
+        key.extend_from_slice(name.as_bytes());
+        let _commit = self.commit_lock.lock();
+        if let Some(value) = self.engine.read_view().get(&self.meta, &key)? {
+            return match &value[..] {
+                [1, rest @ ..] => rest.try_into().map_err(|_| StorageError::Corrupt {
+                    what: "secret",
+                    detail: format!("{} bytes", rest.len()),
+                }),
+                _ => Err(StorageError::Corrupt {
+                    what: "secret",
+                    detail: "unknown format version".into(),
+                }),
+            };
+        }
+        let mut secret = [0u8; 32];
+        for (i, chunk) in secret.chunks_mut(8).enumerate() {
+            // std's RandomState is seeded from the OS's randomness.
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.write_u64(stream::now_ms());
+            h.write_u32(std::process::id());
+            chunk.copy_from_slice(&h.finish().to_le_bytes());
+        }
+        let mut value = vec![1u8];
+        value.extend_from_slice(&secret);
+        let mut batch = self.engine.batch();
+        batch.put(&self.meta, &key, value);
+        self.engine.commit(batch, true)?;
+        Ok(secret)
+    }
+
     pub fn table_stats(&self, name: &str) -> Result<(u64, u64), StorageError> {
         let table = self.table(name)?;
         Ok(sum_stats(&table.partitions))
@@ -897,7 +1060,7 @@ mod tests {
     fn open_drops_spaces_and_statistics_no_table_references() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let shared = Shared::open(dir.path(), true, u64::MAX).unwrap();
+            let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
             // What a crash between creating the spaces and committing the
             // catalog record of a table leaves behind.
             let orphan = shared.engine.space("t.gone.0").unwrap();
@@ -910,7 +1073,7 @@ mod tests {
             );
             shared.engine.commit(batch, true).unwrap();
         }
-        let shared = Shared::open(dir.path(), true, u64::MAX).unwrap();
+        let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
         assert!(!shared.engine.space_names().iter().any(|n| n == "t.gone.0"));
         let view = shared.engine.read_view();
         assert!(view

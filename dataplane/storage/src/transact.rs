@@ -78,9 +78,9 @@ pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Comm
         .iter()
         .map(|(table, command)| match command {
             Command::Write(command) => trial.apply_one(table, command),
-            Command::Backfill { .. } => Err(StorageError::Engine {
+            Command::Backfill { .. } | Command::Expire { .. } => Err(StorageError::Engine {
                 operation: "transaction",
-                message: "a backfill cannot be part of a transaction".into(),
+                message: "only client writes can be part of a transaction".into(),
             }),
         })
         .collect();

@@ -13,6 +13,11 @@
 //! key `w`, sort key `v`): after each crash, once delivery caught up, both
 //! hold exactly the entries the surviving items call for — every
 //! acknowledged write's entries, and none for an item that is gone.
+//!
+//! The table's stream is enabled (NEW_AND_OLD_IMAGES): after each crash
+//! every acknowledged write has its change record, and replaying the change
+//! log reproduces the table exactly — so no record exists for a write that
+//! did not survive, and no surviving write lacks one.
 
 mod common;
 
@@ -25,7 +30,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use partita_expr::{Operand, Path, PathElement, SetValue, UpdateExpression};
 use partita_model::{AttributeValue, Item, Projection, ScalarType};
-use partita_storage::{Store, StoreOptions, Visit, WriteCommand};
+use partita_storage::{ChangeEvent, Store, StoreOptions, Visit, WriteCommand};
 
 const DIR_ENV: &str = "PARTITA_CRASH_DIR";
 const ROUND_ENV: &str = "PARTITA_CRASH_ROUND";
@@ -183,6 +188,11 @@ fn crash_writer_child() {
 /// KEYS_ONLY); global index `by_w` (w S, v N, INCLUDE pad).
 fn crash_table() -> partita_model::TableDefinition {
     let mut def = table_def("t", Some(ScalarType::N), 2);
+    def.stream = Some(partita_model::StreamSpecification {
+        enabled: true,
+        view_type: Some("NEW_AND_OLD_IMAGES".into()),
+    });
+    def.stream_label = Some("2026-01-01T00:00:00.000".into());
     def.local_indexes = vec![index_def(
         "by_v",
         ("pk", ScalarType::S),
@@ -232,6 +242,70 @@ fn check_index(store: &Store, items: &[Item], index: &str, keep: &[&str], round:
         (expected.len() as u64, bytes),
         "round {round}: statistics of {index}"
     );
+}
+
+/// Checks the change log against the acknowledgements and the table: every
+/// acknowledged write has its record, and replaying the log from the start
+/// gives exactly `items`.
+fn check_change_log(store: &Store, items: &[Item], acks: &[String], round: u32) {
+    let mut records = Vec::new();
+    for p in 0..2 {
+        let mut from = 0;
+        loop {
+            let page = store.read_changes("t", p, from, None, 1000).unwrap();
+            assert_eq!(page.horizon, 0, "round {round}: nothing is trimmed");
+            let Some(last) = page.records.last() else {
+                break;
+            };
+            from = last.seq + 1;
+            records.extend(page.records);
+        }
+    }
+    let id = |i: &Item| format!("{:?}", (i.get("pk"), i.get("sk")));
+    let mut replay: BTreeMap<String, Item> = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in &records {
+        match (r.event, &r.new) {
+            (ChangeEvent::Remove, _) => {
+                replay.remove(&id(&r.keys));
+                seen.insert(format!("delete {}", id(&r.keys)));
+            }
+            (_, Some(new)) => {
+                replay.insert(id(&r.keys), new.clone());
+                for attr in ["v", "c"] {
+                    if let Some(value) = new.get(attr) {
+                        seen.insert(format!("{attr} {} {value:?}", id(&r.keys)));
+                    }
+                }
+            }
+            (_, None) => panic!("round {round}: a record without its new image"),
+        }
+    }
+    let actual: BTreeMap<String, Item> = items.iter().map(|i| (id(i), i.clone())).collect();
+    assert_eq!(
+        replay.len(),
+        actual.len(),
+        "round {round}: replaying the change log"
+    );
+    assert!(
+        replay == actual,
+        "round {round}: replaying the change log does not give the table"
+    );
+    for line in acks {
+        let parts: Vec<&str> = line.split(' ').collect();
+        let wanted = match parts.as_slice() {
+            ["put", pk, sk, v] => {
+                format!("v {} {:?}", id(&key(pk, sk.parse().unwrap())), n(v))
+            }
+            ["delete", pk, sk] => format!("delete {}", id(&key(pk, sk.parse().unwrap()))),
+            ["counter", name, c] => format!("c {} {:?}", id(&key(name, 0)), n(c)),
+            _ => continue,
+        };
+        assert!(
+            seen.contains(&wanted),
+            "round {round}: no change record for the acknowledged {line}"
+        );
+    }
 }
 
 /// Runs one child writer, kills it with SIGKILL after it acknowledged at
@@ -297,6 +371,7 @@ fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let mut expected: BTreeMap<(String, i64), Expect> = BTreeMap::new();
     let mut counters: BTreeMap<String, i64> = BTreeMap::new();
+    let mut all_lines = Vec::new();
     for round in 0..3u32 {
         let lines = run_child(
             dir.path(),
@@ -304,6 +379,7 @@ fn acknowledged_writes_survive_kill_9() {
             200,
             Duration::from_millis(150 + 200 * u64::from(round)),
         );
+        all_lines.extend(lines.iter().cloned());
         let mut acks = 0;
         for line in &lines {
             let parts: Vec<&str> = line.split(' ').collect();
@@ -379,6 +455,7 @@ fn acknowledged_writes_survive_kill_9() {
         // Local index entries were committed with their items; global ones
         // once delivery of the recovered outbox caught up.
         check_index(&store, &items, "by_v", &["pk", "sk", "v"], round);
+        check_change_log(&store, &items, &all_lines, round);
         wait_delivered(&store, "t");
         check_index(
             &store,

@@ -143,6 +143,7 @@ async fn item_collection_sizes_are_reported_and_limited() {
         StoreOptions {
             sync: false,
             item_collection_limit: 1000,
+            ..Default::default()
         },
     )
     .unwrap();

@@ -1,0 +1,67 @@
+//! The housekeeping thread: periodic background work that goes through the
+//! writer or the commit lock — the TTL sweep (`ttl`) and change-log
+//! maintenance (`stream`: trimming segments past the retention, rolling
+//! shards, forgetting closed streams).
+//!
+//! It checks `Shared::stopping` every few milliseconds and is joined at
+//! shutdown before the writer stops (it submits to the writer).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::commit::WriterHandle;
+use crate::state::Shared;
+use crate::{stream, ttl, StorageError};
+
+const TICK: Duration = Duration::from_millis(20);
+
+/// Returns how often change logs are trimmed: an eighth of the retention,
+/// between 50 ms and a minute.
+pub(crate) fn trim_interval(retention: Duration) -> Duration {
+    (retention / 8).clamp(Duration::from_millis(50), Duration::from_secs(60))
+}
+
+/// Starts the housekeeping thread.
+pub(crate) fn start(
+    shared: Arc<Shared>,
+    writer: WriterHandle,
+) -> Result<JoinHandle<()>, StorageError> {
+    std::thread::Builder::new()
+        .name("partita-housekeeping".into())
+        .spawn(move || run(&shared, &writer))
+        .map_err(|e| StorageError::Engine {
+            operation: "start housekeeping",
+            message: e.to_string(),
+        })
+}
+
+fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
+    let trim_every = trim_interval(shared.stream_retention);
+    let mut next_trim = Instant::now() + trim_every;
+    let mut next_sweep = Instant::now() + shared.ttl_sweep_interval;
+    while !shared.stopping.load(Ordering::Acquire) {
+        std::thread::sleep(TICK);
+        let now = Instant::now();
+        if now >= next_trim {
+            if let Err(e) = stream::maintain(shared) {
+                tracing::warn!(error = %e, "change log maintenance failed");
+            }
+            next_trim = Instant::now() + trim_every;
+        }
+        if now >= next_sweep {
+            let now_secs = (stream::now_ms() / 1000) as i64;
+            match ttl::sweep(shared, writer, now_secs) {
+                Ok(stats) if stats.candidates > 0 => tracing::debug!(
+                    candidates = stats.candidates,
+                    deleted = stats.deleted,
+                    "ttl sweep"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ttl sweep failed"),
+            }
+            next_sweep = Instant::now() + shared.ttl_sweep_interval;
+        }
+    }
+}
