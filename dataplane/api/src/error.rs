@@ -31,6 +31,10 @@ pub enum ErrorKind {
     IncompleteSignature,
     ItemCollectionSizeLimitExceeded,
     DuplicateItem,
+    /// DynamoDB Streams: a shard iterator older than 15 minutes.
+    ExpiredIterator,
+    /// DynamoDB Streams: a read below a shard's trim horizon.
+    TrimmedDataAccess,
 }
 
 impl ErrorKind {
@@ -78,6 +82,12 @@ impl ErrorKind {
                 "com.amazonaws.dynamodb.v20120810#ItemCollectionSizeLimitExceededException"
             }
             ErrorKind::DuplicateItem => "com.amazonaws.dynamodb.v20120810#DuplicateItemException",
+            ErrorKind::ExpiredIterator => {
+                "com.amazonaws.dynamodb.v20120810#ExpiredIteratorException"
+            }
+            ErrorKind::TrimmedDataAccess => {
+                "com.amazonaws.dynamodb.v20120810#TrimmedDataAccessException"
+            }
         }
     }
 

@@ -24,6 +24,7 @@ use crate::Api;
 
 const JSON_CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const DYNAMODB_PREFIX: &str = "DynamoDB_20120810.";
+const STREAMS_PREFIX: &str = "DynamoDBStreams_20120810.";
 
 /// Serves the API over plain HTTP on `listener` until `shutdown` completes,
 /// then stops accepting and lets in-flight requests finish.
@@ -233,18 +234,27 @@ async fn route(api: &Api, req: HttpRequest<Incoming>, secure: bool) -> Result<Ve
         }
     };
     let caller = authenticate(api, &parts, &body, secure)?;
-    let op =
-        match target
-            .as_deref()
-            .and_then(|t| t.strip_prefix(DYNAMODB_PREFIX))
-        {
-            Some(op) if !op.is_empty() => op,
-            _ => return Err(ApiError::new(
-                ErrorKind::UnknownOperation,
-                "The requested operation is not supported or the X-Amz-Target header is missing",
-            )),
-        };
-    let value = api.call_as(&caller, op, &body).await?;
+    // DynamoDB and DynamoDB Streams share the endpoint; the target's
+    // prefix names the service.
+    let target = target.as_deref().unwrap_or_default();
+    let (streams, op) = match target.strip_prefix(DYNAMODB_PREFIX) {
+        Some(op) => (false, op),
+        None => (
+            true,
+            target.strip_prefix(STREAMS_PREFIX).unwrap_or_default(),
+        ),
+    };
+    if op.is_empty() {
+        return Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            "The requested operation is not supported or the X-Amz-Target header is missing",
+        ));
+    }
+    let value = if streams {
+        api.call_streams_as(&caller, op, &body).await?
+    } else {
+        api.call_as(&caller, op, &body).await?
+    };
     serde_json::to_vec(&value).map_err(|_| ApiError::internal())
 }
 

@@ -89,6 +89,20 @@ impl Api {
         ops::dispatch(self, op, request).await
     }
 
+    /// Runs one DynamoDB Streams operation (`X-Amz-Target`
+    /// `DynamoDBStreams_20120810.<op>`) for `caller`, authorized like any
+    /// operation (IAM actions `dynamodb:<op>`).
+    pub async fn call_streams_as(
+        &self,
+        caller: &auth::Caller,
+        op: &str,
+        body: &[u8],
+    ) -> Result<Value, ApiError> {
+        let request = Request::parse(body)?;
+        auth::enforce::authorize(self, caller, op, &request)?;
+        ops::streams::dispatch(self, op, request).await
+    }
+
     /// Returns the ARN of a table.
     pub fn table_arn(&self, table: &str) -> String {
         format!(

@@ -53,6 +53,35 @@ pub struct ServeArgs {
     /// Port of the HTTPS listener.
     #[arg(long, env = "PARTITA_TLS_PORT", default_value_t = 8443)]
     pub tls_port: u16,
+    /// How often the TTL sweeper deletes expired items (e.g. 60s, 500ms, 5m).
+    #[arg(long, env = "PARTITA_TTL_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub ttl_sweep_interval: std::time::Duration,
+    /// How long DynamoDB Streams records are kept (24h like DynamoDB; tests
+    /// use seconds).
+    #[arg(long, env = "PARTITA_STREAM_RETENTION", default_value = "24h", value_parser = parse_duration)]
+    pub stream_retention: std::time::Duration,
+}
+
+/// Parses a duration: a whole number with a unit (ms, s, m, h); a bare
+/// number is seconds.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 30s, 5m, 24h"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if d.is_zero() {
+        return Err(format!("duration {s:?} must be positive"));
+    }
+    Ok(d)
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -86,7 +115,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    let store = Store::open(&args.data_dir, StoreOptions::default())
+    let options = StoreOptions {
+        ttl_sweep_interval: args.ttl_sweep_interval,
+        stream_retention: args.stream_retention,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(&args.data_dir, options)
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?;
     let store = Arc::new(store);
     let api = Arc::new(

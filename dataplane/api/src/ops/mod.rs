@@ -8,6 +8,7 @@ pub(crate) mod legacy;
 mod misc;
 pub(crate) mod partiql;
 mod query;
+pub(crate) mod streams;
 mod table;
 mod table_spec;
 mod table_update;
