@@ -10,6 +10,7 @@
 //! `partita-storage`) or how expressions are evaluated (`partita-expr`).
 
 pub mod auth;
+pub mod backend;
 pub mod codec;
 pub mod error;
 pub mod http;
@@ -42,9 +43,9 @@ impl Default for ApiConfig {
     }
 }
 
-/// The DynamoDB API over a store.
+/// The DynamoDB API over a backend (a local store or a cluster router).
 pub struct Api {
-    pub store: Arc<Store>,
+    pub store: Arc<dyn backend::Backend>,
     pub config: ApiConfig,
     /// Verifies signatures; open (any credentials) unless configured.
     pub auth: Arc<auth::Authenticator>,
@@ -55,6 +56,12 @@ pub struct Api {
 impl Api {
     /// An API in open mode (no authentication or authorization).
     pub fn new(store: Arc<Store>, config: ApiConfig) -> Api {
+        Api::with_backend(store, config)
+    }
+
+    /// An API in open mode over any backend (e.g. `partita gateway`'s
+    /// cluster router).
+    pub fn with_backend(store: Arc<dyn backend::Backend>, config: ApiConfig) -> Api {
         Api {
             store,
             config,

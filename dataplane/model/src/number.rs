@@ -532,6 +532,21 @@ impl FromStr for Number {
     }
 }
 
+/// Numbers travel (e.g. in a Raft log) as their canonical decimal string, so
+/// the encoding is exact and independent of the in-memory representation.
+impl serde::Serialize for Number {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Number {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Number, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Number::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 impl Ord for Number {
     fn cmp(&self, other: &Number) -> Ordering {
         let by_sign = self.mantissa.signum().cmp(&other.mantissa.signum());

@@ -15,7 +15,7 @@ pub type Item = Map;
 /// Sets keep their elements in the order they were first written; set
 /// semantics (no duplicates, not empty) are enforced where values enter the
 /// system, by the API layer.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AttributeValue {
     S(String),
     N(Number),

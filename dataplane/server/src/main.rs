@@ -2,7 +2,12 @@
 //!
 //! `partita serve` runs the standalone server: the DynamoDB endpoint and every
 //! partition of every table in one process, durable on local disk.
+//! `partita node`, `partita gateway` and `partita dev-cluster` run cluster
+//! mode (see `partita-cluster`).
 
+mod dev_cluster;
+mod gateway;
+mod node;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,11 +27,20 @@ struct Cli {
 enum Command {
     /// Run the standalone server (one process, durable on local disk).
     Serve(serve::ServeArgs),
+    /// Run one replica of one partition of one table (cluster mode).
+    Node(node::NodeArgs),
+    /// Run the DynamoDB endpoint of a cluster.
+    Gateway(gateway::GatewayArgs),
+    /// Start a local cluster: a gateway and partitions x replicas nodes.
+    DevCluster(dev_cluster::DevClusterArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Node(args) => node::run(args),
+        Command::Gateway(args) => gateway::run(args),
+        Command::DevCluster(args) => dev_cluster::run(args),
     }
 }

@@ -93,7 +93,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PARTITA_LOG")
         .unwrap_or_else(|_| EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
@@ -185,7 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// Loads the auth file (refusing a bad one), or warns that any credentials
 /// will be accepted.
-fn load_auth(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Authenticator>> {
+pub(crate) fn load_auth(path: Option<&std::path::Path>) -> anyhow::Result<Arc<Authenticator>> {
     let Some(path) = path else {
         tracing::warn!("no --auth file: any credentials are accepted and no policies are enforced");
         return Ok(Arc::new(Authenticator::open()));
@@ -211,7 +211,7 @@ fn load_tls(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<rus
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = match signal(SignalKind::terminate()) {
         Ok(s) => s,

@@ -34,6 +34,7 @@
 //!   shards, trimming; `ttl`: the sweeper deleting expired items;
 //!   `housekeeping`: the thread running both periodically.
 //! - `engine`: the only module that calls fjall.
+//! - [`raft_log`]: a replica's durable Raft log and hard state (cluster mode).
 //!
 //! Streams API: [`Store::streams`], [`Store::read_changes`],
 //! [`StoreOptions::stream_retention`], [`StoreOptions::shard_roll_interval`];
@@ -69,6 +70,7 @@ pub mod index;
 pub mod index_keys;
 pub mod keys;
 mod outbox;
+pub mod raft_log;
 mod read;
 mod state;
 pub mod stream;
@@ -157,7 +159,8 @@ pub enum StorageError {
 }
 
 /// One typed mutation of one item: the commands of the partition state machine.
-#[derive(Clone, Debug)]
+/// Serializable: in cluster mode commands travel in a partition's Raft log.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub enum WriteCommand {
     Put {
         item: Item,
@@ -178,7 +181,7 @@ pub enum WriteCommand {
 }
 
 /// The result of an applied write: the item before and after.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct WriteOutcome {
     pub old: Option<Item>,
     pub new: Option<Item>,

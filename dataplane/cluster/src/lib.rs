@@ -1,0 +1,44 @@
+//! Cluster mode: one Raft group per partition (openraft 0.9), the internal
+//! RPC, a node's replica runtime and the gateway's router (DESIGN.md §5).
+//!
+//! Owns: the replicated command format ([`types`]), the Raft log and
+//! applied state on the storage engine ([`log_store`], [`state_machine`]:
+//! the same `Store` apply code as `partita serve`), the wire protocol
+//! between gateways and nodes and between Raft peers ([`rpc`]), the replica
+//! runtime ([`replica`]) and the routing `Backend` of `partita gateway`
+//! ([`router`]).
+//!
+//! Must not know: DynamoDB JSON or `__type` names (the API crate maps the
+//! storage errors the router returns), Kubernetes.
+//!
+//! Invariants: a write is acknowledged only after its log entry is durable
+//! on a quorum and applied on the leader; `consistent` reads go through the
+//! leader's read index; every frame and every persisted record carries a
+//! version.
+//!
+//! Not done yet: mutual TLS on the internal RPC, membership changes
+//! (replica replacement relies on the same node id coming back empty and
+//! being caught up by snapshot), transactions and batch gets across
+//! partitions (2PC), global secondary indexes across partitions, streams in
+//! cluster mode, table creation through the gateway (tables come from the
+//! topology file), topology reload.
+
+pub mod log_store;
+pub mod replica;
+
+pub mod router;
+pub mod rpc;
+pub mod state_machine;
+pub mod types;
+
+pub use replica::{Replica, ReplicaOptions};
+pub use router::{Router, RouterOptions};
+
+/// Errors of starting cluster components.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cluster configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Storage(#[from] partita_storage::StorageError),
+}

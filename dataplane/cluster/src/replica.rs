@@ -1,0 +1,515 @@
+//! One replica of one partition: its Raft member, its store, and the
+//! handler of the calls it receives (Raft messages from peers, data calls
+//! from gateways).
+//!
+//! Node ids are the replica's position in the partition's replica list of
+//! the topology file (0, 1, 2); each node's openraft `BasicNode` address is
+//! its topology address. Every replica initializes the group with the full
+//! membership on first start (openraft accepts the same initial membership
+//! on every member); a replica restarted with an empty data dir does the
+//! same and then receives the log or a snapshot from the leader.
+//!
+//! Reads: `consistent` reads go through `ensure_linearizable` (read index:
+//! the leader confirms its leadership with a quorum and waits until it has
+//! applied up to its commit index) and are answered by the leader only;
+//! other reads are answered from the local store (possibly stale).
+//!
+//! Caveat: a replica whose disk was wiped forgets its vote, so in the
+//! term where it comes back it could vote twice. The safe procedure (remove
+//! then re-add the member through a membership change) is not wired yet.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{
+    CheckIsLeaderError, ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError,
+    RemoteError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, Config, SnapshotPolicy};
+use partita_model::Item;
+use partita_storage::raft_log::RaftLog;
+use partita_storage::{StorageError, Store, Visit};
+use partita_topology::TableTopology;
+
+use crate::log_store::LogStore;
+use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
+use crate::state_machine::StateMachine;
+use crate::types::{Raft, TypeConfig};
+use crate::ClusterError;
+
+/// Settings of a replica.
+#[derive(Clone, Debug)]
+pub struct ReplicaOptions {
+    /// Entries applied since the last snapshot that trigger a new one.
+    pub snapshot_logs: u64,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl Default for ReplicaOptions {
+    fn default() -> Self {
+        ReplicaOptions {
+            snapshot_logs: 10_000,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+        }
+    }
+}
+
+/// A running replica.
+pub struct Replica {
+    pub raft: Raft,
+    pub store: Arc<Store>,
+    pub node_id: u64,
+    table: String,
+    partition: u32,
+    epoch: u64,
+    addresses: Vec<String>,
+}
+
+/// The openraft network: one multiplexed RPC client per peer.
+#[derive(Clone)]
+struct Network {
+    clients: Arc<Clients>,
+    target: Target,
+}
+
+struct PeerLink {
+    client: Arc<Client>,
+    target: Target,
+    peer: u64,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
+        PeerLink {
+            client: self.clients.get(&node.addr),
+            target: self.target.clone(),
+            peer: target,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Transport(String);
+
+impl PeerLink {
+    async fn call<E: std::error::Error>(
+        &self,
+        request: Request,
+        option: &RPCOption,
+    ) -> Result<Response, RPCError<u64, BasicNode, E>> {
+        self.client
+            .call(&request, option.hard_ttl())
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&Transport(e.to_string()))))
+    }
+
+    fn unexpected<E: std::error::Error>(&self, r: Response) -> RPCError<u64, BasicNode, E> {
+        RPCError::Network(NetworkError::new(&Transport(format!(
+            "unexpected answer from node {}: {r:?}",
+            self.peer
+        ))))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerLink {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self
+            .call(Request::AppendEntries(self.target.clone(), rpc), &option)
+            .await?
+        {
+            Response::AppendEntries(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.peer, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<
+        InstallSnapshotResponse<u64>,
+        RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
+    > {
+        match self
+            .call(Request::InstallSnapshot(self.target.clone(), rpc), &option)
+            .await?
+        {
+            Response::InstallSnapshot(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.peer, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
+        match self
+            .call(Request::Vote(self.target.clone(), rpc), &option)
+            .await?
+        {
+            Response::Vote(r) => {
+                r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.peer, e)))
+            }
+            other => Err(self.unexpected(other)),
+        }
+    }
+}
+
+fn storage(e: StorageError) -> NodeError {
+    NodeError::Storage(e.into())
+}
+
+impl Replica {
+    /// Starts the replica `node_id` of partition `partition` of `table`:
+    /// opens the Raft log under `data_dir/raft`, the state machine on
+    /// `store` (which already holds the table and the meta table), starts
+    /// Raft and initializes the group when this member never was.
+    pub async fn start(
+        table: &TableTopology,
+        partition: u32,
+        node_id: u64,
+        data_dir: &Path,
+        store: Arc<Store>,
+        options: ReplicaOptions,
+    ) -> Result<Arc<Replica>, ClusterError> {
+        let part = table
+            .partitions
+            .get(partition as usize)
+            .ok_or_else(|| ClusterError::Config(format!("no partition {partition}")))?;
+        let addresses: Vec<String> = part.replicas.iter().map(|r| r.address.clone()).collect();
+        let log = RaftLog::open(&data_dir.join("raft"), true).map_err(ClusterError::Storage)?;
+        let log_store = LogStore::new(Arc::new(log));
+        let sm = StateMachine::open(
+            store.clone(),
+            table.table_name.clone(),
+            data_dir.join("snapshot.bin"),
+        )
+        .map_err(|e| ClusterError::Config(format!("state machine: {e}")))?;
+        let config = Config {
+            cluster_name: format!("{}-{}", table.table_name, partition),
+            heartbeat_interval: options.heartbeat_ms,
+            election_timeout_min: options.election_timeout_min_ms,
+            election_timeout_max: options.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_logs),
+            max_in_snapshot_log_to_keep: 100,
+            ..Default::default()
+        };
+        let config = Arc::new(
+            config
+                .validate()
+                .map_err(|e| ClusterError::Config(format!("raft config: {e}")))?,
+        );
+        let target = Target {
+            table: table.table_name.clone(),
+            partition,
+            epoch: table.epoch.0,
+        };
+        let network = Network {
+            clients: Arc::new(Clients::default()),
+            target,
+        };
+        let raft = Raft::new(node_id, config, network, log_store, sm)
+            .await
+            .map_err(|e| ClusterError::Config(format!("raft start: {e}")))?;
+        let members: BTreeMap<u64, BasicNode> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (i as u64, BasicNode::new(a.clone())))
+            .collect();
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| ClusterError::Config(format!("raft: {e}")))?
+        {
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!(error = %e, "raft group already initialized by a peer");
+            }
+        }
+        Ok(Arc::new(Replica {
+            raft,
+            store,
+            node_id,
+            table: table.table_name.clone(),
+            partition,
+            epoch: table.epoch.0,
+            addresses,
+        }))
+    }
+
+    fn check(&self, target: &Target) -> Result<(), NodeError> {
+        if target.table != self.table || target.partition != self.partition {
+            return Err(NodeError::WrongPartition {
+                table: self.table.clone(),
+                partition: self.partition,
+            });
+        }
+        if target.epoch < self.epoch {
+            return Err(NodeError::StaleEpoch {
+                current: self.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn not_leader(&self, leader: Option<u64>) -> NodeError {
+        NodeError::NotLeader {
+            partition: self.partition,
+            leader_hint: leader.and_then(|l| self.addresses.get(l as usize).cloned()),
+        }
+    }
+
+    /// Waits until reads on this replica are linearizable (leader only).
+    async fn linearize(&self) -> Result<(), NodeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_id))
+            }
+            Err(RaftError::APIError(e)) => Err(NodeError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(NodeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Returns this replica's Raft status.
+    pub fn status(&self) -> Status {
+        let m = self.raft.metrics().borrow().clone();
+        Status {
+            node_id: self.node_id,
+            term: m.current_term,
+            leader: m.current_leader,
+            last_applied: m.last_applied.map(|l| l.index),
+            last_log: m.last_log_index,
+            snapshot: m.snapshot.map(|l| l.index),
+        }
+    }
+
+    /// Handles one call.
+    pub async fn handle(self: Arc<Self>, request: Request) -> Response {
+        match request {
+            Request::AppendEntries(t, rpc) => match self.check(&t) {
+                Ok(()) => Response::AppendEntries(self.raft.append_entries(rpc).await),
+                Err(e) => Response::BadRequest(e.to_string()),
+            },
+            Request::Vote(t, rpc) => match self.check(&t) {
+                Ok(()) => Response::Vote(self.raft.vote(rpc).await),
+                Err(e) => Response::BadRequest(e.to_string()),
+            },
+            Request::InstallSnapshot(t, rpc) => match self.check(&t) {
+                Ok(()) => Response::InstallSnapshot(self.raft.install_snapshot(rpc).await),
+                Err(e) => Response::BadRequest(e.to_string()),
+            },
+            Request::Write(t, command) => Response::Write(self.write(&t, command).await),
+            Request::Get {
+                target,
+                table,
+                key,
+                consistent,
+            } => Response::Item(self.get(&target, &table, &key, consistent).await),
+            Request::Query {
+                target,
+                table,
+                index,
+                hash_value,
+                sort,
+                forward,
+                exclusive_start,
+                limit,
+                consistent,
+            } => Response::Page(
+                async {
+                    self.check(&target)?;
+                    if consistent {
+                        self.linearize().await?;
+                    }
+                    let mut page = Page {
+                        items: Vec::new(),
+                        more: false,
+                    };
+                    let mut visit = |item: Item| {
+                        if page.items.len() >= limit as usize {
+                            page.more = true;
+                            return Visit::Stop;
+                        }
+                        page.items.push(item);
+                        Visit::Continue
+                    };
+                    let result = match &index {
+                        Some(index) => self.store.query_index(
+                            &table,
+                            index,
+                            &hash_value,
+                            sort.as_ref(),
+                            forward,
+                            exclusive_start.as_ref(),
+                            &mut visit,
+                        ),
+                        None => self.store.query(
+                            &table,
+                            &hash_value,
+                            sort.as_ref(),
+                            forward,
+                            exclusive_start.as_ref(),
+                            &mut visit,
+                        ),
+                    };
+                    result.map_err(storage)?;
+                    Ok(page)
+                }
+                .await,
+            ),
+            Request::Scan {
+                target,
+                table,
+                index,
+                segment,
+                total_segments,
+                exclusive_start,
+                limit,
+                consistent,
+            } => Response::Page(
+                async {
+                    self.check(&target)?;
+                    if consistent {
+                        self.linearize().await?;
+                    }
+                    let mut page = Page {
+                        items: Vec::new(),
+                        more: false,
+                    };
+                    let mut visit = |item: Item| {
+                        if page.items.len() >= limit as usize {
+                            page.more = true;
+                            return Visit::Stop;
+                        }
+                        page.items.push(item);
+                        Visit::Continue
+                    };
+                    let result = match &index {
+                        Some(index) => self.store.scan_index(
+                            &table,
+                            index,
+                            segment,
+                            total_segments,
+                            exclusive_start.as_ref(),
+                            &mut visit,
+                        ),
+                        None => self.store.scan(
+                            &table,
+                            segment,
+                            total_segments,
+                            exclusive_start.as_ref(),
+                            &mut visit,
+                        ),
+                    };
+                    result.map_err(storage)?;
+                    Ok(page)
+                }
+                .await,
+            ),
+            Request::TransactGet { target, gets } => Response::Items(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store.transact_get(&gets).map_err(storage)
+                }
+                .await,
+            ),
+            Request::Describe { target, table } => Response::Describe(
+                async {
+                    self.check(&target)?;
+                    let def = self.store.table(&table).map_err(storage)?;
+                    let (items, bytes) = self.store.table_stats(&table).map_err(storage)?;
+                    Ok((def, items, bytes))
+                }
+                .await,
+            ),
+            Request::IndexInfo {
+                target,
+                table,
+                index,
+            } => Response::IndexInfo(
+                async {
+                    self.check(&target)?;
+                    let state = self.store.index_state(&table, &index).map_err(storage)?;
+                    let (n, b) = self.store.index_stats(&table, &index).map_err(storage)?;
+                    Ok((state, n, b))
+                }
+                .await,
+            ),
+            Request::Status(target) => Response::Status(self.check(&target).map(|_| self.status())),
+        }
+    }
+
+    async fn write(
+        &self,
+        target: &Target,
+        command: crate::types::Command,
+    ) -> Result<crate::types::Reply, NodeError> {
+        self.check(target)?;
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_leader(f.leader_id))
+            }
+            Err(RaftError::APIError(e)) => Err(NodeError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(NodeError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn get(
+        &self,
+        target: &Target,
+        table: &str,
+        key: &Item,
+        consistent: bool,
+    ) -> Result<Option<Item>, NodeError> {
+        self.check(target)?;
+        if consistent {
+            self.linearize().await?;
+        }
+        self.store.get(table, key).map_err(storage)
+    }
+
+    /// Returns the current voters (for tests).
+    pub fn voters(&self) -> BTreeSet<u64> {
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    /// Waits until this replica knows a leader, up to `timeout`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(l) = self.raft.metrics().borrow().current_leader {
+                return Some(l);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,854 @@
+//! The gateway's router: the API's [`Backend`] over the cluster.
+//!
+//! Each call is routed by the 64-bit hash of its partition key value
+//! (`partita_storage::keys::partition_hash`, the same function that orders
+//! a store) to the partition owning that hash in the topology file.
+//! Writes and consistent reads go to the partition's leader: the router
+//! remembers the last leader per partition, follows `NotLeader` hints, and
+//! tries the replicas in turn when a replica is unreachable or has no
+//! leader yet, until a deadline. A write is retried only when it certainly
+//! was not appended (connection refused, `NotLeader`); after a timeout or a
+//! broken connection its outcome is unknown and the error goes back to the
+//! client, like a DynamoDB InternalServerError.
+//!
+//! Fan-out: a Scan segment visits, in hash order, every partition whose
+//! hash range meets the segment's range (each replica scans the same
+//! segment of its own data); its exclusive start key resumes in the
+//! partition owning that key's hash. BatchWriteItem groups commands per
+//! partition, one replicated write group each. Queries on a local index
+//! route like table queries; queries on a global index work when the table
+//! has one partition (GSIs across partitions are not done).
+//!
+//! Reads are synchronous in the `Backend` trait; the router runs them with
+//! `tokio::task::block_in_place` on the gateway's multi-thread runtime.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use partita_api::backend::{Backend, BoxFuture, TableChange};
+use partita_expr::SortKeyCondition;
+use partita_model::schema::{IndexDefinition, IndexState};
+use partita_model::{AttributeValue, Item, TableDefinition};
+use partita_storage::keys::{partition_hash, range_start};
+use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, WriteOutcome};
+use partita_topology::{TableTopology, TopologyFile};
+
+use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
+use crate::types::{Command, Reply};
+
+/// Items per page fetched from a replica for Query and Scan.
+const PAGE: u32 = 512;
+
+/// Routing settings.
+#[derive(Clone, Debug)]
+pub struct RouterOptions {
+    /// How long one request may keep retrying (leader changes, restarts).
+    pub deadline: Duration,
+    /// Deadline of one call to one replica.
+    pub call_timeout: Duration,
+}
+
+impl Default for RouterOptions {
+    fn default() -> Self {
+        RouterOptions {
+            deadline: Duration::from_secs(10),
+            call_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+/// The cluster backend of `partita gateway`.
+pub struct Router {
+    topology: RwLock<TopologyFile>,
+    clients: Clients,
+    leaders: Mutex<HashMap<(String, u32), String>>,
+    defs: Mutex<HashMap<String, TableDefinition>>,
+    next: AtomicUsize,
+    options: RouterOptions,
+}
+
+fn unavailable(what: String) -> StorageError {
+    StorageError::Engine {
+        operation: "cluster",
+        message: what,
+    }
+}
+
+fn not_managed() -> StorageError {
+    StorageError::InvalidTableDefinition(
+        "in cluster mode tables are defined by the topology file (the operator's Table resources)"
+            .into(),
+    )
+}
+
+/// Commands of one (table, partition): their positions and the commands.
+type WriteGroup = ((String, u32), Vec<usize>, Vec<(String, WriteCommand)>);
+
+/// What to do after a failed attempt.
+enum Next {
+    Retry(Option<String>),
+    Fail(StorageError),
+}
+
+impl Router {
+    pub fn new(topology: TopologyFile, options: RouterOptions) -> Router {
+        Router {
+            topology: RwLock::new(topology),
+            clients: Clients::default(),
+            leaders: Mutex::new(HashMap::new()),
+            defs: Mutex::new(HashMap::new()),
+            next: AtomicUsize::new(0),
+            options,
+        }
+    }
+
+    fn table_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
+        self.topology
+            .read()
+            .table(table)
+            .cloned()
+            .ok_or_else(|| StorageError::TableNotFound(table.to_string()))
+    }
+
+    fn block<F: Future>(&self, fut: F) -> Result<F::Output, StorageError> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                Ok(tokio::task::block_in_place(|| h.block_on(fut)))
+            }
+            _ => Err(unavailable(
+                "the cluster router needs a multi-thread tokio runtime".into(),
+            )),
+        }
+    }
+
+    /// Calls partition `partition` of `table`, on its leader when `leader`,
+    /// retrying per the module docs. `safe` says whether an ambiguous
+    /// failure (timeout, broken connection) may be retried.
+    async fn call<T>(
+        &self,
+        table: &TableTopology,
+        partition: u32,
+        leader: bool,
+        safe: bool,
+        make: impl Fn(Target) -> Request,
+        extract: impl Fn(Response) -> Option<Result<T, NodeError>>,
+    ) -> Result<T, StorageError> {
+        let replicas: Vec<String> = table
+            .partitions
+            .get(partition as usize)
+            .map(|p| p.replicas.iter().map(|r| r.address.clone()).collect())
+            .unwrap_or_default();
+        if replicas.is_empty() {
+            return Err(unavailable(format!(
+                "no replicas for partition {partition}"
+            )));
+        }
+        let key = (table.table_name.clone(), partition);
+        let deadline = tokio::time::Instant::now() + self.options.deadline;
+        let mut attempt = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut hint: Option<String> = if leader {
+            self.leaders.lock().get(&key).cloned()
+        } else {
+            None
+        };
+        let mut last_error = String::new();
+        loop {
+            let address = match hint.take() {
+                Some(a) => a,
+                None => {
+                    attempt = attempt.wrapping_add(1);
+                    replicas[attempt % replicas.len()].clone()
+                }
+            };
+            let target = Target {
+                table: table.table_name.clone(),
+                partition,
+                epoch: table.epoch.0,
+            };
+            let client = self.clients.get(&address);
+            let next = match client.call(&make(target), self.options.call_timeout).await {
+                Ok(response) => match extract(response) {
+                    Some(Ok(v)) => {
+                        if leader {
+                            self.leaders.lock().insert(key.clone(), address);
+                        }
+                        return Ok(v);
+                    }
+                    Some(Err(NodeError::NotLeader { leader_hint, .. })) => {
+                        last_error = format!("{address} is not the leader");
+                        Next::Retry(leader_hint.filter(|h| *h != address))
+                    }
+                    Some(Err(NodeError::Storage(e))) => Next::Fail(e.into()),
+                    Some(Err(NodeError::Unavailable(e))) if safe => {
+                        last_error = e;
+                        Next::Retry(None)
+                    }
+                    Some(Err(e)) => Next::Fail(unavailable(e.to_string())),
+                    None => Next::Fail(unavailable(format!("unexpected answer from {address}"))),
+                },
+                Err(e @ RpcError::Connect { .. }) => {
+                    last_error = e.to_string();
+                    Next::Retry(None)
+                }
+                Err(e) if safe => {
+                    last_error = e.to_string();
+                    Next::Retry(None)
+                }
+                Err(e) => Next::Fail(unavailable(format!(
+                    "outcome unknown, the replica did not answer: {e}"
+                ))),
+            };
+            match next {
+                Next::Fail(e) => return Err(e),
+                Next::Retry(h) => {
+                    if leader {
+                        self.leaders.lock().remove(&key);
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(unavailable(format!(
+                            "partition {partition} of {} unavailable: {last_error}",
+                            table.table_name
+                        )));
+                    }
+                    if h.is_none() {
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                    hint = h;
+                }
+            }
+        }
+    }
+
+    fn partition_of_value(
+        table: &TableTopology,
+        value: &AttributeValue,
+    ) -> Result<u32, StorageError> {
+        let hash = partition_hash(value)?;
+        table
+            .partition_for_hash(hash)
+            .map(|p| p.id)
+            .ok_or_else(|| unavailable(format!("no partition owns hash {hash:#x}")))
+    }
+
+    fn partition_of_key(&self, table: &TableTopology, key: &Item) -> Result<u32, StorageError> {
+        let def = self.table(&table.table_name)?;
+        let value = key
+            .get(&def.key_schema.hash.name)
+            .ok_or_else(|| StorageError::InvalidKey("the partition key is missing".into()))?;
+        Self::partition_of_value(table, value)
+    }
+
+    async fn write_group(
+        &self,
+        table: &TableTopology,
+        partition: u32,
+        command: Command,
+    ) -> Result<Reply, StorageError> {
+        self.call(
+            table,
+            partition,
+            true,
+            false,
+            |t| Request::Write(t, command.clone()),
+            |r| match r {
+                Response::Write(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    async fn write_many_async(
+        &self,
+        commands: Vec<(String, WriteCommand)>,
+    ) -> Vec<Result<WriteOutcome, StorageError>> {
+        let count = commands.len();
+        let mut results: Vec<Option<Result<WriteOutcome, StorageError>>> =
+            (0..count).map(|_| None).collect();
+        // (table, partition) → positions and commands, in order of first use.
+        let mut groups: Vec<WriteGroup> = Vec::new();
+        for (i, (table, command)) in commands.into_iter().enumerate() {
+            let routed = self
+                .table_topology(&table)
+                .and_then(|t| self.partition_of_key(&t, key_of(&command)).map(|p| (t, p)));
+            match routed {
+                Ok((_, p)) => {
+                    let k = (table.clone(), p);
+                    match groups.iter_mut().find(|g| g.0 == k) {
+                        Some(g) => {
+                            g.1.push(i);
+                            g.2.push((table, command));
+                        }
+                        None => groups.push((k, vec![i], vec![(table, command)])),
+                    }
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        for ((table, partition), positions, group) in groups {
+            let outcome = match self.table_topology(&table) {
+                Ok(t) => self.write_group(&t, partition, Command::Write(group)).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(Reply::Write(outcomes)) if outcomes.len() == positions.len() => {
+                    for (pos, o) in positions.into_iter().zip(outcomes) {
+                        results[pos] = Some(o.map_err(StorageError::from));
+                    }
+                }
+                Ok(_) => {
+                    for pos in positions {
+                        results[pos] = Some(Err(unavailable("malformed write reply".into())));
+                    }
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    let mut first = Some(e);
+                    for pos in positions {
+                        results[pos] = Some(Err(first
+                            .take()
+                            .unwrap_or_else(|| unavailable(message.clone()))));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(unavailable("write not routed".into()))))
+            .collect()
+    }
+
+    async fn describe(
+        &self,
+        table: &TableTopology,
+        partition: u32,
+        name: &str,
+    ) -> Result<(TableDefinition, u64, u64), StorageError> {
+        self.call(
+            table,
+            partition,
+            false,
+            true,
+            |t| Request::Describe {
+                target: t,
+                table: name.to_string(),
+            },
+            |r| match r {
+                Response::Describe(r) => Some(r),
+                _ => None,
+            },
+        )
+        .await
+    }
+
+    /// Visits pages from one partition until the visitor stops or the
+    /// partition is exhausted; returns whether the visitor stopped.
+    #[allow(clippy::too_many_arguments)]
+    async fn page_through(
+        &self,
+        table: &TableTopology,
+        partition: u32,
+        def: &TableDefinition,
+        index: Option<&str>,
+        mut start: Option<Item>,
+        make: &(dyn Fn(Target, Option<Item>) -> Request + Sync),
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<bool, StorageError> {
+        loop {
+            let page: Page = self
+                .call(
+                    table,
+                    partition,
+                    false,
+                    true,
+                    |t| make(t, start.clone()),
+                    |r| match r {
+                        Response::Page(r) => Some(r),
+                        _ => None,
+                    },
+                )
+                .await?;
+            let more = page.more;
+            let mut last = None;
+            for item in page.items {
+                last = Some(resume_key(def, index, &item));
+                if let Visit::Stop = visit(item) {
+                    return Ok(true);
+                }
+            }
+            match (more, last) {
+                (true, Some(Some(key))) => start = Some(key),
+                _ => return Ok(false),
+            }
+        }
+    }
+}
+
+/// The key a page resumes after: the table key plus the index key
+/// attributes (what the storage's exclusive start of an index expects).
+fn resume_key(def: &TableDefinition, index: Option<&str>, item: &Item) -> Option<Item> {
+    let mut key = def.key_schema.extract_key(item)?;
+    if let Some(index) = index {
+        let idx = def
+            .local_indexes
+            .iter()
+            .chain(&def.global_indexes)
+            .find(|i| i.name == index)?;
+        for attr in idx.key_schema.attributes() {
+            key.insert(attr.name.clone(), item.get(&attr.name)?.clone());
+        }
+    }
+    Some(key)
+}
+
+fn key_of(command: &WriteCommand) -> &Item {
+    match command {
+        WriteCommand::Put { item, .. } => item,
+        WriteCommand::Delete { key, .. }
+        | WriteCommand::Update { key, .. }
+        | WriteCommand::ConditionCheck { key, .. } => key,
+    }
+}
+
+/// Returns whether partition range `[start, end]` meets scan segment
+/// `segment` of `total`.
+fn meets_segment(start: u64, end: u64, segment: u32, total: u32) -> bool {
+    let s = range_start(segment, total);
+    let e = range_start(segment + 1, total);
+    u128::from(start) < e && u128::from(end) >= s
+}
+
+impl Router {
+    #[allow(clippy::too_many_arguments)]
+    fn scan_any(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        segment: u32,
+        total_segments: u32,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        if total_segments == 0 || segment >= total_segments {
+            return Err(StorageError::InvalidSegment {
+                segment,
+                total_segments,
+            });
+        }
+        let topo = self.table_topology(table)?;
+        let def = self.table(table)?;
+        let resume_hash = match exclusive_start {
+            Some(k) => match k.get(&def.key_schema.hash.name) {
+                Some(v) => Some(partition_hash(v)?),
+                None => return Err(StorageError::InvalidKey("bad exclusive start key".into())),
+            },
+            None => None,
+        };
+        for p in &topo.partitions {
+            if !meets_segment(
+                p.hash_range.start,
+                p.hash_range.end,
+                segment,
+                total_segments,
+            ) {
+                continue;
+            }
+            let start = match resume_hash {
+                Some(h) if p.hash_range.end < h => continue,
+                Some(h) if p.hash_range.contains(h) => exclusive_start.cloned(),
+                _ => None,
+            };
+            let make = |t: Target, start: Option<Item>| Request::Scan {
+                target: t,
+                table: table.to_string(),
+                index: index.map(str::to_string),
+                segment,
+                total_segments,
+                exclusive_start: start,
+                limit: PAGE,
+                consistent: false,
+            };
+            let stopped = self.block(self.page_through(
+                &topo,
+                p.id,
+                &def,
+                index,
+                start,
+                &make,
+                &mut *visit,
+            ))??;
+            if stopped {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn query_any(
+        &self,
+        table: &str,
+        index: Option<&str>,
+        hash_value: &AttributeValue,
+        sort: Option<&SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        let topo = self.table_topology(table)?;
+        let def = self.table(table)?;
+        let partition = match index {
+            Some(name) if def.global_indexes.iter().any(|g| g.name == name) => {
+                if topo.partitions.len() != 1 {
+                    return Err(unavailable(
+                        "queries on global secondary indexes of multi-partition tables are not supported in cluster mode yet".into(),
+                    ));
+                }
+                0
+            }
+            _ => Self::partition_of_value(&topo, hash_value)?,
+        };
+        let make = |t: Target, start: Option<Item>| Request::Query {
+            target: t,
+            table: table.to_string(),
+            index: index.map(str::to_string),
+            hash_value: hash_value.clone(),
+            sort: sort.cloned(),
+            forward,
+            exclusive_start: start,
+            limit: PAGE,
+            consistent: false,
+        };
+        self.block(self.page_through(
+            &topo,
+            partition,
+            &def,
+            index,
+            exclusive_start.cloned(),
+            &make,
+            &mut *visit,
+        ))??;
+        Ok(())
+    }
+}
+
+impl Backend for Router {
+    fn create_table(&self, _def: TableDefinition) -> Result<(), StorageError> {
+        Err(not_managed())
+    }
+    fn create_global_index(
+        &self,
+        _table: &str,
+        _index: IndexDefinition,
+    ) -> Result<TableDefinition, StorageError> {
+        Err(not_managed())
+    }
+    fn delete_global_index(
+        &self,
+        _table: &str,
+        _index: &str,
+    ) -> Result<TableDefinition, StorageError> {
+        Err(not_managed())
+    }
+    fn index_state(&self, table: &str, index: &str) -> Result<IndexState, StorageError> {
+        self.index_info(table, index).map(|(s, _, _)| s)
+    }
+    fn index_stats(&self, table: &str, index: &str) -> Result<(u64, u64), StorageError> {
+        self.index_info(table, index).map(|(_, n, b)| (n, b))
+    }
+    fn wait_for_index_delivery(
+        &self,
+        _table: &str,
+        _timeout: Duration,
+    ) -> Result<bool, StorageError> {
+        Ok(true)
+    }
+    fn delete_table(&self, _name: &str) -> Result<TableDefinition, StorageError> {
+        Err(not_managed())
+    }
+    fn table(&self, name: &str) -> Result<TableDefinition, StorageError> {
+        if let Some(def) = self.defs.lock().get(name) {
+            return Ok(def.clone());
+        }
+        let topo = self.table_topology(name)?;
+        let (def, _, _) = self.block(self.describe(&topo, 0, name))??;
+        self.defs.lock().insert(name.to_string(), def.clone());
+        Ok(def)
+    }
+    fn list_tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .topology
+            .read()
+            .tables
+            .iter()
+            .map(|t| t.table_name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+    fn update_table_dyn(
+        &self,
+        _name: &str,
+        _change: TableChange<'_>,
+    ) -> Result<TableDefinition, StorageError> {
+        Err(not_managed())
+    }
+    fn table_stats(&self, name: &str) -> Result<(u64, u64), StorageError> {
+        let topo = self.table_topology(name)?;
+        let mut total = (0, 0);
+        for p in &topo.partitions {
+            let (_, n, b) = self.block(self.describe(&topo, p.id, name))??;
+            total.0 += n;
+            total.1 += b;
+        }
+        Ok(total)
+    }
+    fn write<'a>(
+        &'a self,
+        table: &'a str,
+        command: WriteCommand,
+    ) -> BoxFuture<'a, Result<WriteOutcome, StorageError>> {
+        Box::pin(async move {
+            let mut results = self
+                .write_many_async(vec![(table.to_string(), command)])
+                .await;
+            results
+                .pop()
+                .unwrap_or_else(|| Err(unavailable("no write result".into())))
+        })
+    }
+    fn write_many(
+        &self,
+        commands: Vec<(String, WriteCommand)>,
+    ) -> BoxFuture<'_, Vec<Result<WriteOutcome, StorageError>>> {
+        Box::pin(self.write_many_async(commands))
+    }
+    fn transact_write(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+    ) -> BoxFuture<'_, Result<Vec<WriteOutcome>, TransactionFailure>> {
+        Box::pin(async move {
+            let count = actions.len();
+            let fail = |e: StorageError| TransactionFailure {
+                reasons: {
+                    let message = e.to_string();
+                    let mut first = Some(e);
+                    (0..count)
+                        .map(|_| Some(first.take().unwrap_or_else(|| unavailable(message.clone()))))
+                        .collect()
+                },
+            };
+            let mut target: Option<(TableTopology, u32)> = None;
+            for (table, command) in &actions {
+                let topo = self.table_topology(table).map_err(fail)?;
+                let p = self
+                    .partition_of_key(&topo, key_of(command))
+                    .map_err(fail)?;
+                match &target {
+                    None => target = Some((topo, p)),
+                    Some((t, q)) if t.table_name == topo.table_name && *q == p => {}
+                    Some(_) => {
+                        return Err(fail(unavailable(
+                            "transactions across partitions or tables are not supported in cluster mode yet".into(),
+                        )))
+                    }
+                }
+            }
+            let Some((topo, p)) = target else {
+                return Ok(Vec::new());
+            };
+            match self.write_group(&topo, p, Command::Transact(actions)).await {
+                Ok(Reply::Transact(Ok(outcomes))) => Ok(outcomes),
+                Ok(Reply::Transact(Err(reasons))) => Err(TransactionFailure {
+                    reasons: reasons
+                        .into_iter()
+                        .map(|r| r.map(StorageError::from))
+                        .collect(),
+                }),
+                Ok(_) => Err(fail(unavailable("malformed transaction reply".into()))),
+                Err(e) => Err(fail(e)),
+            }
+        })
+    }
+    fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
+        // One call per partition; across partitions the reads are not one
+        // snapshot (2PC-aware reads are not done).
+        let mut results: Vec<Option<Item>> = vec![None; gets.len()];
+        let mut groups: Vec<((String, u32), Vec<usize>)> = Vec::new();
+        for (i, (table, key)) in gets.iter().enumerate() {
+            let topo = self.table_topology(table)?;
+            let p = self.partition_of_key(&topo, key)?;
+            let k = (table.clone(), p);
+            match groups.iter_mut().find(|g| g.0 == k) {
+                Some(g) => g.1.push(i),
+                None => groups.push((k, vec![i])),
+            }
+        }
+        for ((table, p), positions) in groups {
+            let topo = self.table_topology(&table)?;
+            let batch: Vec<(String, Item)> = positions.iter().map(|i| gets[*i].clone()).collect();
+            let items = self.block(self.call(
+                &topo,
+                p,
+                true,
+                true,
+                |t| Request::TransactGet {
+                    target: t,
+                    gets: batch.clone(),
+                },
+                |r| match r {
+                    Response::Items(r) => Some(r),
+                    _ => None,
+                },
+            ))??;
+            for (pos, item) in positions.into_iter().zip(items) {
+                results[pos] = item;
+            }
+        }
+        Ok(results)
+    }
+    fn get_with(
+        &self,
+        table: &str,
+        key: &Item,
+        consistent: bool,
+    ) -> Result<Option<Item>, StorageError> {
+        let topo = self.table_topology(table)?;
+        let p = self.partition_of_key(&topo, key)?;
+        self.block(self.call(
+            &topo,
+            p,
+            consistent,
+            true,
+            |t| Request::Get {
+                target: t,
+                table: table.to_string(),
+                key: key.clone(),
+                consistent,
+            },
+            |r| match r {
+                Response::Item(r) => Some(r),
+                _ => None,
+            },
+        ))?
+    }
+    fn query(
+        &self,
+        table: &str,
+        hash_value: &AttributeValue,
+        sort: Option<&SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        self.query_any(
+            table,
+            None,
+            hash_value,
+            sort,
+            forward,
+            exclusive_start,
+            visit,
+        )
+    }
+    fn scan(
+        &self,
+        table: &str,
+        segment: u32,
+        total_segments: u32,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        self.scan_any(table, None, segment, total_segments, exclusive_start, visit)
+    }
+    fn query_index(
+        &self,
+        table: &str,
+        index: &str,
+        hash_value: &AttributeValue,
+        sort: Option<&SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        self.query_any(
+            table,
+            Some(index),
+            hash_value,
+            sort,
+            forward,
+            exclusive_start,
+            visit,
+        )
+    }
+    fn scan_index(
+        &self,
+        table: &str,
+        index: &str,
+        segment: u32,
+        total_segments: u32,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        self.scan_any(
+            table,
+            Some(index),
+            segment,
+            total_segments,
+            exclusive_start,
+            visit,
+        )
+    }
+}
+
+impl Router {
+    fn index_info(&self, table: &str, index: &str) -> Result<(IndexState, u64, u64), StorageError> {
+        let topo = self.table_topology(table)?;
+        let mut state = None;
+        let mut totals = (0, 0);
+        for p in &topo.partitions {
+            let (s, n, b) = self.block(self.call(
+                &topo,
+                p.id,
+                false,
+                true,
+                |t| Request::IndexInfo {
+                    target: t,
+                    table: table.to_string(),
+                    index: index.to_string(),
+                },
+                |r| match r {
+                    Response::IndexInfo(r) => Some(r),
+                    _ => None,
+                },
+            ))??;
+            state.get_or_insert(s);
+            totals.0 += n;
+            totals.1 += b;
+        }
+        state
+            .map(|s| (s, totals.0, totals.1))
+            .ok_or_else(|| StorageError::IndexNotFound(index.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_meet_the_partitions_they_overlap() {
+        let halves = partita_topology::split_hash_space(2);
+        // One segment covers both partitions.
+        assert!(meets_segment(halves[0].start, halves[0].end, 0, 1));
+        assert!(meets_segment(halves[1].start, halves[1].end, 0, 1));
+        // Four segments: the first two fall in the first half only.
+        assert!(meets_segment(halves[0].start, halves[0].end, 1, 4));
+        assert!(!meets_segment(halves[1].start, halves[1].end, 1, 4));
+        assert!(!meets_segment(halves[0].start, halves[0].end, 2, 4));
+        assert!(meets_segment(halves[1].start, halves[1].end, 3, 4));
+    }
+}

@@ -1,0 +1,474 @@
+//! Internal RPC: gateway → node and node → node (Raft).
+//!
+//! One TCP connection per peer address carries many calls at once
+//! (multiplexed, pipelined): each frame is
+//! `[u32 length][u8 wire version][u64 call id][bincode payload]`, and
+//! answers come back with the caller's call id in whatever order they
+//! finish. Every call has a deadline; a call whose deadline passes fails
+//! with [`RpcError::Timeout`] and its late answer is dropped. A broken
+//! connection fails its pending calls with [`RpcError::Connection`] and the
+//! next call reconnects. Readers accept wire versions `1..=WIRE_VERSION`.
+//!
+//! Mutual TLS is not wired yet: the listener and the dialer are plain TCP
+//! (see the crate docs' "not done" list).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use partita_expr::SortKeyCondition;
+use partita_model::schema::IndexState;
+use partita_model::{AttributeValue, Item, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::types::{Command, Reply, TypeConfig, WireError};
+
+/// Version of the frame layout and payload encoding this build writes.
+pub const WIRE_VERSION: u8 = 1;
+/// Largest frame accepted (snapshot chunks are far smaller).
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// Which partition replica a request is for; checked by the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Target {
+    pub table: String,
+    pub partition: u32,
+    /// The sender's topology epoch of the table.
+    pub epoch: u64,
+}
+
+/// A call.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(Target, openraft::raft::AppendEntriesRequest<TypeConfig>),
+    Vote(Target, openraft::raft::VoteRequest<u64>),
+    InstallSnapshot(Target, openraft::raft::InstallSnapshotRequest<TypeConfig>),
+    /// Replicate and apply a command (leader only).
+    Write(Target, Command),
+    Get {
+        target: Target,
+        table: String,
+        key: Item,
+        consistent: bool,
+    },
+    /// One page of a Query (on the table or a local index).
+    Query {
+        target: Target,
+        table: String,
+        index: Option<String>,
+        hash_value: AttributeValue,
+        sort: Option<SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<Item>,
+        limit: u32,
+        consistent: bool,
+    },
+    /// One page of a Scan segment of this replica's data.
+    Scan {
+        target: Target,
+        table: String,
+        index: Option<String>,
+        segment: u32,
+        total_segments: u32,
+        exclusive_start: Option<Item>,
+        limit: u32,
+        consistent: bool,
+    },
+    TransactGet {
+        target: Target,
+        gets: Vec<(String, Item)>,
+    },
+    /// The table's definition and this replica's statistics.
+    Describe {
+        target: Target,
+        table: String,
+    },
+    /// Statistics and state of an index on this replica.
+    IndexInfo {
+        target: Target,
+        table: String,
+        index: String,
+    },
+    /// Raft status of this replica (for tests, dev-cluster and health).
+    Status(Target),
+}
+
+/// A page of items; `more` when the replica stopped at `limit`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Page {
+    pub items: Vec<Item>,
+    pub more: bool,
+}
+
+/// A replica's Raft status.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Status {
+    pub node_id: u64,
+    pub term: u64,
+    pub leader: Option<u64>,
+    pub last_applied: Option<u64>,
+    pub last_log: Option<u64>,
+    pub snapshot: Option<u64>,
+}
+
+/// Why a node refused or failed a call. `NotLeader`, `StaleEpoch`,
+/// `WrongPartition` and `Unavailable` are retryable by the gateway.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, thiserror::Error)]
+pub enum NodeError {
+    #[error("replica is not the leader of partition {partition}")]
+    NotLeader {
+        partition: u32,
+        /// Address of the leader this replica knows of.
+        leader_hint: Option<String>,
+    },
+    #[error("the caller's topology is stale: current epoch {current}")]
+    StaleEpoch { current: u64 },
+    #[error("this replica serves table {table:?} partition {partition}")]
+    WrongPartition { table: String, partition: u32 },
+    #[error("replica unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage: {0:?}")]
+    Storage(WireError),
+}
+
+/// An answer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Response {
+    AppendEntries(
+        Result<openraft::raft::AppendEntriesResponse<u64>, openraft::error::RaftError<u64>>,
+    ),
+    Vote(Result<openraft::raft::VoteResponse<u64>, openraft::error::RaftError<u64>>),
+    InstallSnapshot(
+        Result<
+            openraft::raft::InstallSnapshotResponse<u64>,
+            openraft::error::RaftError<u64, openraft::error::InstallSnapshotError>,
+        >,
+    ),
+    Write(Result<Reply, NodeError>),
+    Item(Result<Option<Item>, NodeError>),
+    Page(Result<Page, NodeError>),
+    Items(Result<Vec<Option<Item>>, NodeError>),
+    Describe(Result<(TableDefinition, u64, u64), NodeError>),
+    IndexInfo(Result<(IndexState, u64, u64), NodeError>),
+    Status(Result<Status, NodeError>),
+    /// The node could not decode the call (e.g. a newer wire version).
+    BadRequest(String),
+}
+
+/// Why a call failed before a node answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RpcError {
+    /// Nothing was sent: the peer could not be reached (safe to retry).
+    #[error("cannot connect to {address}: {message}")]
+    Connect { address: String, message: String },
+    #[error("connection to {address} failed: {message}")]
+    Connection { address: String, message: String },
+    #[error("call to {address} timed out")]
+    Timeout { address: String },
+    #[error("bad frame from {address}: {message}")]
+    Decode { address: String, message: String },
+}
+
+fn encode_frame(id: u64, payload: &impl Serialize) -> Result<Vec<u8>, String> {
+    let body = bincode::serialize(payload).map_err(|e| e.to_string())?;
+    let len = 1 + 8 + body.len();
+    if len > MAX_FRAME {
+        return Err(format!("frame of {len} bytes exceeds the limit"));
+    }
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&(len as u32).to_be_bytes());
+    frame.push(WIRE_VERSION);
+    frame.extend_from_slice(&id.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
+}
+
+/// Reads one frame: (call id, payload bytes).
+async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<(u64, u8, Vec<u8>)> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if !(9..=MAX_FRAME).contains(&len) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame length {len}"),
+        ));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    let version = buf[0];
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&buf[1..9]);
+    buf.drain(..9);
+    Ok((u64::from_be_bytes(id), version, buf))
+}
+
+type Pending = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Vec<u8>>>>>>;
+
+struct Connection {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+}
+
+/// A multiplexed client of one peer address.
+pub struct Client {
+    address: String,
+    next_id: AtomicU64,
+    conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+}
+
+impl Client {
+    pub fn new(address: String) -> Client {
+        Client {
+            address,
+            next_id: AtomicU64::new(1),
+            conn: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn connection(&self) -> Result<Arc<Connection>, RpcError> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if c.pending.lock().is_some() {
+                return Ok(c.clone());
+            }
+        }
+        let stream = TcpStream::connect(&self.address)
+            .await
+            .map_err(|e| RpcError::Connect {
+                address: self.address.clone(),
+                message: e.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (mut reader, mut writer) = stream.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+        let writer_pending = pending.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if writer.write_all(&frame).await.is_err() {
+                    break;
+                }
+            }
+            writer_pending.lock().take();
+        });
+        let reader_pending = pending.clone();
+        tokio::spawn(async move {
+            while let Ok((id, _version, body)) = read_frame(&mut reader).await {
+                let waiter = reader_pending.lock().as_mut().and_then(|m| m.remove(&id));
+                if let Some(w) = waiter {
+                    let _ = w.send(body);
+                }
+            }
+            // Dropping the senders fails every pending call.
+            reader_pending.lock().take();
+        });
+        let conn = Arc::new(Connection {
+            frames: tx,
+            pending,
+        });
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Sends `request` and waits for its answer until `timeout`.
+    pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, RpcError> {
+        let fut = self.call_inner(request);
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(RpcError::Timeout {
+                address: self.address.clone(),
+            }),
+        }
+    }
+
+    async fn call_inner(&self, request: &Request) -> Result<Response, RpcError> {
+        let conn = self.connection().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_frame(id, request).map_err(|message| RpcError::Decode {
+            address: self.address.clone(),
+            message,
+        })?;
+        let (tx, rx) = oneshot::channel();
+        let broken = || RpcError::Connection {
+            address: self.address.clone(),
+            message: "connection closed".into(),
+        };
+        match conn.pending.lock().as_mut() {
+            Some(map) => {
+                map.insert(id, tx);
+            }
+            None => return Err(broken()),
+        }
+        if conn.frames.send(frame).is_err() {
+            return Err(broken());
+        }
+        let _cleanup = PendingGuard {
+            pending: conn.pending.clone(),
+            id,
+        };
+        let body = rx.await.map_err(|_| broken())?;
+        bincode::deserialize(&body).map_err(|e| RpcError::Decode {
+            address: self.address.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Removes a call's waiter when the call ends (answered, timed out or dropped).
+struct PendingGuard {
+    pending: Pending,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        if let Some(map) = self.pending.lock().as_mut() {
+            map.remove(&self.id);
+        }
+    }
+}
+
+/// A pool of clients, one per address.
+#[derive(Default)]
+pub struct Clients {
+    clients: Mutex<HashMap<String, Arc<Client>>>,
+}
+
+impl Clients {
+    pub fn get(&self, address: &str) -> Arc<Client> {
+        self.clients
+            .lock()
+            .entry(address.to_string())
+            .or_insert_with(|| Arc::new(Client::new(address.to_string())))
+            .clone()
+    }
+}
+
+/// Serves calls on `listener` with `handler` until the future ends (never,
+/// unless accepting fails for good).
+pub async fn serve<H, F>(listener: TcpListener, handler: H)
+where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let (mut reader, mut writer) = stream.into_split();
+            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+            tokio::spawn(async move {
+                while let Some(frame) = rx.recv().await {
+                    if writer.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            while let Ok((id, version, body)) = read_frame(&mut reader).await {
+                let handler = handler.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let response = if version == 0 || version > WIRE_VERSION {
+                        Response::BadRequest(format!("unsupported wire version {version}"))
+                    } else {
+                        match bincode::deserialize::<Request>(&body) {
+                            Ok(request) => handler(request).await,
+                            Err(e) => Response::BadRequest(e.to_string()),
+                        }
+                    };
+                    match encode_frame(id, &response) {
+                        Ok(frame) => {
+                            let _ = tx.send(frame);
+                        }
+                        Err(e) => tracing::warn!(%peer, error = %e, "rpc answer not sent"),
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn calls_are_multiplexed_and_time_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(serve(listener, |req: Request| async move {
+            match req {
+                Request::Status(t) => {
+                    // Later calls answer first: answers are matched by id.
+                    tokio::time::sleep(Duration::from_millis(50 * (3 - t.partition as u64))).await;
+                    Response::Status(Ok(Status {
+                        node_id: t.partition as u64,
+                        term: 0,
+                        leader: None,
+                        last_applied: None,
+                        last_log: None,
+                        snapshot: None,
+                    }))
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    Response::BadRequest("slow".into())
+                }
+            }
+        }));
+        let client = Arc::new(Client::new(address));
+        let mut calls = Vec::new();
+        for p in 0..3u32 {
+            let client = client.clone();
+            calls.push(tokio::spawn(async move {
+                let target = Target {
+                    table: "t".into(),
+                    partition: p,
+                    epoch: 1,
+                };
+                client
+                    .call(&Request::Status(target), Duration::from_secs(2))
+                    .await
+            }));
+        }
+        for (p, call) in calls.into_iter().enumerate() {
+            match call.await.unwrap().unwrap() {
+                Response::Status(Ok(s)) => assert_eq!(s.node_id, p as u64),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let slow = client
+            .call(
+                &Request::Describe {
+                    target: Target {
+                        table: "t".into(),
+                        partition: 0,
+                        epoch: 1,
+                    },
+                    table: "t".into(),
+                },
+                Duration::from_millis(100),
+            )
+            .await;
+        assert!(matches!(slow, Err(RpcError::Timeout { .. })));
+    }
+}

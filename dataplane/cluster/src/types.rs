@@ -1,0 +1,222 @@
+//! The Raft type configuration and the replicated commands.
+//!
+//! A partition's Raft log carries [`Command`]s: the same typed
+//! `WriteCommand`s `partita serve` applies, grouped as one BatchWriteItem-like
+//! write group or one single-partition transaction. Their outcomes
+//! ([`Reply`]) travel back with storage errors in a serializable mirror,
+//! [`WireError`], converted back into `StorageError` at the gateway so the
+//! API maps them onto the wire exactly as in standalone mode.
+
+use std::io::Cursor;
+
+use partita_model::schema::ScalarType;
+use partita_model::Item;
+use partita_storage::{StorageError, WriteCommand, WriteOutcome};
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// Raft types of one partition's group.
+    pub TypeConfig:
+        D = Command,
+        R = Reply,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+);
+
+/// A running Raft group member.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A log id.
+pub type LogId = openraft::LogId<u64>;
+/// Membership as stored with the applied state.
+pub type StoredMembership = openraft::StoredMembership<u64, openraft::BasicNode>;
+
+/// One replicated command of a partition's state machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Command {
+    /// Independent writes applied in order in one group commit, each
+    /// succeeding or failing on its own (PutItem, BatchWriteItem, ...).
+    Write(Vec<(String, WriteCommand)>),
+    /// All-or-nothing writes (a single-partition TransactWriteItems).
+    Transact(Vec<(String, WriteCommand)>),
+}
+
+/// The outcome of one applied log entry.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub enum Reply {
+    /// A blank or membership entry.
+    #[default]
+    Empty,
+    Write(Vec<Result<WriteOutcome, WireError>>),
+    /// `Err` holds one reason per action (`None` for actions that did not fail).
+    Transact(Result<Vec<WriteOutcome>, Vec<Option<WireError>>>),
+}
+
+/// A `StorageError` that can cross the wire.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WireError {
+    TableNotFound(String),
+    TableExists(String),
+    ConditionalCheckFailed {
+        old: Option<Item>,
+    },
+    Eval(String),
+    ItemTooLarge,
+    Engine {
+        operation: String,
+        message: String,
+    },
+    InvalidKey(String),
+    InvalidTableDefinition(String),
+    InvalidSegment {
+        segment: u32,
+        total_segments: u32,
+    },
+    Corrupt {
+        what: String,
+        detail: String,
+    },
+    IndexNotFound(String),
+    IndexKeyInvalid {
+        index: String,
+        attribute: String,
+        expected: Option<ScalarType>,
+        actual: String,
+    },
+    ItemCollectionSizeLimitExceeded,
+}
+
+/// Type names an `IndexKeyInvalid` may report, as `&'static str`.
+const TYPE_NAMES: [&str; 10] = ["S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"];
+
+impl From<&StorageError> for WireError {
+    fn from(e: &StorageError) -> WireError {
+        match e {
+            StorageError::TableNotFound(t) => WireError::TableNotFound(t.clone()),
+            StorageError::TableExists(t) => WireError::TableExists(t.clone()),
+            StorageError::ConditionalCheckFailed { old } => WireError::ConditionalCheckFailed {
+                old: old.as_deref().cloned(),
+            },
+            StorageError::Eval(e) => WireError::Eval(e.message.clone()),
+            StorageError::ItemTooLarge => WireError::ItemTooLarge,
+            StorageError::Engine { operation, message } => WireError::Engine {
+                operation: (*operation).to_string(),
+                message: message.clone(),
+            },
+            StorageError::InvalidKey(m) => WireError::InvalidKey(m.clone()),
+            StorageError::InvalidTableDefinition(m) => WireError::InvalidTableDefinition(m.clone()),
+            StorageError::InvalidSegment {
+                segment,
+                total_segments,
+            } => WireError::InvalidSegment {
+                segment: *segment,
+                total_segments: *total_segments,
+            },
+            StorageError::Corrupt { what, detail } => WireError::Corrupt {
+                what: (*what).to_string(),
+                detail: detail.clone(),
+            },
+            StorageError::IndexNotFound(i) => WireError::IndexNotFound(i.clone()),
+            StorageError::IndexKeyInvalid {
+                index,
+                attribute,
+                expected,
+                actual,
+            } => WireError::IndexKeyInvalid {
+                index: index.clone(),
+                attribute: attribute.clone(),
+                expected: *expected,
+                actual: (*actual).to_string(),
+            },
+            StorageError::ItemCollectionSizeLimitExceeded => {
+                WireError::ItemCollectionSizeLimitExceeded
+            }
+        }
+    }
+}
+
+impl From<StorageError> for WireError {
+    fn from(e: StorageError) -> WireError {
+        WireError::from(&e)
+    }
+}
+
+impl From<WireError> for StorageError {
+    fn from(e: WireError) -> StorageError {
+        match e {
+            WireError::TableNotFound(t) => StorageError::TableNotFound(t),
+            WireError::TableExists(t) => StorageError::TableExists(t),
+            WireError::ConditionalCheckFailed { old } => StorageError::ConditionalCheckFailed {
+                old: old.map(Box::new),
+            },
+            WireError::Eval(m) => StorageError::Eval(partita_expr::EvalError::new(m)),
+            WireError::ItemTooLarge => StorageError::ItemTooLarge,
+            WireError::Engine { operation, message } => StorageError::Engine {
+                operation: "replica",
+                message: format!("{operation}: {message}"),
+            },
+            WireError::InvalidKey(m) => StorageError::InvalidKey(m),
+            WireError::InvalidTableDefinition(m) => StorageError::InvalidTableDefinition(m),
+            WireError::InvalidSegment {
+                segment,
+                total_segments,
+            } => StorageError::InvalidSegment {
+                segment,
+                total_segments,
+            },
+            WireError::Corrupt { what, detail } => StorageError::Corrupt {
+                what: "replica record",
+                detail: format!("{what}: {detail}"),
+            },
+            WireError::IndexNotFound(i) => StorageError::IndexNotFound(i),
+            WireError::IndexKeyInvalid {
+                index,
+                attribute,
+                expected,
+                actual,
+            } => StorageError::IndexKeyInvalid {
+                index,
+                attribute,
+                expected,
+                actual: TYPE_NAMES
+                    .iter()
+                    .find(|n| **n == actual)
+                    .copied()
+                    .unwrap_or("S"),
+            },
+            WireError::ItemCollectionSizeLimitExceeded => {
+                StorageError::ItemCollectionSizeLimitExceeded
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_round_trip_through_the_wire() {
+        let errors = vec![
+            StorageError::TableNotFound("t".into()),
+            StorageError::ConditionalCheckFailed {
+                old: Some(Box::new(Item::new())),
+            },
+            StorageError::IndexKeyInvalid {
+                index: "i".into(),
+                attribute: "a".into(),
+                expected: Some(ScalarType::N),
+                actual: "BOOL",
+            },
+            StorageError::ItemCollectionSizeLimitExceeded,
+        ];
+        for e in errors {
+            let wire = WireError::from(&e);
+            let bytes = bincode::serialize(&wire).unwrap();
+            let back: WireError = bincode::deserialize(&bytes).unwrap();
+            assert_eq!(back, wire);
+            assert_eq!(StorageError::from(back).to_string(), e.to_string());
+        }
+    }
+}

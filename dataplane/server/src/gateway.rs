@@ -1,0 +1,84 @@
+//! `partita gateway`: the stateless DynamoDB endpoint of a cluster. The
+//! same API code as `partita serve` (validation, SigV4, policies, error
+//! mapping) over `partita_cluster::Router` instead of a local store.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use partita_api::{Api, ApiConfig};
+use partita_cluster::{Router, RouterOptions};
+use partita_topology::flags::{DEFAULT_ADMIN_PORT, DEFAULT_PORT};
+use partita_topology::TopologyFile;
+use tokio::net::TcpListener;
+
+use crate::serve::{init_logging, load_auth, shutdown_signal, LogFormat};
+
+/// Flags of `partita gateway`.
+#[derive(Args, Debug)]
+pub struct GatewayArgs {
+    /// The topology file.
+    #[arg(long, env = "PARTITA_TOPOLOGY_FILE")]
+    pub topology_file: PathBuf,
+    /// Credentials and IAM policies; without it any credentials are accepted.
+    #[arg(long, env = "PARTITA_AUTH")]
+    pub auth: Option<PathBuf>,
+    #[arg(long, env = "PARTITA_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, env = "PARTITA_PORT", default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Admin port (metrics and health; not served yet).
+    #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    #[arg(long, env = "PARTITA_REGION", default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long, env = "PARTITA_ACCOUNT_ID", default_value = "123456789012")]
+    pub account_id: String,
+    #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(gateway(args))
+}
+
+async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+    let auth = load_auth(args.auth.as_deref())?;
+    let bytes = std::fs::read(&args.topology_file)
+        .with_context(|| format!("reading {}", args.topology_file.display()))?;
+    let topology = TopologyFile::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("topology {}: {e}", args.topology_file.display()))?;
+    let router = Arc::new(Router::new(topology, RouterOptions::default()));
+    let api = Arc::new(
+        Api::with_backend(
+            router,
+            ApiConfig {
+                region: args.region.clone(),
+                account_id: args.account_id.clone(),
+            },
+        )
+        .with_auth(auth),
+    );
+    let addr: SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(address = %addr, "partita gateway listening");
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let http = tokio::spawn(partita_api::http::serve(api, listener, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    http.await.context("HTTP listener task")??;
+    Ok(())
+}

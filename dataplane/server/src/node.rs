@@ -1,0 +1,146 @@
+//! `partita node`: one replica of one partition of one table (DESIGN.md §5),
+//! per the topology file. Flag names come from `partita_topology::flags`.
+//!
+//! Layout of `--data-dir`: `store/` (the replica's item store, holding the
+//! table and the hidden applied-state table), `raft/` (the Raft log and
+//! hard state), `snapshot.bin` (the last snapshot). The table is created
+//! from the topology's `createTable` body through the same API code as
+//! `partita serve` (same validation), before Raft starts.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use partita_api::{Api, ApiConfig};
+use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
+use partita_cluster::{Replica, ReplicaOptions};
+use partita_storage::{Store, StoreOptions};
+use partita_topology::flags::{DEFAULT_ADMIN_PORT, DEFAULT_RPC_PORT, PARTITION_ENV};
+use partita_topology::TopologyFile;
+use tokio::net::TcpListener;
+
+use crate::serve::{init_logging, shutdown_signal, LogFormat};
+
+/// Flags of `partita node`.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The topology file.
+    #[arg(long, env = "PARTITA_TOPOLOGY_FILE")]
+    pub topology_file: PathBuf,
+    /// The table this replica serves.
+    #[arg(long, env = "PARTITA_TABLE")]
+    pub table: String,
+    /// The partition this replica serves.
+    #[arg(long, env = PARTITION_ENV)]
+    pub partition: u32,
+    /// The zone of this replica (selects its entry among the partition's replicas).
+    #[arg(long, env = "PARTITA_ZONE")]
+    pub zone: String,
+    /// Directory holding the replica's data; created if missing.
+    #[arg(long, env = "PARTITA_DATA_DIR")]
+    pub data_dir: PathBuf,
+    /// Internal RPC port (Raft peers and gateways).
+    #[arg(long, env = "PARTITA_RPC_PORT", default_value_t = DEFAULT_RPC_PORT)]
+    pub rpc_port: u16,
+    /// Address the internal RPC listener binds.
+    #[arg(long, env = "PARTITA_RPC_HOST", default_value = "0.0.0.0")]
+    pub rpc_host: String,
+    /// Admin port (metrics and health; not served yet).
+    #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
+    pub admin_port: u16,
+    /// Log output format.
+    #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Applied entries since the last snapshot that trigger a new snapshot.
+    #[arg(long, env = "PARTITA_SNAPSHOT_LOGS", default_value_t = 10_000)]
+    pub snapshot_logs: u64,
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(node(args))
+}
+
+async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.topology_file)
+        .with_context(|| format!("reading {}", args.topology_file.display()))?;
+    let topology = TopologyFile::parse(&bytes)
+        .map_err(|e| anyhow::anyhow!("topology {}: {e}", args.topology_file.display()))?;
+    let table = topology
+        .table(&args.table)
+        .with_context(|| format!("table {} is not in the topology", args.table))?
+        .clone();
+    let partition = table
+        .partitions
+        .get(args.partition as usize)
+        .with_context(|| format!("table {} has no partition {}", args.table, args.partition))?;
+    let node_id = partition
+        .replicas
+        .iter()
+        .position(|r| r.zone == args.zone)
+        .with_context(|| {
+            format!(
+                "partition {} has no replica in zone {}",
+                args.partition, args.zone
+            )
+        })? as u64;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    let store = Arc::new(
+        Store::open(&args.data_dir.join("store"), StoreOptions::default())
+            .with_context(|| format!("opening {}", args.data_dir.display()))?,
+    );
+    let tables = store.list_tables();
+    if !tables.contains(&table.table_name) {
+        let api = Api::new(store.clone(), ApiConfig::default());
+        let body = serde_json::to_vec(&table.create_table)?;
+        api.call("CreateTable", &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating table {}: {e:?}", table.table_name))?;
+    }
+    if !tables.iter().any(|t| t == META_TABLE) {
+        store
+            .create_table(meta_table_definition())
+            .context("creating the applied-state table")?;
+    }
+    let options = ReplicaOptions {
+        snapshot_logs: args.snapshot_logs,
+        ..ReplicaOptions::default()
+    };
+    let listener = TcpListener::bind((args.rpc_host.as_str(), args.rpc_port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.rpc_host, args.rpc_port))?;
+    let replica = Replica::start(
+        &table,
+        args.partition,
+        node_id,
+        &args.data_dir,
+        store.clone(),
+        options,
+    )
+    .await
+    .context("starting the replica")?;
+    tracing::info!(
+        table = %table.table_name,
+        partition = args.partition,
+        node_id,
+        rpc_port = args.rpc_port,
+        "partita node serving"
+    );
+    let handler_replica = replica.clone();
+    let server = tokio::spawn(partita_cluster::rpc::serve(listener, move |req| {
+        handler_replica.clone().handle(req)
+    }));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.abort();
+    if let Err(e) = replica.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    Ok(())
+}

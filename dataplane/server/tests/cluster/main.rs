@@ -1,0 +1,341 @@
+//! Cluster-mode tests with real processes on loopback: `partita node` ×3
+//! per partition and `partita gateway`, driven over the DynamoDB JSON
+//! protocol. Each fault test names the invariant it checks.
+
+mod harness;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use harness::{key, Cluster, TABLE};
+use partita_cluster::rpc::{Client, Request, Response, Target};
+use serde_json::json;
+
+/// Returns the index (in `cluster.nodes`) of the replica of `partition`
+/// that says it is the leader.
+fn leader_of(cluster: &Cluster, partition: u32) -> Option<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (i, node) in cluster.nodes.iter().enumerate() {
+            if node.partition != partition || node.child.is_none() {
+                continue;
+            }
+            let client = Client::new(format!("127.0.0.1:{}", node.port));
+            let target = Target {
+                table: TABLE.into(),
+                partition,
+                epoch: 1,
+            };
+            if let Ok(Response::Status(Ok(s))) = client
+                .call(&Request::Status(target), Duration::from_secs(1))
+                .await
+            {
+                if s.leader == Some(s.node_id) {
+                    return Some(i);
+                }
+            }
+        }
+        None
+    })
+}
+
+fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let node = &cluster.nodes[i];
+    rt.block_on(async {
+        let client = Client::new(format!("127.0.0.1:{}", node.port));
+        let target = Target {
+            table: TABLE.into(),
+            partition: node.partition,
+            epoch: 1,
+        };
+        match client
+            .call(&Request::Status(target), Duration::from_secs(1))
+            .await
+        {
+            Ok(Response::Status(Ok(s))) => s.last_applied,
+            _ => None,
+        }
+    })
+}
+
+fn put(cluster: &Cluster, pk: &str, sk: &str, v: i64) -> bool {
+    let (status, _) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": sk}, "v": {"N": v.to_string()}}}),
+    );
+    status == 200
+}
+
+fn get(cluster: &Cluster, pk: &str, sk: &str) -> Option<serde_json::Value> {
+    let (status, body) = cluster.call(
+        "GetItem",
+        &json!({"TableName": TABLE, "Key": key(pk, sk), "ConsistentRead": true}),
+    );
+    assert_eq!(status, 200, "GetItem failed: {body}");
+    body.get("Item").cloned()
+}
+
+/// Invariant: killing the leader during concurrent writes elects a new
+/// leader within seconds and loses no acknowledged write.
+#[test]
+fn leader_kill_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(1, 10_000);
+    let cluster_ref = Arc::new(Mutex::new(()));
+    let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let port = cluster.gateway_port;
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let acked = acked.clone();
+        let stop = stop.clone();
+        let _guard = cluster_ref.clone();
+        writers.push(std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let sk = format!("{w}-{i}");
+                let (status, _) = harness::http_call(
+                    port,
+                    "PutItem",
+                    &json!({"TableName": TABLE, "Item": {"pk": {"S": "k"}, "sk": {"S": sk}}}),
+                );
+                if status == 200 {
+                    acked.lock().unwrap().insert(sk);
+                }
+                i += 1;
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    let before = acked.lock().unwrap().len();
+    assert!(before > 0, "no write acknowledged before the kill");
+    cluster.kill_node(leader);
+    let killed_at = Instant::now();
+    // A new leader: the first write acknowledged after the kill.
+    let recovered = loop {
+        let now = acked.lock().unwrap().len();
+        if now > before + 10 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "no write acknowledged within 15 s of the leader kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let new_leader = leader_of(&cluster, 0).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    println!("writes resumed {recovered:?} after the leader kill");
+    assert!(recovered < Duration::from_secs(8), "took {recovered:?}");
+    let acked = acked.lock().unwrap().clone();
+    let mut missing = Vec::new();
+    for sk in &acked {
+        if get(&cluster, "k", sk).is_none() {
+            missing.push(sk.clone());
+        }
+    }
+    assert!(missing.is_empty(), "acknowledged writes lost: {missing:?}");
+    // The old leader comes back as a follower and catches up.
+    cluster.start_node(leader);
+    let target = status_applied(&cluster, new_leader).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status_applied(&cluster, leader).unwrap_or(0) < target {
+        assert!(
+            Instant::now() < deadline,
+            "restarted replica did not catch up"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Invariant: a minority of a partition (one replica of three) accepts no
+/// write; the majority restored, writes succeed again.
+#[test]
+fn minority_accepts_no_writes() {
+    let mut cluster = Cluster::start(1, 10_000);
+    assert!(put(&cluster, "m", "before", 1));
+    let alive = 0;
+    for i in 1..3 {
+        cluster.kill_node(i);
+    }
+    let started = Instant::now();
+    assert!(
+        !put(&cluster, "m", "during", 2),
+        "a minority acknowledged a write"
+    );
+    println!("minority write refused after {:?}", started.elapsed());
+    let _ = alive;
+    cluster.start_node(1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !put(&cluster, "m", "after", 3) {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume with a majority"
+        );
+    }
+    assert!(get(&cluster, "m", "before").is_some());
+    assert!(get(&cluster, "m", "after").is_some());
+}
+
+/// Invariant: a replica restarted with an empty data dir is rebuilt from a
+/// snapshot (its log prefix was purged) and then holds every item.
+#[test]
+fn wiped_replica_is_rebuilt_from_a_snapshot() {
+    let mut cluster = Cluster::start(1, 50);
+    for i in 0..150 {
+        assert!(put(&cluster, &format!("s{}", i % 7), &format!("{i}"), i));
+    }
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    cluster.kill_node(victim);
+    std::fs::remove_dir_all(&cluster.nodes[victim].dir).unwrap();
+    for i in 150..300 {
+        assert!(put(&cluster, &format!("s{}", i % 7), &format!("{i}"), i));
+    }
+    cluster.start_node(victim);
+    let target = status_applied(&cluster, leader).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_applied(&cluster, victim).unwrap_or(0) < target {
+        assert!(
+            Instant::now() < deadline,
+            "wiped replica did not catch up: {}",
+            cluster.node_log(victim)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        cluster.node_log(victim).contains("snapshot installed"),
+        "the replica was not rebuilt from a snapshot"
+    );
+    // Open the rebuilt replica's store directly: every item is there.
+    cluster.kill_node(victim);
+    let store = partita_storage::Store::open(
+        &cluster.node_store_dir(victim),
+        partita_storage::StoreOptions::default(),
+    )
+    .unwrap();
+    let (count, _) = store.table_stats(TABLE).unwrap();
+    assert_eq!(count, 300);
+}
+
+/// Item operations, Query and Scan (paged, segmented) through the gateway
+/// on a table of two partitions.
+#[test]
+fn item_operations_query_and_scan_across_partitions() {
+    let cluster = Cluster::start(2, 10_000);
+    for p in 0..20 {
+        for s in 0..5 {
+            assert!(put(
+                &cluster,
+                &format!("p{p}"),
+                &format!("s{s}"),
+                p * 10 + s
+            ));
+        }
+    }
+    // Update with a condition, then a failing condition.
+    let (status, body) = cluster.call(
+        "UpdateItem",
+        &json!({"TableName": TABLE, "Key": key("p3", "s1"), "UpdateExpression": "ADD v :d",
+                "ConditionExpression": "attribute_exists(pk)",
+                "ExpressionAttributeValues": {":d": {"N": "100"}}, "ReturnValues": "UPDATED_NEW"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Attributes"]["v"]["N"], "131");
+    let (status, body) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": "p3"}, "sk": {"S": "s1"}},
+                "ConditionExpression": "attribute_not_exists(pk)"}),
+    );
+    assert_eq!(status, 400);
+    assert!(body["__type"]
+        .as_str()
+        .unwrap()
+        .ends_with("ConditionalCheckFailedException"));
+    let (status, _) = cluster.call(
+        "DeleteItem",
+        &json!({"TableName": TABLE, "Key": key("p4", "s0")}),
+    );
+    assert_eq!(status, 200);
+    assert!(get(&cluster, "p4", "s0").is_none());
+    // Query in reverse with a limit.
+    let (status, body) = cluster.call(
+        "Query",
+        &json!({"TableName": TABLE, "KeyConditionExpression": "pk = :p AND sk > :s",
+                "ExpressionAttributeValues": {":p": {"S": "p7"}, ":s": {"S": "s1"}},
+                "ScanIndexForward": false, "Limit": 2}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Count"], 2);
+    assert_eq!(body["Items"][0]["sk"]["S"], "s4");
+    assert!(body.get("LastEvaluatedKey").is_some());
+    // Scan: paged and in 3 segments, each item exactly once.
+    for segments in [1u32, 3] {
+        let mut seen = BTreeSet::new();
+        for segment in 0..segments {
+            let mut start = serde_json::Value::Null;
+            loop {
+                let mut req = json!({"TableName": TABLE, "Limit": 17});
+                if segments > 1 {
+                    req["Segment"] = json!(segment);
+                    req["TotalSegments"] = json!(segments);
+                }
+                if !start.is_null() {
+                    req["ExclusiveStartKey"] = start.clone();
+                }
+                let (status, body) = cluster.call("Scan", &req);
+                assert_eq!(status, 200, "{body}");
+                for item in body["Items"].as_array().unwrap() {
+                    let k = format!("{}/{}", item["pk"]["S"], item["sk"]["S"]);
+                    assert!(seen.insert(k), "item returned twice");
+                }
+                match body.get("LastEvaluatedKey") {
+                    Some(k) => start = k.clone(),
+                    None => break,
+                }
+            }
+        }
+        assert_eq!(seen.len(), 99, "with {segments} segments");
+    }
+    // BatchWriteItem and BatchGetItem spanning both partitions.
+    let puts: Vec<_> = (0..10)
+        .map(|i| json!({"PutRequest": {"Item": {"pk": {"S": format!("b{i}")}, "sk": {"S": "x"}}}}))
+        .collect();
+    let (status, body) = cluster.call("BatchWriteItem", &json!({"RequestItems": {TABLE: puts}}));
+    assert_eq!(status, 200, "{body}");
+    let keys: Vec<_> = (0..10).map(|i| key(&format!("b{i}"), "x")).collect();
+    let (status, body) = cluster.call(
+        "BatchGetItem",
+        &json!({"RequestItems": {TABLE: {"Keys": keys}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Responses"][TABLE].as_array().unwrap().len(), 10);
+    // Single-partition transaction.
+    let (status, body) = cluster.call(
+        "TransactWriteItems",
+        &json!({"TransactItems": [
+            {"Put": {"TableName": TABLE, "Item": {"pk": {"S": "t"}, "sk": {"S": "1"}}}},
+            {"Put": {"TableName": TABLE, "Item": {"pk": {"S": "t"}, "sk": {"S": "2"}}}}
+        ]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(get(&cluster, "t", "2").is_some());
+    // DescribeTable counts items over both partitions.
+    let (status, body) = cluster.call("DescribeTable", &json!({"TableName": TABLE}));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Table"]["ItemCount"], 99 + 10 + 2);
+}
