@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 use partita_blackbox_tests::aws_sdk_dynamodb::types::{
     AttributeValue, BillingMode, CreateGlobalSecondaryIndexAction,
     DeleteGlobalSecondaryIndexAction, GlobalSecondaryIndex, GlobalSecondaryIndexUpdate,
-    IndexStatus, KeyType, LocalSecondaryIndex, Projection, ProjectionType, PutRequest,
-    ReturnItemCollectionMetrics, ReturnValue, ScalarAttributeType as T, Select, WriteRequest,
+    IndexStatus, KeyType, LocalSecondaryIndex, Projection, ProjectionType, Put, PutRequest,
+    ReturnItemCollectionMetrics, ReturnValue, ScalarAttributeType as T, Select, TransactWriteItem,
+    WriteRequest,
 };
 use partita_blackbox_tests::aws_sdk_dynamodb::Client;
 use partita_blackbox_tests::*;
@@ -766,7 +767,7 @@ async fn gsi_read_rules_consistency_select_and_projection() {
         .send()
         .await
         .expect("ALL_ATTRIBUTES on an ALL index");
-    assert_eq!(r.items(), &[it.clone()]);
+    assert_eq!(r.items(), std::slice::from_ref(&it));
     // ALL_PROJECTED_ATTRIBUTES returns the projection.
     let r = q("g_inc")
         .select(Select::AllProjectedAttributes)
@@ -943,6 +944,29 @@ async fn index_key_type_checks_reject_the_whole_write() {
         )
         .code,
         "ValidationException"
+    );
+    // In a transaction, the bad put cancels the whole transaction.
+    let mut bad = new_key();
+    bad.insert("gn".into(), s("1"));
+    let tx_put = |it: Item| {
+        TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&t)
+                    .set_item(Some(it))
+                    .build()
+                    .expect("put"),
+            )
+            .build()
+    };
+    assert_api_err(
+        c.transact_write_items()
+            .transact_items(tx_put(item([("pk", s("p")), ("sk", s("tx"))])))
+            .transact_items(tx_put(bad))
+            .send()
+            .await,
+        "TransactionCanceledException",
+        "Transaction cancelled, please refer cancellation reasons for specific reasons [None, ValidationError]",
     );
     let everything = scan_all(c, &t, None, None, None).await;
     assert_eq!(
