@@ -197,9 +197,15 @@ impl Router {
                     last_error = e.to_string();
                     Next::Retry(None)
                 }
-                Err(e) => Next::Fail(unavailable(format!(
-                    "outcome unknown, the replica did not answer: {e}"
-                ))),
+                Err(e) => {
+                    // The replica may be gone: do not send the next request there.
+                    if leader {
+                        self.leaders.lock().remove(&key);
+                    }
+                    Next::Fail(unavailable(format!(
+                        "outcome unknown, the replica did not answer: {e}"
+                    )))
+                }
             };
             match next {
                 Next::Fail(e) => return Err(e),

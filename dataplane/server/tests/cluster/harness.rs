@@ -24,6 +24,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
 }
 
 pub struct Node {
+    /// The network namespace the node runs in (netns clusters).
+    pub netns: Option<String>,
     pub partition: u32,
     pub zone: String,
     pub port: u16,
@@ -39,6 +41,7 @@ pub struct Cluster {
     pub gateway_port: u16,
     gateway: Option<Child>,
     pub snapshot_logs: u64,
+    net: Option<Net>,
 }
 
 pub const TABLE: &str = "Items";
@@ -47,8 +50,25 @@ impl Cluster {
     /// Starts `partitions` × 3 nodes and a gateway; waits until the gateway
     /// answers a consistent read on every partition.
     pub fn start(partitions: u32, snapshot_logs: u64) -> Cluster {
+        Cluster::start_on(partitions, snapshot_logs, None)
+    }
+
+    /// Like [`Cluster::start`] with one partition whose three replicas each
+    /// run in their own network namespace behind a bridge, so a test can
+    /// cut a replica off the network ([`Cluster::cut`]) and heal it.
+    pub fn start_netns(snapshot_logs: u64) -> Cluster {
+        let net = Net::create(3);
+        Cluster::start_on(1, snapshot_logs, Some(net))
+    }
+
+    fn start_on(partitions: u32, snapshot_logs: u64, net: Option<Net>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let ports = free_ports(partitions as usize * 3 + 1);
+        let mut ports = free_ports(partitions as usize * 3 + 1);
+        if net.is_some() {
+            for p in ports.iter_mut().take(3) {
+                *p = 7000;
+            }
+        }
         let ranges = split(partitions);
         let mut parts = Vec::new();
         let mut nodes = Vec::new();
@@ -57,8 +77,13 @@ impl Cluster {
             for r in 0..3 {
                 let port = ports[(p * 3 + r) as usize];
                 let zone = format!("zone-{}", ["a", "b", "c"][r as usize]);
-                replicas.push(json!({"zone": zone, "address": format!("127.0.0.1:{port}")}));
+                let host = match &net {
+                    Some(net) => net.address(r as usize),
+                    None => "127.0.0.1".to_string(),
+                };
+                replicas.push(json!({"zone": zone, "address": format!("{host}:{port}")}));
                 nodes.push(Node {
+                    netns: net.as_ref().map(|n| n.namespace(r as usize)),
                     partition: p,
                     zone,
                     port,
@@ -98,6 +123,7 @@ impl Cluster {
             gateway_port: ports[ports.len() - 1],
             gateway: None,
             snapshot_logs,
+            net,
         };
         for i in 0..cluster.nodes.len() {
             cluster.start_node(i);
@@ -119,11 +145,24 @@ impl Cluster {
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
         let log = std::fs::File::create(format!("{}.log", node.dir.display())).unwrap();
-        let child = Command::new(BIN)
+        let mut command = match &node.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+            None => Command::new(BIN),
+        };
+        let host = if node.netns.is_some() {
+            "0.0.0.0"
+        } else {
+            "127.0.0.1"
+        };
+        let child = command
             .args(["node", "--topology-file"])
             .arg(&self.topology)
             .args(["--table", TABLE, "--partition", &node.partition.to_string()])
-            .args(["--zone", &node.zone, "--rpc-host", "127.0.0.1"])
+            .args(["--zone", &node.zone, "--rpc-host", host])
             .args(["--rpc-port", &node.port.to_string()])
             .arg("--data-dir")
             .arg(&node.dir)
@@ -168,6 +207,29 @@ impl Cluster {
     /// One DynamoDB call through the gateway: (HTTP status, body).
     pub fn call(&self, op: &str, body: &Value) -> (u16, Value) {
         http_call(self.gateway_port, op, body)
+    }
+
+    /// Returns the RPC address of node `i`.
+    pub fn node_address(&self, i: usize) -> String {
+        let node = &self.nodes[i];
+        match &self.net {
+            Some(net) => format!("{}:{}", net.address(i), node.port),
+            None => format!("127.0.0.1:{}", node.port),
+        }
+    }
+
+    /// Cuts node `i` off the network (netns clusters).
+    pub fn cut(&self, i: usize) {
+        if let Some(net) = &self.net {
+            net.set_link(i, false);
+        }
+    }
+
+    /// Reconnects node `i` (netns clusters).
+    pub fn heal(&self, i: usize) {
+        if let Some(net) = &self.net {
+            net.set_link(i, true);
+        }
     }
 
     pub fn node_log(&self, i: usize) -> String {
@@ -237,4 +299,97 @@ pub fn http_call(port: u16, op: &str, body: &Value) -> (u16, Value) {
         Ok((status, json))
     };
     attempt().unwrap_or((0, Value::Null))
+}
+
+/// Network namespaces `<prefix>n<i>` joined by a bridge in the root
+/// namespace; node `i` has address 10.<b>.0.<i+1>. Deleted on drop.
+pub struct Net {
+    prefix: String,
+    subnet: u8,
+    count: usize,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Net {
+    pub fn create(count: usize) -> Net {
+        let id = std::process::id() % 10_000;
+        let net = Net {
+            prefix: format!("pt{id}"),
+            subnet: 100 + (id % 100) as u8,
+            count,
+        };
+        let bridge = format!("{}br", net.prefix);
+        ip(&["link", "add", &bridge, "type", "bridge"]);
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{}.0.254/24", net.subnet),
+            "dev",
+            &bridge,
+        ]);
+        ip(&["link", "set", &bridge, "up"]);
+        for i in 0..count {
+            let ns = net.namespace(i);
+            let outer = net.link(i);
+            ip(&["netns", "add", &ns]);
+            ip(&[
+                "link", "add", &outer, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ]);
+            ip(&["link", "set", &outer, "master", &bridge]);
+            ip(&["link", "set", &outer, "up"]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/24", net.address(i)),
+                "dev",
+                "eth0",
+            ]);
+            ip(&["-n", &ns, "link", "set", "eth0", "up"]);
+            ip(&["-n", &ns, "link", "set", "lo", "up"]);
+        }
+        net
+    }
+
+    pub fn namespace(&self, i: usize) -> String {
+        format!("{}n{i}", self.prefix)
+    }
+
+    fn link(&self, i: usize) -> String {
+        format!("{}v{i}", self.prefix)
+    }
+
+    pub fn address(&self, i: usize) -> String {
+        format!("10.{}.0.{}", self.subnet, i + 1)
+    }
+
+    pub fn set_link(&self, i: usize, up: bool) {
+        ip(&["link", "set", &self.link(i), if up { "up" } else { "down" }]);
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for i in 0..self.count {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.link(i)])
+                .output();
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.namespace(i)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &format!("{}br", self.prefix)])
+            .output();
+    }
 }

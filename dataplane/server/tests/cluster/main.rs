@@ -3,6 +3,7 @@
 //! protocol. Each fault test names the invariant it checks.
 
 mod harness;
+mod linearizability;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,7 +26,7 @@ fn leader_of(cluster: &Cluster, partition: u32) -> Option<usize> {
             if node.partition != partition || node.child.is_none() {
                 continue;
             }
-            let client = Client::new(format!("127.0.0.1:{}", node.port));
+            let client = Client::new(cluster.node_address(i));
             let target = Target {
                 table: TABLE.into(),
                 partition,
@@ -51,7 +52,7 @@ fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
         .unwrap();
     let node = &cluster.nodes[i];
     rt.block_on(async {
-        let client = Client::new(format!("127.0.0.1:{}", node.port));
+        let client = Client::new(cluster.node_address(i));
         let target = Target {
             table: TABLE.into(),
             partition: node.partition,
@@ -338,4 +339,138 @@ fn item_operations_query_and_scan_across_partitions() {
     let (status, body) = cluster.call("DescribeTable", &json!({"TableName": TABLE}));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["Table"]["ItemCount"], 99 + 10 + 2);
+}
+
+/// Invariant: a replica cut off the network (netns + veth, link down)
+/// misses writes the majority keeps acknowledging, and once healed it
+/// catches up with every one of them.
+#[test]
+fn cut_off_replica_catches_up_after_heal() {
+    let mut cluster = Cluster::start_netns(10_000);
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    let victim = (0..3).find(|i| *i != leader).unwrap();
+    cluster.cut(victim);
+    for i in 0..100 {
+        assert!(
+            put(&cluster, "cut", &format!("{i:03}"), i),
+            "majority refused a write"
+        );
+    }
+    assert!(
+        status_applied(&cluster, victim).is_none(),
+        "the cut-off replica is still reachable"
+    );
+    cluster.heal(victim);
+    let target = status_applied(&cluster, leader).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_applied(&cluster, victim).unwrap_or(0) < target {
+        assert!(Instant::now() < deadline, "healed replica did not catch up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.kill_node(victim);
+    let store = partita_storage::Store::open(
+        &cluster.node_store_dir(victim),
+        partita_storage::StoreOptions::default(),
+    )
+    .unwrap();
+    let mut n = 0;
+    store
+        .query(
+            TABLE,
+            &partita_model::AttributeValue::S("cut".into()),
+            None,
+            true,
+            None,
+            &mut |_| {
+                n += 1;
+                partita_storage::Visit::Continue
+            },
+        )
+        .unwrap();
+    assert_eq!(n, 100);
+}
+
+/// Invariant: a leader cut off from its followers is replaced by the
+/// majority within seconds (writes go on through the gateway), and once
+/// healed it rejoins as a follower and converges on the majority's log.
+/// (That a minority commits nothing is `minority_accepts_no_writes`.)
+#[test]
+fn isolated_leader_is_replaced_and_rejoins() {
+    let cluster = Cluster::start_netns(10_000);
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    cluster.cut(leader);
+    // Writes through the gateway land on the majority's new leader.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !put(&cluster, "iso", "after-cut", 1) {
+        assert!(
+            Instant::now() < deadline,
+            "majority did not elect a new leader"
+        );
+    }
+    let new_leader = leader_of(&cluster, 0).expect("a new leader");
+    assert_ne!(new_leader, leader);
+    cluster.heal(leader);
+    let target = status_applied(&cluster, new_leader).unwrap_or(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_applied(&cluster, leader).unwrap_or(0) < target {
+        assert!(Instant::now() < deadline, "old leader did not rejoin");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(get(&cluster, "iso", "after-cut").is_some());
+}
+
+/// Invariant: strongly consistent reads of a single-key register are
+/// linearizable, with the leader killed in the middle of the history.
+#[test]
+fn consistent_register_reads_are_linearizable() {
+    let mut cluster = Cluster::start(1, 10_000);
+    let port = cluster.gateway_port;
+    let history = Arc::new(linearizability::History::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4u64 {
+        let history = history.clone();
+        let stop = stop.clone();
+        clients.push(std::thread::spawn(move || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                if (n + c).is_multiple_of(2) {
+                    let value = c * 1_000_000 + n;
+                    let start = history.now();
+                    let (status, _) = harness::http_call(
+                        port,
+                        "PutItem",
+                        &json!({"TableName": TABLE, "Item": {"pk": {"S": "reg"}, "sk": {"S": "x"}, "v": {"N": value.to_string()}}}),
+                    );
+                    history.write(value, start, (status == 200).then(|| history.now()));
+                } else {
+                    let start = history.now();
+                    let (status, body) = harness::http_call(
+                        port,
+                        "GetItem",
+                        &json!({"TableName": TABLE, "Key": key("reg", "x"), "ConsistentRead": true}),
+                    );
+                    if status == 200 {
+                        let value = body["Item"]["v"]["N"].as_str().and_then(|v| v.parse().ok());
+                        history.read(value, start, history.now());
+                    }
+                }
+            }
+        }));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    cluster.kill_node(leader);
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.join().unwrap();
+    }
+    let (reads, writes) = history.counts();
+    println!("history: {reads} reads, {writes} writes");
+    assert!(reads > 20 && writes > 20, "history too short");
+    if let Err(violation) = history.check() {
+        panic!("not linearizable: {violation}");
+    }
 }
