@@ -16,7 +16,8 @@
 //! - Records are shaped as the SDKs parse them (`eventID`, `eventName`,
 //!   `eventVersion` 1.1, `eventSource` aws:dynamodb, `awsRegion`, and
 //!   `dynamodb` with epoch-seconds `ApproximateCreationDateTime`); deletes
-//!   made by the TTL sweeper carry `userIdentity` Service.
+//!   made by the TTL sweeper carry `userIdentity` {Type: Service,
+//!   PrincipalId: dynamodb.amazonaws.com}.
 
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
@@ -493,7 +494,9 @@ fn record_json(
     if record.by_ttl {
         out.insert(
             "userIdentity".into(),
-            json!({"type": "Service", "principalId": "dynamodb.amazonaws.com"}),
+            // The Streams API's Identity shape (Lambda events spell the
+            // members in lower camel case; the API does not).
+            json!({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}),
         );
     }
     Value::Object(out)

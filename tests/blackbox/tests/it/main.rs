@@ -13,6 +13,7 @@ mod legacy;
 mod partiql;
 mod protocol;
 mod query_scan;
+mod streams;
 mod tables;
 mod transactions;
 mod types;
