@@ -3,6 +3,11 @@
 //! maintenance (`stream`: trimming segments past the retention, rolling
 //! shards, forgetting closed streams).
 //!
+//! A replicated store (cluster mode) must not sweep on its own: each
+//! replica would delete outside the log. It sets
+//! [`crate::StoreOptions::ttl_sweep_interval`] to `Duration::MAX`, which
+//! disables the sweeper, and expiry goes through the leader instead.
+//!
 //! It checks `Shared::stopping` every few milliseconds and is joined at
 //! shutdown before the writer stops (it submits to the writer).
 
@@ -40,7 +45,9 @@ pub(crate) fn start(
 fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
     let trim_every = trim_interval(shared.stream_retention);
     let mut next_trim = Instant::now() + trim_every;
-    let mut next_sweep = Instant::now() + shared.ttl_sweep_interval;
+    // An interval too long to schedule (Duration::MAX) disables the sweeper.
+    let after = |d: Duration| Instant::now().checked_add(d);
+    let mut next_sweep = after(shared.ttl_sweep_interval);
     while !shared.stopping.load(Ordering::Acquire) {
         std::thread::sleep(TICK);
         let now = Instant::now();
@@ -50,7 +57,7 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
             }
             next_trim = Instant::now() + trim_every;
         }
-        if now >= next_sweep {
+        if next_sweep.is_some_and(|at| now >= at) {
             let now_secs = (stream::now_ms() / 1000) as i64;
             match ttl::sweep(shared, writer, now_secs) {
                 Ok(stats) if stats.candidates > 0 => tracing::debug!(
@@ -61,7 +68,7 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "ttl sweep failed"),
             }
-            next_sweep = Instant::now() + shared.ttl_sweep_interval;
+            next_sweep = after(shared.ttl_sweep_interval);
         }
     }
 }

@@ -210,7 +210,9 @@ pub struct StoreOptions {
     pub stream_retention: Duration,
     /// How long a stream shard stays open before it rolls over to a child.
     pub shard_roll_interval: Duration,
-    /// How often the TTL sweeper deletes expired items.
+    /// How often the TTL sweeper deletes expired items; `Duration::MAX`
+    /// disables it (replicas of a replicated partition must not sweep on
+    /// their own).
     pub ttl_sweep_interval: Duration,
 }
 
