@@ -198,9 +198,14 @@ async fn scan_partiql_and_unknown_shapes_fail_closed() {
     for (op, body) in [
         ("Scan", json!({"TableName": "Tenants"})),
         ("Scan", json!({"TableName": "Tenants", "IndexName": "byg"})),
+        // A PartiQL statement that scans has no known leading key.
         (
             "ExecuteStatement",
-            json!({"Statement": "SELECT * FROM \"Tenants\" WHERE pk = 'alice'"}),
+            json!({"Statement": "SELECT * FROM \"Tenants\""}),
+        ),
+        (
+            "ExecuteStatement",
+            json!({"Statement": "SELECT * FROM \"Tenants\" WHERE pk = 'bob'"}),
         ),
         // The key cannot be read: the hash key attribute is missing.
         (
@@ -220,6 +225,14 @@ async fn scan_partiql_and_unknown_shapes_fail_closed() {
         assert_eq!(e.kind, ErrorKind::AccessDenied, "{op} {body}");
         assert!(f.authorize(ADMIN, op, body).is_ok(), "admin {op}");
     }
+    // A PartiQL statement on her own partition carries its leading key.
+    assert!(f
+        .authorize(
+            ALICE,
+            "ExecuteStatement",
+            json!({"Statement": "SELECT * FROM \"Tenants\" WHERE pk = ?", "Parameters": [{"S": "alice"}]}),
+        )
+        .is_ok());
     // Without a table name the request is left to validation.
     assert!(f
         .authorize(ALICE, "GetItem", json!({"Key": key("bob")}))
