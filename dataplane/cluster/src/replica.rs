@@ -36,11 +36,12 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use partita_model::Item;
 use partita_storage::raft_log::RaftLog;
 use partita_storage::{StorageError, Store, Visit};
+use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::TableTopology;
 
 use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
-use crate::state_machine::StateMachine;
+use crate::state_machine::{StateMachine, META_TABLE};
 use crate::types::{Raft, TypeConfig};
 use crate::ClusterError;
 
@@ -81,6 +82,10 @@ pub struct Replica {
 struct Network {
     clients: Arc<Clients>,
     target: Target,
+    /// Peer addresses by node id, from the topology file: the addresses in
+    /// the stored membership may be stale (a pod or a dev-cluster restarted
+    /// on new addresses), the topology is current.
+    addresses: Vec<String>,
 }
 
 struct PeerLink {
@@ -93,8 +98,13 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
+        let address = self
+            .addresses
+            .get(target as usize)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
         PeerLink {
-            client: self.clients.get(&node.addr),
+            client: self.clients.get(&address),
             target: self.target.clone(),
             peer: target,
         }
@@ -202,12 +212,8 @@ impl Replica {
         let addresses: Vec<String> = part.replicas.iter().map(|r| r.address.clone()).collect();
         let log = RaftLog::open(&data_dir.join("raft"), true).map_err(ClusterError::Storage)?;
         let log_store = LogStore::new(Arc::new(log));
-        let sm = StateMachine::open(
-            store.clone(),
-            table.table_name.clone(),
-            data_dir.join("snapshot.bin"),
-        )
-        .map_err(|e| ClusterError::Config(format!("state machine: {e}")))?;
+        let sm = StateMachine::open(store.clone(), data_dir.join("snapshot.bin"))
+            .map_err(|e| ClusterError::Config(format!("state machine: {e}")))?;
         let config = Config {
             cluster_name: format!("{}-{}", table.table_name, partition),
             heartbeat_interval: options.heartbeat_ms,
@@ -230,6 +236,7 @@ impl Replica {
         let network = Network {
             clients: Arc::new(Clients::default()),
             target,
+            addresses: addresses.clone(),
         };
         let raft = Raft::new(node_id, config, network, log_store, sm)
             .await
@@ -260,7 +267,8 @@ impl Replica {
     }
 
     fn check(&self, target: &Target) -> Result<(), NodeError> {
-        if target.table != self.table || target.partition != self.partition {
+        let table_ok = self.table == DYNAMIC_TABLES || target.table == self.table;
+        if !table_ok || target.partition != self.partition {
             return Err(NodeError::WrongPartition {
                 table: self.table.clone(),
                 partition: self.partition,
@@ -460,6 +468,19 @@ impl Replica {
                 .await,
             ),
             Request::Status(target) => Response::Status(self.check(&target).map(|_| self.status())),
+            Request::ListTables(target) => Response::Names(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    Ok(self
+                        .store
+                        .list_tables()
+                        .into_iter()
+                        .filter(|t| t != META_TABLE)
+                        .collect())
+                }
+                .await,
+            ),
         }
     }
 

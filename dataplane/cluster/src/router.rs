@@ -19,6 +19,11 @@
 //! route like table queries; queries on a global index work when the table
 //! has one partition (GSIs across partitions are not done).
 //!
+//! Query and Scan pages are read on the leader after a read-index round
+//! (linearizable): the `Backend` trait does not carry `ConsistentRead` for
+//! them, so they take the strong path; only `get_with(.., false)` reads
+//! from any replica.
+//!
 //! Reads are synchronous in the `Backend` trait; the router runs them with
 //! `tokio::task::block_in_place` on the gateway's multi-thread runtime.
 
@@ -34,6 +39,7 @@ use partita_model::schema::{IndexDefinition, IndexState};
 use partita_model::{AttributeValue, Item, TableDefinition};
 use partita_storage::keys::{partition_hash, range_start};
 use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, WriteOutcome};
+use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
@@ -105,12 +111,56 @@ impl Router {
         }
     }
 
+    /// Returns the partition map of `table`: its own entry, else the
+    /// dynamic-tables entry (renamed to `table`).
     fn table_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
-        self.topology
-            .read()
-            .table(table)
-            .cloned()
-            .ok_or_else(|| StorageError::TableNotFound(table.to_string()))
+        let topology = self.topology.read();
+        if table != DYNAMIC_TABLES {
+            if let Some(t) = topology.table(table) {
+                return Ok(t.clone());
+            }
+        }
+        match topology.table(DYNAMIC_TABLES) {
+            Some(t) => {
+                let mut t = t.clone();
+                t.table_name = table.to_string();
+                Ok(t)
+            }
+            None => Err(StorageError::TableNotFound(table.to_string())),
+        }
+    }
+
+    /// Returns the dynamic-tables map for `table`, or `not_managed` when
+    /// the table is defined by the topology file (or there is no such map).
+    fn dynamic_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
+        {
+            let topology = self.topology.read();
+            if topology.table(table).is_some() || topology.table(DYNAMIC_TABLES).is_none() {
+                return Err(not_managed());
+            }
+        }
+        self.table_topology(table)
+    }
+
+    /// Replicates a table command to every partition of `topo`, in order;
+    /// returns partition 0's answer (the first error stops).
+    async fn replicate_ddl(
+        &self,
+        topo: &TableTopology,
+        command: Command,
+    ) -> Result<TableDefinition, StorageError> {
+        let mut first = None;
+        for p in &topo.partitions {
+            let reply = self.write_group(topo, p.id, command.clone()).await?;
+            match reply {
+                Reply::Table(Ok(def)) => {
+                    first.get_or_insert(*def);
+                }
+                Reply::Table(Err(e)) => return Err(e.into()),
+                _ => return Err(unavailable("malformed table reply".into())),
+            }
+        }
+        first.ok_or_else(|| unavailable("no partitions".into()))
     }
 
     fn block<F: Future>(&self, fut: F) -> Result<F::Output, StorageError> {
@@ -336,7 +386,7 @@ impl Router {
         self.call(
             table,
             partition,
-            false,
+            true,
             true,
             |t| Request::Describe {
                 target: t,
@@ -368,7 +418,7 @@ impl Router {
                 .call(
                     table,
                     partition,
-                    false,
+                    true,
                     true,
                     |t| make(t, start.clone()),
                     |r| match r {
@@ -475,7 +525,7 @@ impl Router {
                 total_segments,
                 exclusive_start: start,
                 limit: PAGE,
-                consistent: false,
+                consistent: true,
             };
             let stopped = self.block(self.page_through(
                 &topo,
@@ -526,7 +576,7 @@ impl Router {
             forward,
             exclusive_start: start,
             limit: PAGE,
-            consistent: false,
+            consistent: true,
         };
         self.block(self.page_through(
             &topo,
@@ -542,8 +592,14 @@ impl Router {
 }
 
 impl Backend for Router {
-    fn create_table(&self, _def: TableDefinition) -> Result<(), StorageError> {
-        Err(not_managed())
+    fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
+        if self.topology.read().table(&def.name).is_some() {
+            return Err(StorageError::TableExists(def.name));
+        }
+        let topo = self.dynamic_topology(&def.name)?;
+        self.defs.lock().remove(&def.name);
+        self.block(self.replicate_ddl(&topo, Command::CreateTable(def)))??;
+        Ok(())
     }
     fn create_global_index(
         &self,
@@ -572,8 +628,13 @@ impl Backend for Router {
     ) -> Result<bool, StorageError> {
         Ok(true)
     }
-    fn delete_table(&self, _name: &str) -> Result<TableDefinition, StorageError> {
-        Err(not_managed())
+    fn delete_table(&self, name: &str) -> Result<TableDefinition, StorageError> {
+        let topo = self.dynamic_topology(name)?;
+        self.defs.lock().remove(name);
+        let result =
+            self.block(self.replicate_ddl(&topo, Command::DeleteTable(name.to_string())))?;
+        self.defs.lock().remove(name);
+        result
     }
     fn table(&self, name: &str) -> Result<TableDefinition, StorageError> {
         if let Some(def) = self.defs.lock().get(name) {
@@ -590,17 +651,50 @@ impl Backend for Router {
             .read()
             .tables
             .iter()
+            .filter(|t| t.table_name != DYNAMIC_TABLES)
             .map(|t| t.table_name.clone())
             .collect();
+        let dynamic = self.topology.read().table(DYNAMIC_TABLES).cloned();
+        if let Some(topo) = dynamic {
+            let listed =
+                self.block(
+                    self.call(&topo, 0, true, true, Request::ListTables, |r| match r {
+                        Response::Names(r) => Some(r),
+                        _ => None,
+                    }),
+                );
+            match listed {
+                Ok(Ok(dynamic)) => names.extend(dynamic),
+                Ok(Err(e)) | Err(e) => {
+                    tracing::warn!(error = %e, "listing dynamic tables failed")
+                }
+            }
+        }
         names.sort();
+        names.dedup();
         names
     }
     fn update_table_dyn(
         &self,
-        _name: &str,
-        _change: TableChange<'_>,
+        name: &str,
+        change: TableChange<'_>,
     ) -> Result<TableDefinition, StorageError> {
-        Err(not_managed())
+        let topo = self.dynamic_topology(name)?;
+        self.defs.lock().remove(name);
+        let (mut def, _, _) = self.block(self.describe(&topo, 0, name))??;
+        let before = def.clone();
+        change(&mut def)?;
+        if def.name != before.name
+            || def.table_id != before.table_id
+            || def.key_schema != before.key_schema
+        {
+            return Err(StorageError::InvalidTableDefinition(
+                "the name, id and key schema of a table cannot change".into(),
+            ));
+        }
+        let result = self.block(self.replicate_ddl(&topo, Command::UpdateTable(def)))?;
+        self.defs.lock().remove(name);
+        result
     }
     fn table_stats(&self, name: &str) -> Result<(u64, u64), StorageError> {
         let topo = self.table_topology(name)?;

@@ -97,6 +97,8 @@ pub enum Request {
     },
     /// Raft status of this replica (for tests, dev-cluster and health).
     Status(Target),
+    /// The tables this replica holds (dynamic tables; leader, linearizable).
+    ListTables(Target),
 }
 
 /// A page of items; `more` when the replica stopped at `limit`.
@@ -159,6 +161,7 @@ pub enum Response {
     Status(Result<Status, NodeError>),
     /// The node could not decode the call (e.g. a newer wire version).
     BadRequest(String),
+    Names(Result<Vec<String>, NodeError>),
 }
 
 /// Why a call failed before a node answered.

@@ -10,12 +10,12 @@
 //! action: when the transaction fails nothing is written, the meta record
 //! included, and replaying it fails again identically (same state).
 //!
-//! Snapshots are logical: every item of the table (scanned on the state
+//! Snapshots are logical: every table definition and every item (scanned on the state
 //! machine task, so no apply runs concurrently and the items match the
 //! applied log id exactly), bincode-encoded with a version byte, plus the
 //! applied log id and membership in openraft's snapshot meta. The last
 //! snapshot is kept in a file so it survives restarts. Installing one
-//! drops the table (whole keyspaces) and rewrites its items.
+//! drops the tables (whole keyspaces) and rewrites them.
 //!
 //! Known limits: snapshots are built and held in memory (fine for test-size
 //! partitions, not for 10 GB ones — streaming export/import is the next
@@ -89,6 +89,7 @@ pub fn meta_table_definition() -> TableDefinition {
         local_indexes: Vec::new(),
         global_indexes: Vec::new(),
         partitions: 1,
+        on_demand: None,
     }
 }
 
@@ -118,7 +119,6 @@ fn meta_put(applied: &Applied) -> Result<(String, WriteCommand), StorageError<u6
 /// The state machine of one replica.
 pub struct StateMachine {
     store: Arc<Store>,
-    table: String,
     applied: Applied,
     snapshot_file: PathBuf,
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
@@ -136,7 +136,6 @@ impl StateMachine {
     /// snapshot (kept in `snapshot_file`).
     pub fn open(
         store: Arc<Store>,
-        table: String,
         snapshot_file: PathBuf,
     ) -> Result<StateMachine, StorageError<u64>> {
         let applied = match store
@@ -170,7 +169,6 @@ impl StateMachine {
         };
         Ok(StateMachine {
             store,
-            table,
             applied,
             snapshot_file,
             current,
@@ -214,16 +212,52 @@ impl StateMachine {
     }
 
     fn export(&self) -> Result<Vec<u8>, StorageError<u64>> {
-        let mut items = Vec::new();
-        self.store
-            .scan(&self.table, 0, 1, None, &mut |item| {
-                items.push(item);
-                Visit::Continue
-            })
-            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let mut tables: Vec<(TableDefinition, Vec<Item>)> = Vec::new();
+        for name in self.store.list_tables() {
+            if name == META_TABLE {
+                continue;
+            }
+            let def = self
+                .store
+                .table(&name)
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            let mut items = Vec::new();
+            self.store
+                .scan(&name, 0, 1, None, &mut |item| {
+                    items.push(item);
+                    Visit::Continue
+                })
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            tables.push((def, items));
+        }
         let mut data = vec![SNAPSHOT_VERSION];
-        data.extend(bincode::serialize(&items).map_err(|e| sm_err(ErrorVerb::Read, e))?);
+        data.extend(bincode::serialize(&tables).map_err(|e| sm_err(ErrorVerb::Read, e))?);
         Ok(data)
+    }
+
+    /// Applies a table definition command; replaying one after a crash
+    /// is harmless (create/delete fail the same way, update is idempotent).
+    fn apply_ddl(&self, command: Command) -> Reply {
+        let result = match command {
+            Command::CreateTable(def) => {
+                let stored = def.clone();
+                self.store.create_table(def).map(|()| stored)
+            }
+            Command::DeleteTable(name) => self.store.delete_table(&name),
+            Command::UpdateTable(def) => {
+                let name = def.name.clone();
+                self.store.update_table(&name, move |current| {
+                    *current = def;
+                    Ok(())
+                })
+            }
+            Command::Write(_) | Command::Transact(_) => {
+                return Reply::Table(Err(WireError::InvalidTableDefinition(
+                    "not a table command".into(),
+                )))
+            }
+        };
+        Reply::Table(result.map(Box::new).map_err(WireError::from))
     }
 
     fn save_snapshot_file(&self) -> Result<(), StorageError<u64>> {
@@ -288,6 +322,20 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(Command::Write(commands)) => {
                     owners.push((i, commands.len()));
                     group.extend(commands);
+                }
+                EntryPayload::Normal(
+                    ddl @ (Command::CreateTable(_)
+                    | Command::DeleteTable(_)
+                    | Command::UpdateTable(_)),
+                ) => {
+                    if !owners.is_empty() {
+                        let this = self.applied.last;
+                        self.applied.last = previous;
+                        self.flush_writes(&mut group, &mut owners, &mut replies)
+                            .await?;
+                        self.applied.last = this;
+                    }
+                    replies[i] = self.apply_ddl(ddl);
                 }
                 EntryPayload::Normal(Command::Transact(mut actions)) => {
                     // Earlier writes first, with the applied state as of
@@ -369,34 +417,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
-        let items: Vec<Item> = match data.split_first() {
+        let tables: Vec<(TableDefinition, Vec<Item>)> = match data.split_first() {
             Some((&SNAPSHOT_VERSION, body)) => {
                 bincode::deserialize(body).map_err(|e| sm_err(ErrorVerb::Read, e))?
             }
             _ => return Err(sm_err(ErrorVerb::Read, "unknown snapshot format")),
         };
-        let def = self
-            .store
-            .delete_table(&self.table)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        self.store
-            .create_table(def)
-            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-        for chunk in items.chunks(INSTALL_CHUNK) {
-            let commands = chunk
-                .iter()
-                .map(|item| {
-                    (
-                        self.table.clone(),
-                        WriteCommand::Put {
-                            item: item.clone(),
-                            condition: None,
-                        },
-                    )
-                })
-                .collect();
-            for result in self.store.write_many(commands).await {
-                result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        for name in self.store.list_tables() {
+            if name != META_TABLE {
+                self.store
+                    .delete_table(&name)
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            }
+        }
+        let mut count = 0;
+        for (def, items) in tables {
+            let name = def.name.clone();
+            self.store
+                .create_table(def)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            count += items.len();
+            for chunk in items.chunks(INSTALL_CHUNK) {
+                let commands = chunk
+                    .iter()
+                    .map(|item| {
+                        (
+                            name.clone(),
+                            WriteCommand::Put {
+                                item: item.clone(),
+                                condition: None,
+                            },
+                        )
+                    })
+                    .collect();
+                for result in self.store.write_many(commands).await {
+                    result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                }
             }
         }
         self.applied = Applied {
@@ -410,7 +466,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.current = Some((meta.clone(), data));
         self.save_snapshot_file()?;
         tracing::info!(
-            items = items.len(),
+            items = count,
             last_log = ?meta.last_log_id,
             "snapshot installed"
         );

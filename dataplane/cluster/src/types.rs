@@ -10,7 +10,7 @@
 use std::io::Cursor;
 
 use partita_model::schema::ScalarType;
-use partita_model::Item;
+use partita_model::{Item, TableDefinition};
 use partita_storage::{StorageError, WriteCommand, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +40,12 @@ pub enum Command {
     Write(Vec<(String, WriteCommand)>),
     /// All-or-nothing writes (a single-partition TransactWriteItems).
     Transact(Vec<(String, WriteCommand)>),
+    /// Creates a table (dynamic tables): the definition is built once by
+    /// the gateway, so every replica stores the same id and timestamps.
+    CreateTable(TableDefinition),
+    DeleteTable(String),
+    /// Replaces a table's definition (TTL, tags, throughput, ...).
+    UpdateTable(TableDefinition),
 }
 
 /// The outcome of one applied log entry.
@@ -51,6 +57,8 @@ pub enum Reply {
     Write(Vec<Result<WriteOutcome, WireError>>),
     /// `Err` holds one reason per action (`None` for actions that did not fail).
     Transact(Result<Vec<WriteOutcome>, Vec<Option<WireError>>>),
+    /// The table's definition after a DDL command (before it, for a delete).
+    Table(Result<Box<TableDefinition>, WireError>),
 }
 
 /// A `StorageError` that can cross the wire.

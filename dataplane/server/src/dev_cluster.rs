@@ -1,9 +1,11 @@
 //! `partita dev-cluster`: a local multi-process cluster for tests and for
 //! trying cluster mode. It writes a topology file for the given tables
-//! (`--table FILE`, a CreateTable request body; a default `Items` table with
-//! `pk` (S) / `sk` (S) when none is given), starts `partitions × replicas`
-//! `partita node` processes per table (RPC ports from `--rpc-base-port`,
-//! zones `zone-a`, `zone-b`, ...) and one `partita gateway` on `--port`,
+//! (`--table FILE`, a CreateTable request body) — or, when none is given,
+//! one dynamic-tables entry, so tables are created through the gateway
+//! like with `partita serve` — starts `partitions × replicas` `partita
+//! node` processes per entry (RPC ports from `--rpc-base-port`, else free
+//! ephemeral ports; zones `zone-a`, `zone-b`, ...; children die with the
+//! launcher even on SIGKILL) and one `partita gateway` on `--port`,
 //! prints which process is which (and writes the same as
 //! `DATA_DIR/processes.json`), and on SIGTERM or Ctrl-C stops them all.
 
@@ -12,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 
 use anyhow::Context;
 use clap::Args;
+use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{
     split_hash_space, Epoch, PartitionTopology, ReplicaAddress, TableTopology, TopologyFile,
 };
@@ -29,7 +32,7 @@ pub struct DevClusterArgs {
     /// The gateway's DynamoDB port.
     #[arg(long, default_value_t = 8000)]
     pub port: u16,
-    /// First internal RPC port (default: --port + 1).
+    /// First internal RPC port, then one per node (default: free ports).
     #[arg(long)]
     pub rpc_base_port: Option<u16>,
     #[arg(long, default_value = "./partita-dev-cluster")]
@@ -44,6 +47,25 @@ pub struct DevClusterArgs {
 
 fn zone(i: u32) -> String {
     format!("zone-{}", (b'a' + (i % 26) as u8) as char)
+}
+
+/// Returns a free loopback port (bound and released).
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Makes the child get SIGKILL when this process dies, however it dies.
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls
+    // prctl, which is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
 }
 
 /// Kills every child when dropped (also on errors).
@@ -77,35 +99,39 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         specs.push(serde_json::from_slice::<serde_json::Value>(&bytes)?);
     }
-    if specs.is_empty() {
-        specs.push(serde_json::json!({
-            "TableName": "Items",
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
-                          {"AttributeName": "sk", "KeyType": "RANGE"}],
-            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
-                                     {"AttributeName": "sk", "AttributeType": "S"}],
-            "BillingMode": "PAY_PER_REQUEST"
-        }));
+    let dynamic = specs.is_empty();
+    if dynamic {
+        specs.push(serde_json::json!({ "TableName": DYNAMIC_TABLES }));
     }
-    let mut next_port = u32::from(args.rpc_base_port.unwrap_or(args.port.saturating_add(1)));
+    let mut next_port = u32::from(args.rpc_base_port.unwrap_or(0));
     let mut tables = Vec::new();
     for spec in specs {
         let name = spec["TableName"]
             .as_str()
             .context("TableName missing")?
             .to_string();
-        let partition_key = spec["KeySchema"]
-            .as_array()
-            .and_then(|k| k.iter().find(|e| e["KeyType"] == "HASH"))
-            .and_then(|e| e["AttributeName"].as_str())
-            .context("KeySchema without HASH key")?
-            .to_string();
+        let partition_key = if name == DYNAMIC_TABLES {
+            String::new()
+        } else {
+            spec["KeySchema"]
+                .as_array()
+                .and_then(|k| k.iter().find(|e| e["KeyType"] == "HASH"))
+                .and_then(|e| e["AttributeName"].as_str())
+                .context("KeySchema without HASH key")?
+                .to_string()
+        };
         let mut partitions = Vec::new();
         for (i, hash_range) in split_hash_space(args.partitions).into_iter().enumerate() {
             let mut replicas = Vec::new();
             for r in 0..args.replicas.max(1) {
-                let port = u16::try_from(next_port).context("out of ports")?;
-                next_port += 1;
+                let port = match args.rpc_base_port {
+                    Some(_) => {
+                        let port = u16::try_from(next_port).context("out of ports")?;
+                        next_port += 1;
+                        port
+                    }
+                    None => free_port()?,
+                };
                 replicas.push(ReplicaAddress {
                     zone: zone(r),
                     address: format!("127.0.0.1:{port}"),
@@ -137,9 +163,16 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     for t in &topology.tables {
         for p in &t.partitions {
             for r in &p.replicas {
-                let dir = data_dir.join(format!("{}-p{}-{}", t.table_name, p.id, r.zone));
+                let dir_name = if t.table_name == DYNAMIC_TABLES {
+                    "dynamic"
+                } else {
+                    t.table_name.as_str()
+                };
+                let dir = data_dir.join(format!("{dir_name}-p{}-{}", p.id, r.zone));
                 let port = r.address.rsplit_once(':').map(|x| x.1).unwrap_or("0");
-                let child = Command::new(&exe)
+                let mut command = Command::new(&exe);
+                die_with_parent(&mut command);
+                let child = command
                     .args(["node", "--topology-file"])
                     .arg(&topology_path)
                     .args(["--table", &t.table_name, "--partition", &p.id.to_string()])
@@ -168,7 +201,9 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let gateway = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    die_with_parent(&mut command);
+    let gateway = command
         .args(["gateway", "--topology-file"])
         .arg(&topology_path)
         .args(["--port", &args.port.to_string()])

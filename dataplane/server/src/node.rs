@@ -5,7 +5,9 @@
 //! table and the hidden applied-state table), `raft/` (the Raft log and
 //! hard state), `snapshot.bin` (the last snapshot). The table is created
 //! from the topology's `createTable` body through the same API code as
-//! `partita serve` (same validation), before Raft starts.
+//! `partita serve` (same validation), before Raft starts. A node of the
+//! dynamic-tables entry (`--table '*'`) starts with no table: tables come
+//! and go through replicated CreateTable/DeleteTable commands.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
 use partita_cluster::{Replica, ReplicaOptions};
 use partita_storage::{Store, StoreOptions};
 use partita_topology::flags::{DEFAULT_ADMIN_PORT, DEFAULT_RPC_PORT, PARTITION_ENV};
+use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::TopologyFile;
 use tokio::net::TcpListener;
 
@@ -96,7 +99,7 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening {}", args.data_dir.display()))?,
     );
     let tables = store.list_tables();
-    if !tables.contains(&table.table_name) {
+    if table.table_name != DYNAMIC_TABLES && !tables.contains(&table.table_name) {
         let api = Api::new(store.clone(), ApiConfig::default());
         let body = serde_json::to_vec(&table.create_table)?;
         api.call("CreateTable", &body)

@@ -34,6 +34,13 @@ use crate::partitions::HashRange;
 /// The newest format version this crate writes; readers accept `1..=FORMAT_VERSION`.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Table name of the entry that holds the partition map of tables created
+/// at run time through a gateway (`CreateTable`), e.g. by `partita
+/// dev-cluster`: every such table is spread over this entry's partitions
+/// and replicas, and its `createTable` is ignored. Nodes of this entry run
+/// with `--table '*'`.
+pub const DYNAMIC_TABLES: &str = "*";
+
 /// Conventional file name of the topology inside its ConfigMap and mount.
 pub const FILE_NAME: &str = "topology.json";
 

@@ -10,6 +10,9 @@
 //!   `<workspace>/target/debug/partita`), started per test as
 //!   `partita serve --host 127.0.0.1 --port <P> --data-dir <D>` on a free
 //!   loopback port with its own temporary data directory, killed on drop;
+//! - env `PARTITA_BLACKBOX_CLUSTER=N`: the same binary as
+//!   `partita dev-cluster --partitions N --replicas 3` (cluster mode: a
+//!   gateway in front of N Raft groups of 3 node processes);
 //! - env `DYNAMODB_ENDPOINT`: an already-running endpoint (used to validate the
 //!   tests against DynamoDB Local). Tests that need to kill and restart the
 //!   server skip themselves there with a printed note. Tests that assert real
@@ -145,15 +148,28 @@ impl Server {
         let log = std::fs::File::create(&log_path).expect("create server log");
         let log_err = log.try_clone().expect("clone log handle");
         let mut cmd = Command::new(&self.bin);
-        cmd.arg("serve")
-            .arg("--host")
-            .arg("127.0.0.1")
-            .arg("--port")
-            .arg(self.port.to_string())
-            .arg("--data-dir")
-            .arg(self.data_dir.path())
-            .args(&self.extra_args)
-            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+        match cluster_partitions() {
+            Some(partitions) => cmd
+                .arg("dev-cluster")
+                .arg("--partitions")
+                .arg(partitions.to_string())
+                .arg("--replicas")
+                .arg("3")
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--data-dir")
+                .arg(self.data_dir.path()),
+            None => cmd
+                .arg("serve")
+                .arg("--host")
+                .arg("127.0.0.1")
+                .arg("--port")
+                .arg(self.port.to_string())
+                .arg("--data-dir")
+                .arg(self.data_dir.path())
+                .args(&self.extra_args),
+        };
+        cmd.envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -204,6 +220,17 @@ fn die_with_parent(cmd: &mut Command) {
 
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_cmd: &mut Command) {}
+
+/// With env `PARTITA_BLACKBOX_CLUSTER=N`, the harness starts `partita
+/// dev-cluster --partitions N --replicas 3` (a gateway and N×3 Raft
+/// replicas) instead of `partita serve`, so the same tests run through
+/// cluster mode. Extra serve arguments (auth, TLS) are not passed on.
+pub fn cluster_partitions() -> Option<u32> {
+    std::env::var("PARTITA_BLACKBOX_CLUSTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+}
 
 /// The path of the `partita` binary the harness starts.
 pub fn partita_binary() -> PathBuf {
