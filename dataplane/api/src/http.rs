@@ -163,10 +163,18 @@ async fn handle(
     secure: bool,
 ) -> Response<Full<Bytes>> {
     let request_id = ids.next();
-    let result = route(api, req, secure).await;
+    // Every log line of the request carries its id (and operation).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        operation = tracing::field::Empty
+    );
+    let result = tracing::Instrument::instrument(route(api, req, secure), span.clone()).await;
+    let _in_request = span.enter();
     let (status, body) = match result {
         Ok(body) => (StatusCode::OK, body),
         Err(err) => {
+            api.metrics.record_error(err.kind);
             if err.kind == ErrorKind::InternalServerError {
                 tracing::error!(request_id = %request_id, message = %err.message, "internal error");
             } else {
@@ -244,6 +252,7 @@ async fn route(api: &Api, req: HttpRequest<Incoming>, secure: bool) -> Result<Ve
             target.strip_prefix(STREAMS_PREFIX).unwrap_or_default(),
         ),
     };
+    tracing::Span::current().record("operation", op);
     if op.is_empty() {
         return Err(ApiError::new(
             ErrorKind::UnknownOperation,

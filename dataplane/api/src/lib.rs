@@ -9,11 +9,14 @@
 //! Must not know: how items are stored (it speaks typed commands to
 //! `partita-storage`) or how expressions are evaluated (`partita-expr`).
 
+pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod capacity;
 pub mod codec;
 pub mod error;
 pub mod http;
+pub mod metrics;
 mod ops;
 pub mod request;
 
@@ -51,6 +54,10 @@ pub struct Api {
     pub auth: Arc<auth::Authenticator>,
     /// ClientRequestToken records of write transactions.
     pub(crate) transaction_tokens: ops::transact::TokenCache,
+    /// Capacity buckets (provisioned and on-demand limits, throttling).
+    pub capacity: Arc<capacity::Capacity>,
+    /// Prometheus metrics of this API.
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl Api {
@@ -63,11 +70,20 @@ impl Api {
     /// cluster router).
     pub fn with_backend(store: Arc<dyn backend::Backend>, config: ApiConfig) -> Api {
         Api {
-            store,
+            // Observes every write's outcome for index write units.
+            store: Arc::new(capacity::MeteredBackend::new(store)),
             config,
             auth: Arc::new(auth::Authenticator::open()),
             transaction_tokens: Default::default(),
+            capacity: Default::default(),
+            metrics: Default::default(),
         }
+    }
+
+    /// Replaces the capacity settings (clock scale, control-plane rate).
+    pub fn with_capacity(mut self, config: capacity::CapacityConfig) -> Api {
+        self.capacity = Arc::new(capacity::Capacity::new(config));
+        self
     }
 
     /// Replaces the authenticator (e.g. one with an auth file installed).
@@ -93,7 +109,17 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let request = Request::parse(body)?;
         auth::enforce::authorize(self, caller, op, &request)?;
-        ops::dispatch(self, op, request).await
+        let started = std::time::Instant::now();
+        let metered = capacity::run(self, op, request).await;
+        self.metrics.observe_request(
+            op,
+            metered.table.as_deref(),
+            metrics::Outcome::of(&metered.result),
+            started.elapsed(),
+            &metered.consumed,
+            &metered.throttled,
+        );
+        metered.result
     }
 
     /// Runs one DynamoDB Streams operation (`X-Amz-Target`
@@ -107,7 +133,12 @@ impl Api {
     ) -> Result<Value, ApiError> {
         let request = Request::parse(body)?;
         auth::enforce::authorize(self, caller, op, &request)?;
-        ops::streams::dispatch(self, op, request).await
+        let started = std::time::Instant::now();
+        let result = ops::streams::dispatch(self, op, request).await;
+        let outcome = metrics::Outcome::of(&result);
+        self.metrics
+            .observe_request(op, None, outcome, started.elapsed(), &[], &[]);
+        result
     }
 
     /// Returns the ARN of a table.

@@ -40,6 +40,12 @@ impl Request {
         &self.body
     }
 
+    /// Sets a member (the capacity layer asks every operation for its
+    /// consumed capacity this way).
+    pub(crate) fn set_member(&mut self, name: &str, value: Value) {
+        self.body.insert(name.to_string(), value);
+    }
+
     /// Returns a member, treating JSON null as absent.
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.body.get(name).filter(|v| !v.is_null())

@@ -172,6 +172,18 @@ pub struct TableDefinition {
     pub global_indexes: Vec<IndexDefinition>,
     /// Number of partitions the table's hash space is split into.
     pub partitions: u32,
+    /// Maximum request units of an on-demand table (OnDemandThroughput);
+    /// `None` when no maximum was ever set.
+    #[serde(default)]
+    pub on_demand: Option<OnDemandThroughput>,
+}
+
+/// The optional maximum throughput of an on-demand table: request units per
+/// second; `None` (or -1 on the wire) means no maximum.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnDemandThroughput {
+    pub max_read_request_units: Option<i64>,
+    pub max_write_request_units: Option<i64>,
 }
 
 /// The lifecycle state of a secondary index (DynamoDB's IndexStatus).

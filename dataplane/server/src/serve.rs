@@ -56,6 +56,19 @@ pub struct ServeArgs {
     /// How often the TTL sweeper deletes expired items (e.g. 60s, 500ms, 5m).
     #[arg(long, env = "PARTITA_TTL_SWEEP_INTERVAL", default_value = "60s", value_parser = parse_duration)]
     pub ttl_sweep_interval: std::time::Duration,
+    /// Port of the admin listener (GET /metrics, /healthz, /readyz) on the
+    /// same host. A port that cannot be bound is logged, not fatal.
+    #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = 8001)]
+    pub admin_port: u16,
+    /// Control-plane operations per second the server admits (10 s burst);
+    /// beyond, ThrottlingException.
+    #[arg(long, env = "PARTITA_CONTROL_PLANE_RATE", default_value_t = 100.0)]
+    pub control_plane_rate: f64,
+    /// TESTS ONLY: runs the capacity clock this many times faster, so a
+    /// test sees seconds of provisioned throughput and burst credit in
+    /// fractions of a second.
+    #[arg(long, hide = true, default_value_t = 1.0)]
+    pub capacity_clock_scale: f64,
     /// How long DynamoDB Streams records are kept (24h like DynamoDB; tests
     /// use seconds).
     #[arg(long, env = "PARTITA_STREAM_RETENTION", default_value = "24h", value_parser = parse_duration)]
@@ -131,7 +144,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 account_id: args.account_id.clone(),
             },
         )
-        .with_auth(auth.clone()),
+        .with_auth(auth.clone())
+        .with_capacity(partita_api::capacity::CapacityConfig {
+            clock_scale: args.capacity_clock_scale,
+            control_plane_rate: args.control_plane_rate,
+        }),
     );
     let reloader = args
         .auth
@@ -168,6 +185,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let admin = spawn_admin(&args, &api, &store, stopped(stop_rx.clone())).await;
     let http = tokio::spawn(partita_api::http::serve(api, listener, stopped(stop_rx)));
     shutdown_signal().await;
     tracing::info!("shutting down");
@@ -179,8 +197,38 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(https) = https {
         https.await.context("HTTPS listener task")??;
     }
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     drop(store);
     Ok(())
+}
+
+/// Starts the admin listener (metrics, health, readiness); a port that
+/// cannot be bound is logged and the server runs without it.
+async fn spawn_admin(
+    args: &ServeArgs,
+    api: &Arc<Api>,
+    store: &Arc<Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Option<tokio::task::JoinHandle<std::io::Result<()>>> {
+    let addr = format!("{}:{}", args.host, args.admin_port);
+    let listener = match TcpListener::bind(&addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(address = %addr, error = %e, "admin listener (metrics, health) not started");
+            return None;
+        }
+    };
+    tracing::info!(address = %addr, "admin listener: /metrics /healthz /readyz");
+    let state = partita_api::admin::AdminState {
+        api: api.clone(),
+        store: Some(store.clone()),
+        data_dir: Some(args.data_dir.clone()),
+    };
+    Some(tokio::spawn(partita_api::admin::serve(
+        state, listener, shutdown,
+    )))
 }
 
 /// Loads the auth file (refusing a bad one), or warns that any credentials

@@ -322,6 +322,7 @@ mod tests {
             local_indexes: vec![],
             global_indexes: vec![],
             partitions: 1,
+            on_demand: None,
         }
     }
 

@@ -65,7 +65,44 @@ pub(crate) struct ReadView {
     snapshot: fjall::Snapshot,
 }
 
+/// What the engine reports about itself (for metrics).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Bytes on disk (segments and journals).
+    pub disk_bytes: u64,
+    /// Bytes of the write-ahead journals.
+    pub journal_bytes: u64,
+    /// Journals not yet flushed away.
+    pub journal_count: u64,
+    /// Bytes in memtables not yet flushed.
+    pub write_buffer_bytes: u64,
+    /// Memtable flushes queued: writes stall when these pile up.
+    pub outstanding_flushes: u64,
+    /// Compactions running now.
+    pub active_compactions: u64,
+    /// Compactions completed since the engine opened.
+    pub compactions_completed: u64,
+    /// Time spent compacting since the engine opened, in microseconds.
+    pub compaction_micros: u64,
+}
+
 impl Engine {
+    /// Returns the engine's statistics; figures the engine cannot report
+    /// right now are 0.
+    pub(crate) fn stats(&self) -> EngineStats {
+        EngineStats {
+            disk_bytes: self.db.disk_space().unwrap_or(0),
+            journal_bytes: self.db.journal_disk_space().unwrap_or(0),
+            journal_count: self.db.journal_count() as u64,
+            write_buffer_bytes: self.db.write_buffer_size(),
+            outstanding_flushes: self.db.outstanding_flushes() as u64,
+            active_compactions: self.db.active_compactions() as u64,
+            compactions_completed: self.db.compactions_completed() as u64,
+            compaction_micros: u64::try_from(self.db.time_compacting().as_micros())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
     /// Opens (creating when absent) the engine in `dir`.
     pub(crate) fn open(dir: &Path) -> Result<Engine, StorageError> {
         let db = fjall::Database::builder(dir)

@@ -88,6 +88,7 @@ use partita_model::schema::{IndexDefinition, IndexState};
 use partita_model::{AttributeValue, Item, ScalarType, TableDefinition};
 
 pub use commit::{WriterStats, MAX_GROUP_COMMANDS};
+pub use engine::EngineStats;
 pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
 pub use stream::{
     ChangeEvent, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
@@ -607,6 +608,11 @@ impl Store {
     /// does so periodically).
     pub fn maintain_streams(&self) -> Result<(), StorageError> {
         stream::maintain(&self.shared)
+    }
+
+    /// Returns the storage engine's statistics (disk, flushes, compactions).
+    pub fn engine_stats(&self) -> EngineStats {
+        self.shared.engine.stats()
     }
 
     /// Returns the group-commit writer's counters.

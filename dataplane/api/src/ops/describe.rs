@@ -309,6 +309,9 @@ pub(crate) fn table_description(
         );
     }
     out.insert("BillingModeSummary".into(), Value::Object(billing));
+    if let Some(od) = crate::capacity::render_on_demand(def) {
+        out.insert("OnDemandThroughput".into(), od);
+    }
     if !def.local_indexes.is_empty() {
         let lsis = def
             .local_indexes
@@ -425,6 +428,7 @@ mod tests {
                 }),
             }],
             partitions: 1,
+            on_demand: None,
         }
     }
 

@@ -58,7 +58,8 @@ fn stats(api: &Api, name: &str) -> TableStats {
 pub async fn create_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     let parsed = parse_create_table(&req)?;
     let now = now_ms();
-    let def = build_definition(&parsed, new_table_id(), now)?;
+    let mut def = build_definition(&parsed, new_table_id(), now)?;
+    crate::capacity::apply_on_demand(&mut def, crate::capacity::parse_on_demand(&req)?);
     api.store.create_table(def.clone())?;
     tracing::info!(
         table = %def.name,
@@ -138,6 +139,7 @@ fn list_page<'a>(names: &'a [String], start: Option<&str>, limit: usize) -> (&'a
 pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     let name = table_name_member(api, &req)?;
     let update = parse_update_table(&req)?;
+    let on_demand = crate::capacity::parse_on_demand(&req)?;
     let now = now_ms();
     let mut rejection: Option<ApiError> = None;
     let mut status = TableStatus::Active;
@@ -148,6 +150,7 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
             Ok((s, action)) => {
                 status = s;
                 index_action = action;
+                crate::capacity::apply_on_demand(def, on_demand);
                 Ok(())
             }
             Err(e) => {

@@ -910,6 +910,7 @@ pub(crate) fn build_definition(
         local_indexes,
         global_indexes,
         partitions: initial_partitions(throughput),
+        on_demand: None,
     })
 }
 

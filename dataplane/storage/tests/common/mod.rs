@@ -48,6 +48,7 @@ pub fn table_def(name: &str, sort: Option<ScalarType>, partitions: u32) -> Table
         local_indexes: vec![],
         global_indexes: vec![],
         partitions,
+        on_demand: None,
     }
 }
 

@@ -35,6 +35,7 @@ fn def(range: bool) -> TableDefinition {
         local_indexes: vec![],
         global_indexes: vec![],
         partitions: 1,
+        on_demand: None,
     }
 }
 
