@@ -10,6 +10,14 @@
 //! action: when the transaction fails nothing is written, the meta record
 //! included, and replaying it fails again identically (same state).
 //!
+//! Durability: the Raft log is the durable record (fsynced before an
+//! entry counts as flushed), so the replica's store may run without
+//! per-commit fsync (`partita node` opens it so): a crash can lose the last
+//! applied batches together with their applied log id (same atomic batch)
+//! and they are re-applied from the log at restart. The store is fsynced
+//! before a snapshot is taken, so openraft never purges an entry whose
+//! effect is not durable in the store.
+//!
 //! Snapshots are logical: every table definition and every item (scanned on the state
 //! machine task, so no apply runs concurrently and the items match the
 //! applied log id exactly), bincode-encoded with a version byte, plus the
@@ -270,7 +278,13 @@ impl StateMachine {
         })
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         let tmp = self.snapshot_file.with_extension("tmp");
-        std::fs::write(&tmp, bytes).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        {
+            use std::io::Write;
+            let mut file = std::fs::File::create(&tmp).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            file.write_all(&bytes)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
         std::fs::rename(&tmp, &self.snapshot_file).map_err(|e| sm_err(ErrorVerb::Write, e))
     }
 }
@@ -383,19 +397,27 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let built = self.export().map(|data| {
-            let last = self.applied.last;
-            let meta = SnapshotMeta {
-                last_log_id: last,
-                last_membership: self.applied.membership.clone(),
-                snapshot_id: format!(
-                    "{}-{}",
-                    last.map(|l| l.leader_id.term).unwrap_or(0),
-                    last.map(|l| l.index).unwrap_or(0)
-                ),
-            };
-            (meta, data)
-        });
+        // The store may run without per-commit fsync (see the module docs):
+        // make everything applied so far durable before openraft purges the
+        // log entries this snapshot covers.
+        let built = self
+            .store
+            .flush()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))
+            .and_then(|()| self.export())
+            .map(|data| {
+                let last = self.applied.last;
+                let meta = SnapshotMeta {
+                    last_log_id: last,
+                    last_membership: self.applied.membership.clone(),
+                    snapshot_id: format!(
+                        "{}-{}",
+                        last.map(|l| l.leader_id.term).unwrap_or(0),
+                        last.map(|l| l.index).unwrap_or(0)
+                    ),
+                };
+                (meta, data)
+            });
         if let Ok((meta, data)) = &built {
             self.current = Some((meta.clone(), data.clone()));
             if let Err(e) = self.save_snapshot_file() {
@@ -463,6 +485,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for result in results {
             result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
         }
+        self.store
+            .flush()
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.current = Some((meta.clone(), data));
         self.save_snapshot_file()?;
         tracing::info!(

@@ -95,8 +95,16 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     let store = Arc::new(
-        Store::open(&args.data_dir.join("store"), StoreOptions::default())
-            .with_context(|| format!("opening {}", args.data_dir.display()))?,
+        // No per-commit fsync: the Raft log is the durable record (see
+        // partita_cluster::state_machine).
+        Store::open(
+            &args.data_dir.join("store"),
+            StoreOptions {
+                sync: false,
+                ..StoreOptions::default()
+            },
+        )
+        .with_context(|| format!("opening {}", args.data_dir.display()))?,
     );
     let tables = store.list_tables();
     if table.table_name != DYNAMIC_TABLES && !tables.contains(&table.table_name) {
