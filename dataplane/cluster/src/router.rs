@@ -11,6 +11,12 @@
 //! broken connection its outcome is unknown and the error goes back to the
 //! client, like a DynamoDB InternalServerError.
 //!
+//! Topology changes: a node answering `StaleEpoch` or `WrongPartition`
+//! makes the router re-read the topology file and retry the partition on
+//! its current replicas; the gateway also reloads the file periodically.
+//! (Re-routing a key to a different partition after a split is not done:
+//! splits are not implemented.)
+//!
 //! Fan-out: a Scan segment visits, in hash order, every partition whose
 //! hash range meets the segment's range (each replica scans the same
 //! segment of its own data); its exclusive start key resumes in the
@@ -29,6 +35,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -74,6 +81,9 @@ pub struct Router {
     defs: Mutex<HashMap<String, TableDefinition>>,
     next: AtomicUsize,
     options: RouterOptions,
+    /// Where the topology was read from; reloaded on a stale-epoch answer
+    /// and by [`Router::reload`].
+    path: Option<PathBuf>,
 }
 
 fn unavailable(what: String) -> StorageError {
@@ -108,6 +118,41 @@ impl Router {
             defs: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
             options,
+            path: None,
+        }
+    }
+
+    /// A router that reloads its map from `path` (see [`Router::reload`]).
+    pub fn with_topology_file(mut self, path: PathBuf) -> Router {
+        self.path = Some(path);
+        self
+    }
+
+    /// Re-reads the topology file; when it changed, installs it and forgets
+    /// cached leaders and table definitions. Returns whether it changed. A
+    /// file that cannot be read or parsed is logged and ignored.
+    pub fn reload(&self) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let parsed = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| TopologyFile::parse(&b).map_err(|e| e.to_string()));
+        match parsed {
+            Ok(file) => {
+                if *self.topology.read() == file {
+                    return false;
+                }
+                *self.topology.write() = file;
+                self.leaders.lock().clear();
+                self.defs.lock().clear();
+                tracing::info!(path = %path.display(), "topology reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "topology file not reloaded");
+                false
+            }
         }
     }
 
@@ -186,11 +231,14 @@ impl Router {
         make: impl Fn(Target) -> Request,
         extract: impl Fn(Response) -> Option<Result<T, NodeError>>,
     ) -> Result<T, StorageError> {
-        let replicas: Vec<String> = table
-            .partitions
-            .get(partition as usize)
-            .map(|p| p.replicas.iter().map(|r| r.address.clone()).collect())
-            .unwrap_or_default();
+        let mut table = table.clone();
+        let replicas_of = |t: &TableTopology| -> Vec<String> {
+            t.partitions
+                .get(partition as usize)
+                .map(|p| p.replicas.iter().map(|r| r.address.clone()).collect())
+                .unwrap_or_default()
+        };
+        let mut replicas = replicas_of(&table);
         if replicas.is_empty() {
             return Err(unavailable(format!(
                 "no replicas for partition {partition}"
@@ -232,6 +280,22 @@ impl Router {
                         Next::Retry(leader_hint.filter(|h| *h != address))
                     }
                     Some(Err(NodeError::Storage(e))) => Next::Fail(e.into()),
+                    Some(Err(
+                        e @ (NodeError::StaleEpoch { .. } | NodeError::WrongPartition { .. }),
+                    )) => {
+                        // The map changed: reload it and retry the same
+                        // partition on its current replicas.
+                        last_error = e.to_string();
+                        self.reload();
+                        match self.table_topology(&table.table_name) {
+                            Ok(t) if !replicas_of(&t).is_empty() => {
+                                replicas = replicas_of(&t);
+                                table = t;
+                            }
+                            _ => {}
+                        }
+                        Next::Retry(None)
+                    }
                     Some(Err(NodeError::Unavailable(e))) if safe => {
                         last_error = e;
                         Next::Retry(None)

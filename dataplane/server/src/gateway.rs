@@ -1,6 +1,8 @@
 //! `partita gateway`: the stateless DynamoDB endpoint of a cluster. The
 //! same API code as `partita serve` (validation, SigV4, policies, error
-//! mapping) over `partita_cluster::Router` instead of a local store.
+//! mapping) over `partita_cluster::Router` instead of a local store. The
+//! topology file is re-read every 5 s and whenever a node reports a newer
+//! epoch.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +57,21 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.topology_file.display()))?;
     let topology = TopologyFile::parse(&bytes)
         .map_err(|e| anyhow::anyhow!("topology {}: {e}", args.topology_file.display()))?;
-    let router = Arc::new(Router::new(topology, RouterOptions::default()));
+    let router = Arc::new(
+        Router::new(topology, RouterOptions::default())
+            .with_topology_file(args.topology_file.clone()),
+    );
+    let reloader = {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                let router = router.clone();
+                let _ = tokio::task::spawn_blocking(move || router.reload()).await;
+            }
+        })
+    };
     let api = Arc::new(
         Api::with_backend(
             router,
@@ -79,6 +95,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     }));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
+    reloader.abort();
     http.await.context("HTTP listener task")??;
     Ok(())
 }

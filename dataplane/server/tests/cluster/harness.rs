@@ -132,9 +132,9 @@ impl Cluster {
             .args(["gateway", "--topology-file"])
             .arg(&cluster.topology)
             .args(["--port", &cluster.gateway_port.to_string()])
-            .env("PARTITA_LOG", "warn")
+            .env("PARTITA_LOG", "warn,partita_cluster=info")
             .stdin(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(cluster.topology.with_file_name("gateway.log")).unwrap())
             .spawn()
             .unwrap();
         cluster.gateway = Some(gateway);
@@ -230,6 +230,24 @@ impl Cluster {
         if let Some(net) = &self.net {
             net.set_link(i, true);
         }
+    }
+
+    pub fn gateway_log(&self) -> String {
+        std::fs::read_to_string(self.topology.with_file_name("gateway.log")).unwrap_or_default()
+    }
+
+    /// Rewrites the topology file with every table's epoch set to `epoch`.
+    pub fn set_epoch(&self, epoch: u64) {
+        let mut topology: Value =
+            serde_json::from_slice(&std::fs::read(&self.topology).unwrap()).unwrap();
+        for t in topology["tables"].as_array_mut().unwrap() {
+            t["epoch"] = json!(epoch);
+        }
+        std::fs::write(
+            &self.topology,
+            serde_json::to_vec_pretty(&topology).unwrap(),
+        )
+        .unwrap();
     }
 
     pub fn node_log(&self, i: usize) -> String {

@@ -474,3 +474,32 @@ fn consistent_register_reads_are_linearizable() {
         panic!("not linearizable: {violation}");
     }
 }
+
+/// A newer topology epoch on the nodes: the gateway's requests carry the old
+/// epoch, the nodes answer StaleEpoch, the gateway reloads the topology
+/// file and goes on without a failed request.
+#[test]
+fn gateway_follows_a_topology_epoch_bump() {
+    let mut cluster = Cluster::start(1, 10_000);
+    assert!(put(&cluster, "e", "1", 1));
+    cluster.set_epoch(2);
+    for i in 0..3 {
+        cluster.kill_node(i);
+        cluster.start_node(i);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !put(&cluster, "e", "2", 2) {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume after the epoch bump"
+        );
+    }
+    assert!(get(&cluster, "e", "1").is_some());
+    assert!(get(&cluster, "e", "2").is_some());
+    assert!(
+        cluster.gateway_log().contains("topology reloaded"),
+        "the gateway did not reload the topology: {}",
+        cluster.gateway_log()
+    );
+}
