@@ -22,8 +22,9 @@
 //! segment of its own data); its exclusive start key resumes in the
 //! partition owning that key's hash. BatchWriteItem groups commands per
 //! partition, one replicated write group each. Queries on a local index
-//! route like table queries; queries on a global index work when the table
-//! has one partition (GSIs across partitions are not done).
+//! route like table queries; a Query on a global index queries every
+//! partition (each maintains the index entries of its own items) and merges
+//! the pages in index key order.
 //!
 //! Query and Scan pages are read on the leader after a read-index round
 //! (linearizable): the `Backend` trait does not carry `ConsistentRead` for
@@ -567,13 +568,18 @@ impl Router {
             },
             None => None,
         };
+        // Entries of a global index are ordered by the index key's hash, not
+        // the table key's: every partition may hold entries of any segment.
+        let global = index.is_some_and(|i| def.global_indexes.iter().any(|g| g.name == i));
         for p in &topo.partitions {
-            if !meets_segment(
-                p.hash_range.start,
-                p.hash_range.end,
-                segment,
-                total_segments,
-            ) {
+            if !global
+                && !meets_segment(
+                    p.hash_range.start,
+                    p.hash_range.end,
+                    segment,
+                    total_segments,
+                )
+            {
                 continue;
             }
             let start = match resume_hash {
@@ -623,9 +629,16 @@ impl Router {
         let partition = match index {
             Some(name) if def.global_indexes.iter().any(|g| g.name == name) => {
                 if topo.partitions.len() != 1 {
-                    return Err(unavailable(
-                        "queries on global secondary indexes of multi-partition tables are not supported in cluster mode yet".into(),
-                    ));
+                    return self.block(self.query_global_index(
+                        &topo,
+                        &def,
+                        name,
+                        hash_value,
+                        sort,
+                        forward,
+                        exclusive_start,
+                        visit,
+                    ))?;
                 }
                 0
             }
@@ -655,6 +668,117 @@ impl Router {
     }
 }
 
+/// One partition's stream of a global-index Query: buffered page, whether
+/// the replica has more, and where the next page starts.
+struct Cursor {
+    partition: u32,
+    items: std::collections::VecDeque<(Vec<u8>, Item)>,
+    more: bool,
+    start: Option<Item>,
+}
+
+impl Router {
+    /// A Query on a global secondary index of a multi-partition table:
+    /// every partition holds the index entries of its own items, so the
+    /// router queries all of them and merges the pages in index key order
+    /// (the storage's own entry-key encoding: index keys, then table key),
+    /// lazily, page by page. The exclusive start key is a position in that
+    /// order, valid on every partition.
+    #[allow(clippy::too_many_arguments)]
+    async fn query_global_index(
+        &self,
+        topo: &TableTopology,
+        def: &TableDefinition,
+        index: &str,
+        hash_value: &AttributeValue,
+        sort: Option<&SortKeyCondition>,
+        forward: bool,
+        exclusive_start: Option<&Item>,
+        visit: &mut dyn FnMut(Item) -> Visit,
+    ) -> Result<(), StorageError> {
+        let index_def = def
+            .global_indexes
+            .iter()
+            .find(|g| g.name == index)
+            .ok_or_else(|| StorageError::IndexNotFound(index.to_string()))?;
+        let encode = |item: &Item| {
+            partita_storage::index_keys::encode_index_key(
+                &def.key_schema,
+                &index_def.key_schema,
+                partita_storage::index_keys::IndexKind::Global,
+                item,
+            )
+            .map(|k| k.bytes)
+        };
+        let mut cursors: Vec<Cursor> = topo
+            .partitions
+            .iter()
+            .map(|p| Cursor {
+                partition: p.id,
+                items: Default::default(),
+                more: true,
+                start: exclusive_start.cloned(),
+            })
+            .collect();
+        loop {
+            for c in cursors.iter_mut().filter(|c| c.items.is_empty() && c.more) {
+                let start = c.start.clone();
+                let page: Page = self
+                    .call(
+                        topo,
+                        c.partition,
+                        true,
+                        true,
+                        |t| Request::Query {
+                            target: t,
+                            table: topo.table_name.clone(),
+                            index: Some(index.to_string()),
+                            hash_value: hash_value.clone(),
+                            sort: sort.cloned(),
+                            forward,
+                            exclusive_start: start.clone(),
+                            limit: PAGE,
+                            consistent: true,
+                        },
+                        |r| match r {
+                            Response::Page(r) => Some(r),
+                            _ => None,
+                        },
+                    )
+                    .await?;
+                c.more = page.more;
+                if let Some(last) = page.items.last() {
+                    c.start = resume_key(def, Some(index), last);
+                }
+                for item in page.items {
+                    c.items.push_back((encode(&item)?, item));
+                }
+            }
+            let next = cursors
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.items.front().map(|(k, _)| (i, k)))
+                .reduce(|a, b| {
+                    let b_first = if forward { b.1 < a.1 } else { b.1 > a.1 };
+                    if b_first {
+                        b
+                    } else {
+                        a
+                    }
+                })
+                .map(|(i, _)| i);
+            let Some(i) = next else {
+                return Ok(());
+            };
+            if let Some((_, item)) = cursors[i].items.pop_front() {
+                if let Visit::Stop = visit(item) {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
 impl Backend for Router {
     fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
         if self.topology.read().table(&def.name).is_some() {
@@ -667,17 +791,30 @@ impl Backend for Router {
     }
     fn create_global_index(
         &self,
-        _table: &str,
-        _index: IndexDefinition,
+        table: &str,
+        index: IndexDefinition,
     ) -> Result<TableDefinition, StorageError> {
-        Err(not_managed())
+        let topo = self.dynamic_topology(table)?;
+        self.defs.lock().remove(table);
+        let result = self.block(
+            self.replicate_ddl(&topo, Command::CreateGlobalIndex(table.to_string(), index)),
+        )?;
+        self.defs.lock().remove(table);
+        result
     }
     fn delete_global_index(
         &self,
-        _table: &str,
-        _index: &str,
+        table: &str,
+        index: &str,
     ) -> Result<TableDefinition, StorageError> {
-        Err(not_managed())
+        let topo = self.dynamic_topology(table)?;
+        self.defs.lock().remove(table);
+        let result = self.block(self.replicate_ddl(
+            &topo,
+            Command::DeleteGlobalIndex(table.to_string(), index.to_string()),
+        ))?;
+        self.defs.lock().remove(table);
+        result
     }
     fn index_state(&self, table: &str, index: &str) -> Result<IndexState, StorageError> {
         self.index_info(table, index).map(|(s, _, _)| s)
@@ -971,7 +1108,7 @@ impl Backend for Router {
 impl Router {
     fn index_info(&self, table: &str, index: &str) -> Result<(IndexState, u64, u64), StorageError> {
         let topo = self.table_topology(table)?;
-        let mut state = None;
+        let mut state: Option<IndexState> = None;
         let mut totals = (0, 0);
         for p in &topo.partitions {
             let (s, n, b) = self.block(self.call(
@@ -989,7 +1126,13 @@ impl Router {
                     _ => None,
                 },
             ))??;
-            state.get_or_insert(s);
+            // The index is as far along as its slowest partition.
+            match &state {
+                Some(current)
+                    if current.status != partita_model::schema::IndexStatus::Active
+                        || current.backfilling => {}
+                _ => state = Some(s),
+            }
             totals.0 += n;
             totals.1 += b;
         }

@@ -259,6 +259,12 @@ impl StateMachine {
                     Ok(())
                 })
             }
+            Command::CreateGlobalIndex(table, index) => {
+                self.store.create_global_index(&table, index)
+            }
+            Command::DeleteGlobalIndex(table, index) => {
+                self.store.delete_global_index(&table, &index)
+            }
             Command::Write(_) | Command::Transact(_) => {
                 return Reply::Table(Err(WireError::InvalidTableDefinition(
                     "not a table command".into(),
@@ -340,7 +346,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Normal(
                     ddl @ (Command::CreateTable(_)
                     | Command::DeleteTable(_)
-                    | Command::UpdateTable(_)),
+                    | Command::UpdateTable(_)
+                    | Command::CreateGlobalIndex(..)
+                    | Command::DeleteGlobalIndex(..)),
                 ) => {
                     if !owners.is_empty() {
                         let this = self.applied.last;

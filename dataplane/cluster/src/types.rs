@@ -9,6 +9,7 @@
 
 use std::io::Cursor;
 
+use partita_model::schema::IndexDefinition;
 use partita_model::schema::ScalarType;
 use partita_model::{Item, TableDefinition};
 use partita_storage::{StorageError, WriteCommand, WriteOutcome};
@@ -46,6 +47,9 @@ pub enum Command {
     DeleteTable(String),
     /// Replaces a table's definition (TTL, tags, throughput, ...).
     UpdateTable(TableDefinition),
+    /// Adds a global index; each replica backfills it from its own items.
+    CreateGlobalIndex(String, IndexDefinition),
+    DeleteGlobalIndex(String, String),
 }
 
 /// The outcome of one applied log entry.
