@@ -109,17 +109,19 @@ pub struct Resource {
 }
 
 impl Resource {
-    /// A new resource: each partition starts with one second of its share.
+    /// A new resource: each partition starts with its full credit (300
+    /// seconds of its share; one second under an on-demand maximum).
     pub fn new(limit: Limit, kind: Kind, now: f64) -> Resource {
         let n = Self::partition_count(limit);
-        let share = Self::share(limit);
-        Resource {
+        let mut r = Resource {
             limit,
             kind,
-            balance: vec![share; n],
+            balance: Vec::new(),
             ceiling: vec![kind.partition_ceiling(); n],
             last: now,
-        }
+        };
+        r.balance = vec![r.cap(); n];
+        r
     }
 
     fn partition_count(limit: Limit) -> usize {
@@ -303,6 +305,15 @@ impl Buckets {
         self.resources.remove(key);
     }
 
+    /// The keys of every resource of `table`.
+    pub fn keys_of(&self, table: &str) -> Vec<ResourceKey> {
+        self.resources
+            .keys()
+            .filter(|k| k.table == table)
+            .cloned()
+            .collect()
+    }
+
     /// Forgets every resource of `table` except the incarnation `keep`.
     pub fn retain_table(&mut self, table: &str, keep: Option<&str>) {
         self.resources
@@ -362,18 +373,30 @@ mod tests {
         n
     }
 
+    /// A resource whose partitions hold `credit` each.
+    fn with_credit(limit: Limit, kind: Kind, credit: f64) -> Resource {
+        let mut r = Resource::new(limit, kind, 0.0);
+        r.balance.iter_mut().for_each(|b| *b = credit);
+        r
+    }
+
     #[test]
-    fn a_new_partition_holds_one_second_and_refills_at_its_share() {
-        let mut r = Resource::new(provisioned(10.0, 1), Kind::Write, 0.0);
-        assert_eq!(drain(&mut r, Some(0), 0.0, 100), 10);
+    fn a_new_partition_starts_with_a_full_burst_bank() {
+        let r = Resource::new(provisioned(10.0, 2), Kind::Write, 0.0);
+        assert_eq!(r.balances(), &[1500.0, 1500.0]);
+    }
+
+    #[test]
+    fn an_empty_partition_refills_at_its_share() {
+        let mut r = with_credit(provisioned(10.0, 1), Kind::Write, 0.0);
         assert_eq!(r.admit(Some(0), 0.0), Err(Denial::Provisioned));
-        // Half a second later, 5 more units.
+        // Half a second later, 5 units.
         assert_eq!(drain(&mut r, Some(0), 0.5, 100), 5);
     }
 
     #[test]
     fn unused_capacity_is_banked_up_to_300_seconds() {
-        let mut r = Resource::new(provisioned(10.0, 1), Kind::Write, 0.0);
+        let mut r = with_credit(provisioned(10.0, 1), Kind::Write, 0.0);
         // 1000 seconds idle: the bank holds 300 s * 10 = 3000, no more,
         // spent at most 1000 WCU per second (the partition ceiling), while
         // 10 more units a second are earned.
@@ -386,7 +409,7 @@ mod tests {
 
     #[test]
     fn a_large_charge_leaves_a_debt_that_blocks_until_repaid() {
-        let mut r = Resource::new(provisioned(10.0, 1), Kind::Write, 0.0);
+        let mut r = with_credit(provisioned(10.0, 1), Kind::Write, 10.0);
         assert!(r.admit(Some(0), 0.0).is_ok());
         r.charge(Some(0), 40.0, 0.0);
         assert!(r.admit(Some(0), 2.9).is_err());
@@ -395,7 +418,7 @@ mod tests {
 
     #[test]
     fn refunds_restore_credit() {
-        let mut r = Resource::new(provisioned(10.0, 1), Kind::Write, 0.0);
+        let mut r = with_credit(provisioned(10.0, 1), Kind::Write, 10.0);
         r.charge(Some(0), 10.0, 0.0);
         assert!(r.admit(Some(0), 0.0).is_err());
         r.charge(Some(0), -1.0, 0.0);
@@ -404,8 +427,8 @@ mod tests {
 
     #[test]
     fn a_hot_partition_borrows_unused_capacity_of_its_siblings() {
-        // 40 units over 4 partitions: 10 each, 40 at start.
-        let mut r = Resource::new(provisioned(40.0, 4), Kind::Write, 0.0);
+        // 40 units over 4 partitions, 10 units of credit each.
+        let mut r = with_credit(provisioned(40.0, 4), Kind::Write, 10.0);
         assert_eq!(drain(&mut r, Some(2), 0.0, 1000), 40);
         assert_eq!(r.admit(Some(2), 0.0), Err(Denial::Provisioned));
         assert!(r.balances().iter().all(|b| *b <= 0.0));
@@ -431,7 +454,7 @@ mod tests {
 
     #[test]
     fn reconfiguring_keeps_credit_and_applies_the_new_rate() {
-        let mut r = Resource::new(provisioned(10.0, 1), Kind::Write, 0.0);
+        let mut r = with_credit(provisioned(10.0, 1), Kind::Write, 10.0);
         assert_eq!(drain(&mut r, Some(0), 0.0, 100), 10);
         r.reconfigure(provisioned(100.0, 1), 0.0);
         assert_eq!(drain(&mut r, Some(0), 1.0, 1000), 100);
@@ -449,7 +472,7 @@ mod tests {
 
     #[test]
     fn unknown_partition_spreads_the_charge() {
-        let mut r = Resource::new(provisioned(20.0, 2), Kind::Read, 0.0);
+        let mut r = with_credit(provisioned(20.0, 2), Kind::Read, 10.0);
         r.charge(None, 20.0, 0.0);
         assert_eq!(r.balances(), &[0.0, 0.0]);
         assert_eq!(r.admit(None, 0.0), Err(Denial::Provisioned));

@@ -34,8 +34,9 @@
 //!   throughput): a resource of `U` units per second with `P` partitions
 //!   (the table's partition count; a global index's own count, one per
 //!   3000 RCU / 1000 WCU) gives each partition a bucket earning `U / P` per
-//!   second. A bucket starts with one second of credit and banks unused
-//!   credit up to **300 seconds** (burst). A request is admitted when its
+//!   second. A bucket banks unused credit up to **300 seconds** of its
+//!   share (burst) and starts full (a new table, or a table switched to
+//!   provisioned mode, may burst at once). A request is admitted when its
 //!   partition has positive credit; the actual charge may take the bucket
 //!   below zero, a debt repaid before the partition admits again. A base
 //!   table write also needs credit on every provisioned global index of the
@@ -289,9 +290,18 @@ pub(crate) async fn run(api: &Api, op: &str, mut req: Request) -> Metered {
         &usage.index_writes,
         &result,
     );
-    if op == "DeleteTable" && result.is_ok() {
+    if result.is_ok() {
         if let Some(t) = &table {
-            capacity.lock().retain_table(t, None);
+            match op {
+                "DeleteTable" => capacity.lock().retain_table(t, None),
+                // New limits apply from now on, not from the next request.
+                "UpdateTable" => {
+                    if let Ok(def) = api.store.table(t) {
+                        apply_limits(capacity, &def);
+                    }
+                }
+                _ => {}
+            }
         }
     }
     Metered {
@@ -299,6 +309,21 @@ pub(crate) async fn run(api: &Api, op: &str, mut req: Request) -> Metered {
         table,
         consumed,
         throttled: Vec::new(),
+    }
+}
+
+/// Applies the limits of `def` to the table's existing buckets at once
+/// (credit earned so far is settled at the old rate).
+fn apply_limits(capacity: &Capacity, def: &TableDefinition) {
+    let now = capacity.now();
+    let mut buckets = capacity.lock();
+    for key in buckets.keys_of(&def.name) {
+        match limit_of(def, key.index.as_deref(), key.kind) {
+            Some(limit) if key.table_id == def.table_id => {
+                buckets.resource(&key, limit, now);
+            }
+            _ => buckets.remove(&key),
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 mod auth;
 mod batch;
 mod capacity;
+mod capacity_limits;
 mod durability;
 mod indexes;
 mod items;
