@@ -63,6 +63,9 @@ pub struct RouterOptions {
     pub deadline: Duration,
     /// Deadline of one call to one replica.
     pub call_timeout: Duration,
+    /// Serve eventually consistent GetItems from any replica (possibly
+    /// stale, like DynamoDB's); off: every read goes to the leader.
+    pub follower_reads: bool,
 }
 
 impl Default for RouterOptions {
@@ -70,6 +73,7 @@ impl Default for RouterOptions {
         RouterOptions {
             deadline: Duration::from_secs(10),
             call_timeout: Duration::from_secs(3),
+            follower_reads: false,
         }
     }
 }
@@ -1017,6 +1021,7 @@ impl Backend for Router {
         key: &Item,
         consistent: bool,
     ) -> Result<Option<Item>, StorageError> {
+        let consistent = consistent || !self.options.follower_reads;
         let topo = self.table_topology(table)?;
         let p = self.partition_of_key(&topo, key)?;
         self.block(self.call(

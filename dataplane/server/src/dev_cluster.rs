@@ -43,6 +43,9 @@ pub struct DevClusterArgs {
     /// Forwarded to every node.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_logs: u64,
+    /// Forwarded to the gateway.
+    #[arg(long)]
+    pub follower_reads: bool,
 }
 
 fn zone(i: u32) -> String {
@@ -207,6 +210,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .args(["gateway", "--topology-file"])
         .arg(&topology_path)
         .args(["--port", &args.port.to_string()])
+        .args(args.follower_reads.then_some("--follower-reads"))
         .stdin(Stdio::null())
         .spawn()
         .context("starting the gateway")?;

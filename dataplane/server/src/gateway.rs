@@ -40,6 +40,10 @@ pub struct GatewayArgs {
     pub account_id: String,
     #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Serve eventually consistent GetItems from any replica (may be stale,
+    /// as in DynamoDB); without it every read goes to the partition leader.
+    #[arg(long, env = "PARTITA_FOLLOWER_READS")]
+    pub follower_reads: bool,
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -58,8 +62,14 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let topology = TopologyFile::parse(&bytes)
         .map_err(|e| anyhow::anyhow!("topology {}: {e}", args.topology_file.display()))?;
     let router = Arc::new(
-        Router::new(topology, RouterOptions::default())
-            .with_topology_file(args.topology_file.clone()),
+        Router::new(
+            topology,
+            RouterOptions {
+                follower_reads: args.follower_reads,
+                ..RouterOptions::default()
+            },
+        )
+        .with_topology_file(args.topology_file.clone()),
     );
     let reloader = {
         let router = router.clone();

@@ -115,7 +115,7 @@ pub async fn get_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     attrs.check_all_used()?;
     let def = load_table(api, table)?;
     validate_key(&def.key_schema, &key)?;
-    let found = api.store.get(table, &key)?;
+    let found = api.store.get_with(table, &key, consistent)?;
     let size = found.as_ref().map(item_size).unwrap_or(0);
     let mut out = JsonMap::new();
     if let Some(item) = found {

@@ -50,7 +50,12 @@ impl Cluster {
     /// Starts `partitions` × 3 nodes and a gateway; waits until the gateway
     /// answers a consistent read on every partition.
     pub fn start(partitions: u32, snapshot_logs: u64) -> Cluster {
-        Cluster::start_on(partitions, snapshot_logs, None)
+        Cluster::start_on(partitions, snapshot_logs, None, &[])
+    }
+
+    /// Like [`Cluster::start`] with extra gateway flags.
+    pub fn start_with_gateway(partitions: u32, gateway_args: &[&str]) -> Cluster {
+        Cluster::start_on(partitions, 10_000, None, gateway_args)
     }
 
     /// Like [`Cluster::start`] with one partition whose three replicas each
@@ -58,10 +63,15 @@ impl Cluster {
     /// cut a replica off the network ([`Cluster::cut`]) and heal it.
     pub fn start_netns(snapshot_logs: u64) -> Cluster {
         let net = Net::create(3);
-        Cluster::start_on(1, snapshot_logs, Some(net))
+        Cluster::start_on(1, snapshot_logs, Some(net), &[])
     }
 
-    fn start_on(partitions: u32, snapshot_logs: u64, net: Option<Net>) -> Cluster {
+    fn start_on(
+        partitions: u32,
+        snapshot_logs: u64,
+        net: Option<Net>,
+        gateway_args: &[&str],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut ports = free_ports(partitions as usize * 3 + 1);
         if net.is_some() {
@@ -132,6 +142,7 @@ impl Cluster {
             .args(["gateway", "--topology-file"])
             .arg(&cluster.topology)
             .args(["--port", &cluster.gateway_port.to_string()])
+            .args(gateway_args)
             .env("PARTITA_LOG", "warn,partita_cluster=info")
             .stdin(Stdio::null())
             .stderr(std::fs::File::create(cluster.topology.with_file_name("gateway.log")).unwrap())

@@ -503,3 +503,30 @@ fn gateway_follows_a_topology_epoch_bump() {
         cluster.gateway_log()
     );
 }
+
+/// With `--follower-reads`, an eventually consistent GetItem is answered
+/// by a follower even when the partition has no quorum (and so no leader),
+/// while a consistent read of the same item fails.
+#[test]
+fn follower_reads_answer_without_a_quorum() {
+    let mut cluster = Cluster::start_with_gateway(1, &["--follower-reads"]);
+    assert!(put(&cluster, "f", "1", 1));
+    // Let every replica apply the write before two of them go.
+    std::thread::sleep(Duration::from_millis(500));
+    let leader = leader_of(&cluster, 0).expect("a leader");
+    let survivor = (0..3).find(|i| *i != leader).unwrap();
+    for i in (0..3).filter(|i| *i != survivor) {
+        cluster.kill_node(i);
+    }
+    let (status, body) = cluster.call(
+        "GetItem",
+        &json!({"TableName": TABLE, "Key": key("f", "1")}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["Item"]["v"]["N"], "1");
+    let (status, _) = cluster.call(
+        "GetItem",
+        &json!({"TableName": TABLE, "Key": key("f", "1"), "ConsistentRead": true}),
+    );
+    assert_ne!(status, 200, "a consistent read succeeded without a quorum");
+}
