@@ -46,6 +46,9 @@ pub struct DevClusterArgs {
     /// Forwarded to the gateway.
     #[arg(long)]
     pub follower_reads: bool,
+    /// Further `partita gateway` flags, after `--` (e.g. `-- --auth FILE`).
+    #[arg(last = true)]
+    pub gateway_args: Vec<String>,
 }
 
 fn zone(i: u32) -> String {
@@ -211,6 +214,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .arg(&topology_path)
         .args(["--port", &args.port.to_string()])
         .args(args.follower_reads.then_some("--follower-reads"))
+        .args(&args.gateway_args)
         .stdin(Stdio::null())
         .spawn()
         .context("starting the gateway")?;

@@ -90,8 +90,12 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
                 account_id: args.account_id.clone(),
             },
         )
-        .with_auth(auth),
+        .with_auth(auth.clone()),
     );
+    let auth_reloader = args
+        .auth
+        .clone()
+        .map(|path| partita_api::auth::config::spawn_reloader(path, auth.clone()));
     let addr: SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .with_context(|| format!("invalid listen address {}:{}", args.host, args.port))?;
@@ -106,6 +110,9 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     let _ = stop_tx.send(true);
     reloader.abort();
+    if let Some(r) = auth_reloader {
+        r.abort();
+    }
     http.await.context("HTTP listener task")??;
     Ok(())
 }

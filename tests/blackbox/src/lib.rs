@@ -158,7 +158,9 @@ impl Server {
                 .arg("--port")
                 .arg(self.port.to_string())
                 .arg("--data-dir")
-                .arg(self.data_dir.path()),
+                .arg(self.data_dir.path())
+                .arg("--")
+                .args(&self.extra_args),
             None => cmd
                 .arg("serve")
                 .arg("--host")
@@ -224,7 +226,8 @@ fn die_with_parent(_cmd: &mut Command) {}
 /// With env `PARTITA_BLACKBOX_CLUSTER=N`, the harness starts `partita
 /// dev-cluster --partitions N --replicas 3` (a gateway and N×3 Raft
 /// replicas) instead of `partita serve`, so the same tests run through
-/// cluster mode. Extra serve arguments (auth, TLS) are not passed on.
+/// cluster mode. Extra serve arguments go to the gateway (which has no
+/// TLS listener or capacity flags yet).
 pub fn cluster_partitions() -> Option<u32> {
     std::env::var("PARTITA_BLACKBOX_CLUSTER")
         .ok()
