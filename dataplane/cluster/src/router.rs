@@ -21,10 +21,14 @@
 //! hash range meets the segment's range (each replica scans the same
 //! segment of its own data); its exclusive start key resumes in the
 //! partition owning that key's hash. BatchWriteItem groups commands per
-//! partition, one replicated write group each. Queries on a local index
-//! route like table queries; a Query on a global index queries every
-//! partition (each maintains the index entries of its own items) and merges
-//! the pages in index key order.
+//! partition, one replicated write group each. A transaction is one
+//! replicated command when all its items live in one Raft group (one
+//! partition of one table, or one partition index of the dynamic tables,
+//! which share their groups); across groups (2PC) it is refused.
+//!
+//! Queries on a local index route like table queries; a Query on a global
+//! index queries every partition (each maintains the index entries of its
+//! own items) and merges the pages in index key order.
 //!
 //! Query and Scan pages are read on the leader after a read-index round
 //! (linearizable): the `Backend` trait does not carry `ConsistentRead` for
@@ -177,6 +181,16 @@ impl Router {
                 Ok(t)
             }
             None => Err(StorageError::TableNotFound(table.to_string())),
+        }
+    }
+
+    /// Returns the name of the topology entry whose Raft groups hold
+    /// `table`: its own entry, else the dynamic-tables entry.
+    fn group_of(&self, table: &str) -> String {
+        let topology = self.topology.read();
+        match topology.table(table) {
+            Some(_) if table != DYNAMIC_TABLES => table.to_string(),
+            _ => DYNAMIC_TABLES.to_string(),
         }
     }
 
@@ -954,10 +968,12 @@ impl Backend for Router {
                     .map_err(fail)?;
                 match &target {
                     None => target = Some((topo, p)),
-                    Some((t, q)) if t.table_name == topo.table_name && *q == p => {}
+                    Some((t, q))
+                        if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
+                            && *q == p => {}
                     Some(_) => {
                         return Err(fail(unavailable(
-                            "transactions across partitions or tables are not supported in cluster mode yet".into(),
+                            "transactions across Raft groups (partitions) are not supported in cluster mode yet".into(),
                         )))
                     }
                 }
@@ -979,20 +995,23 @@ impl Backend for Router {
         })
     }
     fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
-        // One call per partition; across partitions the reads are not one
-        // snapshot (2PC-aware reads are not done).
+        // One call per Raft group (tables defined at run time share the
+        // groups of the dynamic-tables entry); across groups the reads are
+        // not one snapshot (2PC-aware reads are not done).
         let mut results: Vec<Option<Item>> = vec![None; gets.len()];
         let mut groups: Vec<((String, u32), Vec<usize>)> = Vec::new();
         for (i, (table, key)) in gets.iter().enumerate() {
             let topo = self.table_topology(table)?;
             let p = self.partition_of_key(&topo, key)?;
-            let k = (table.clone(), p);
+            // Keyed by Raft group, so the reads of one group are one snapshot.
+            let k = (self.group_of(table), p);
             match groups.iter_mut().find(|g| g.0 == k) {
                 Some(g) => g.1.push(i),
                 None => groups.push((k, vec![i])),
             }
         }
-        for ((table, p), positions) in groups {
+        for ((_, p), positions) in groups {
+            let table = gets[positions[0]].0.clone();
             let topo = self.table_topology(&table)?;
             let batch: Vec<(String, Item)> = positions.iter().map(|i| gets[*i].clone()).collect();
             let items = self.block(self.call(

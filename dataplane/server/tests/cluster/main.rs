@@ -15,8 +15,22 @@ use partita_cluster::rpc::{Client, Request, Response, Target};
 use serde_json::json;
 
 /// Returns the index (in `cluster.nodes`) of the replica of `partition`
-/// that says it is the leader.
+/// that says it is the leader, waiting up to 5 s for one (leadership may
+/// be changing hands).
 fn leader_of(cluster: &Cluster, partition: u32) -> Option<usize> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(l) = leader_now(cluster, partition) {
+            return Some(l);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn leader_now(cluster: &Cluster, partition: u32) -> Option<usize> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
