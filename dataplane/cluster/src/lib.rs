@@ -16,16 +16,23 @@
 //! leader's read index; every frame and every persisted record carries a
 //! version.
 //!
-//! Not done yet: mutual TLS on the internal RPC, membership changes
-//! (replica replacement relies on the same node id coming back empty and
-//! being caught up by snapshot), transactions and batch gets across
-//! partitions (2PC), global secondary indexes across partitions, streams in
-//! cluster mode, table creation through the gateway (tables come from the
-//! topology file), topology reload.
+//! Tables: those of the topology file, and — under the dynamic-tables
+//! entry (`partita_topology::topology::DYNAMIC_TABLES`) — tables created at
+//! run time through the gateway, whose DDL is a replicated command of every
+//! partition group.
+//!
+//! Not done yet: mutual TLS on the internal RPC; membership changes (a
+//! replica replaced with an empty disk comes back under the same node id
+//! and is caught up by snapshot, but it forgot its vote — see
+//! [`replica`]); transactions across Raft groups (2PC) and TransactGet
+//! snapshots across groups; streams in cluster mode; partition splits
+//! (re-routing a key to a new partition); streaming snapshots (they are
+//! built in memory) and a crash-safe snapshot install; `/metrics` and
+//! health endpoints of node and gateway (`--admin-port` is accepted, not
+//! served); the gateway's HTTPS listener.
 
 pub mod log_store;
 pub mod replica;
-
 pub mod router;
 pub mod rpc;
 pub mod state_machine;

@@ -448,6 +448,9 @@ impl Replica {
             Request::Describe { target, table } => Response::Describe(
                 async {
                     self.check(&target)?;
+                    // The leader may not have applied its log tail yet
+                    // (e.g. right after a restart): read index first.
+                    self.linearize().await?;
                     let def = self.store.table(&table).map_err(storage)?;
                     let (items, bytes) = self.store.table_stats(&table).map_err(storage)?;
                     Ok((def, items, bytes))
@@ -461,6 +464,7 @@ impl Replica {
             } => Response::IndexInfo(
                 async {
                     self.check(&target)?;
+                    self.linearize().await?;
                     let state = self.store.index_state(&table, &index).map_err(storage)?;
                     let (n, b) = self.store.index_stats(&table, &index).map_err(storage)?;
                     Ok((state, n, b))

@@ -65,8 +65,11 @@ const PAGE: u32 = 512;
 pub struct RouterOptions {
     /// How long one request may keep retrying (leader changes, restarts).
     pub deadline: Duration,
-    /// Deadline of one call to one replica.
+    /// Deadline of one read call to one replica.
     pub call_timeout: Duration,
+    /// Deadline of one write call (longer: a timed-out write has an unknown
+    /// outcome and clients retry it).
+    pub write_timeout: Duration,
     /// Serve eventually consistent GetItems from any replica (possibly
     /// stale, like DynamoDB's); off: every read goes to the leader.
     pub follower_reads: bool,
@@ -77,6 +80,7 @@ impl Default for RouterOptions {
         RouterOptions {
             deadline: Duration::from_secs(10),
             call_timeout: Duration::from_secs(3),
+            write_timeout: Duration::from_secs(6),
             follower_reads: false,
         }
     }
@@ -90,6 +94,8 @@ pub struct Router {
     defs: Mutex<HashMap<String, TableDefinition>>,
     next: AtomicUsize,
     options: RouterOptions,
+    /// Replicas that recently failed to answer, until when to avoid them.
+    suspects: Mutex<HashMap<String, std::time::Instant>>,
     /// Where the topology was read from; reloaded on a stale-epoch answer
     /// and by [`Router::reload`].
     path: Option<PathBuf>,
@@ -127,7 +133,27 @@ impl Router {
             defs: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),
             options,
+            suspects: Mutex::new(HashMap::new()),
             path: None,
+        }
+    }
+
+    fn suspect(&self, address: &str) {
+        self.suspects.lock().insert(
+            address.to_string(),
+            std::time::Instant::now() + Duration::from_secs(3),
+        );
+    }
+
+    fn is_suspect(&self, address: &str) -> bool {
+        let mut suspects = self.suspects.lock();
+        match suspects.get(address) {
+            Some(until) if *until > std::time::Instant::now() => true,
+            Some(_) => {
+                suspects.remove(address);
+                false
+            }
+            None => false,
         }
     }
 
@@ -276,8 +302,18 @@ impl Router {
             let address = match hint.take() {
                 Some(a) => a,
                 None => {
-                    attempt = attempt.wrapping_add(1);
-                    replicas[attempt % replicas.len()].clone()
+                    // Round robin, skipping replicas that just failed to
+                    // answer when another one is available.
+                    let mut pick = None;
+                    for _ in 0..replicas.len() {
+                        attempt = attempt.wrapping_add(1);
+                        let a = &replicas[attempt % replicas.len()];
+                        if !self.is_suspect(a) {
+                            pick = Some(a.clone());
+                            break;
+                        }
+                    }
+                    pick.unwrap_or_else(|| replicas[attempt % replicas.len()].clone())
                 }
             };
             let target = Target {
@@ -286,7 +322,14 @@ impl Router {
                 epoch: table.epoch.0,
             };
             let client = self.clients.get(&address);
-            let next = match client.call(&make(target), self.options.call_timeout).await {
+            // A write that times out has an unknown outcome (and SDKs retry
+            // a 500), so writes get the whole deadline; reads can move on.
+            let timeout = if safe {
+                self.options.call_timeout
+            } else {
+                self.options.write_timeout
+            };
+            let next = match client.call(&make(target), timeout).await {
                 Ok(response) => match extract(response) {
                     Some(Ok(v)) => {
                         if leader {
@@ -323,14 +366,17 @@ impl Router {
                     None => Next::Fail(unavailable(format!("unexpected answer from {address}"))),
                 },
                 Err(e @ RpcError::Connect { .. }) => {
+                    self.suspect(&address);
                     last_error = e.to_string();
                     Next::Retry(None)
                 }
                 Err(e) if safe => {
+                    self.suspect(&address);
                     last_error = e.to_string();
                     Next::Retry(None)
                 }
                 Err(e) => {
+                    self.suspect(&address);
                     // The replica may be gone: do not send the next request there.
                     if leader {
                         self.leaders.lock().remove(&key);
@@ -1138,7 +1184,7 @@ impl Router {
             let (s, n, b) = self.block(self.call(
                 &topo,
                 p.id,
-                false,
+                true,
                 true,
                 |t| Request::IndexInfo {
                     target: t,
