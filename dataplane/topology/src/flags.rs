@@ -36,6 +36,8 @@ pub const ADMIN_PORT: &str = "--admin-port";
 pub const AUTH: &str = "--auth";
 /// `--region NAME`: the region reported in ARNs and checked in SigV4 scopes.
 pub const REGION: &str = "--region";
+/// `--replication PATH`: the replication file (see [`crate::replication`]); reloaded on change.
+pub const REPLICATION: &str = "--replication";
 /// `--log-format text|json`.
 pub const LOG_FORMAT: &str = "--log-format";
 

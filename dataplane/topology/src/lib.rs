@@ -10,6 +10,8 @@
 //! - [`auth`]: the gateway's credentials-and-policies file (the same model as
 //!   `partita serve --auth FILE`), which the operator renders from
 //!   `AccessPolicy` resources and labelled Secrets.
+//! - [`replication`]: the replication file (peer regions of global tables,
+//!   their endpoints and credentials) and the replication status document.
 //! - [`flags`]: the command-line flags of `partita node` and `partita gateway`
 //!   that the operator puts into pod specs, and the well-known ports and paths.
 //! - [`partitions`]: the initial partition count formula (DESIGN.md §3) and the
@@ -23,6 +25,7 @@
 pub mod auth;
 pub mod flags;
 pub mod partitions;
+pub mod replication;
 pub mod topology;
 
 pub use partitions::{initial_partition_count, split_hash_space, HashRange};
