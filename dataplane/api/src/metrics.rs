@@ -12,7 +12,7 @@
 //! Recording never fails a request: a metric that cannot be recorded is
 //! skipped.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -131,6 +131,10 @@ pub struct Metrics {
     table_items: IntGaugeVec,
     table_bytes: IntGaugeVec,
     gsi_pending: IntGaugeVec,
+    stream_age: GaugeVec,
+    stream_records: IntCounterVec,
+    /// Latest GetRecords age per (table label, partition).
+    stream_ages: Mutex<HashMap<(String, u32), f64>>,
     tables: IntGauge,
     storage: IntGaugeVec,
     writer_groups: Mirrored,
@@ -234,6 +238,21 @@ impl Metrics {
             "Base-table writes not yet applied to the table's global secondary indexes (GSI propagation lag).",
             &["table"],
         );
+        let stream_age = GaugeVec::new(
+            Opts::new(
+                "partita_stream_iterator_age_seconds",
+                "Stream lag: per partition, the age of the last record its latest GetRecords call returned (0 when caught up); the table's value is the largest, like Kinesis' IteratorAge.",
+            ),
+            &["table"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("partita_stream_iterator_age_seconds"));
+        let _ = registry.register(Box::new(stream_age.clone()));
+        let stream_records = counter_vec(
+            &registry,
+            "partita_stream_records_read_total",
+            "Stream records returned by GetRecords, by table.",
+            &["table"],
+        );
         let storage = gauge_vec(
             "partita_storage_engine",
             "Storage engine gauges: disk_bytes, journal_bytes, journal_count, write_buffer_bytes, outstanding_flushes (writes stall as these pile up), active_compactions.",
@@ -288,6 +307,9 @@ impl Metrics {
             table_items,
             table_bytes,
             gsi_pending,
+            stream_age,
+            stream_records,
+            stream_ages: Mutex::new(HashMap::new()),
             tables,
             storage,
             data_dir_bytes,
@@ -358,6 +380,32 @@ impl Metrics {
                 .with_label_values(&[t.as_str(), index, c.kind.label()])
                 .inc_by(c.units);
         }
+    }
+
+    /// Records one GetRecords call on the stream of `table`'s `partition`:
+    /// how many records it returned and the age of the last one (zero when
+    /// none: the reader is at the tip). The table's gauge is the largest
+    /// latest age over its partitions.
+    pub fn observe_stream_read(
+        &self,
+        table: &str,
+        partition: u32,
+        records: usize,
+        last_age: Duration,
+    ) {
+        let label = self.table_label(table);
+        if let Ok(mut ages) = self.stream_ages.lock() {
+            ages.insert((label.clone(), partition), last_age.as_secs_f64());
+            let max = ages
+                .iter()
+                .filter(|((t, _), _)| *t == label)
+                .map(|(_, age)| *age)
+                .fold(0.0, f64::max);
+            self.stream_age.with_label_values(&[label.as_str()]).set(max);
+        }
+        self.stream_records
+            .with_label_values(&[label.as_str()])
+            .inc_by(records as u64);
     }
 
     /// Counts an error response by its exception type.

@@ -19,6 +19,8 @@
 //!   made by the TTL sweeper carry `userIdentity` {Type: Service,
 //!   PrincipalId: dynamodb.amazonaws.com}.
 
+use std::time::Duration;
+
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use partita_model::TableDefinition;
@@ -570,6 +572,17 @@ fn get_records(api: &Api, req: &Request) -> Result<Value, ApiError> {
         if let Some(last) = page.records.last() {
             next = last.seq + 1;
         }
+        let last_age = page
+            .records
+            .last()
+            .map(|r| Duration::from_millis(now.saturating_sub(r.created_ms)))
+            .unwrap_or_default();
+        api.metrics.observe_stream_read(
+            &state.table,
+            state.partition,
+            page.records.len(),
+            last_age,
+        );
         let view = located.stream.view_type.as_str();
         records = page
             .records

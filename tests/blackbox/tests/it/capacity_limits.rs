@@ -793,6 +793,16 @@ async fn metrics_scrape_moves_and_the_dashboard_queries_seen_series() {
     let _ = c.get_item().table_name(&t).key("pk", s("k0")).send().await;
     let bad = c.get_item().table_name(&t).send().await; // no key: ValidationException
     assert_eq!(api_err(bad).code, "ValidationException");
+    let (streamed, arn) = create_stream_table(&env, "cap_scrape_stream").await;
+    c.put_item()
+        .table_name(&streamed)
+        .item("pk", s("k"))
+        .send()
+        .await
+        .expect("put");
+    let endpoint = env.server.endpoint();
+    let (read, _) = read_stream_shards(&endpoint, trim_horizon_iterators(&endpoint, &arn));
+    assert_eq!(read, 1);
     let after = env.scrape();
 
     let table = t.as_str();
@@ -853,7 +863,12 @@ async fn metrics_scrape_moves_and_the_dashboard_queries_seen_series() {
         ),
         5.0
     );
+    moved(
+        "partita_stream_records_read_total",
+        &[("table", streamed.as_str())],
+    );
     for name in [
+        "partita_stream_iterator_age_seconds",
         "partita_gsi_pending_writes",
         "partita_storage_engine",
         "partita_storage_compactions_total",
@@ -898,6 +913,130 @@ async fn metrics_scrape_moves_and_the_dashboard_queries_seen_series() {
             );
         }
     }
+}
+
+/// Stream lag: a GetRecords that returns a record written a while ago
+/// reports that record's age; a reader caught up at the tip reports zero.
+#[tokio::test]
+async fn stream_iterator_age_shows_how_far_readers_lag() {
+    let Some(env) = Env::start("stream_lag", 1.0, &[]) else {
+        return;
+    };
+    let (t, arn) = create_stream_table(&env, "stream_lag").await;
+    env.client
+        .put_item()
+        .table_name(&t)
+        .item("pk", s("lagging"))
+        .send()
+        .await
+        .expect("put");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    let endpoint = env.server.endpoint();
+    let (read, next) = read_stream_shards(&endpoint, trim_horizon_iterators(&endpoint, &arn));
+    assert_eq!(read, 1, "one record written");
+    let m = env.scrape();
+    let age = m.sum("partita_stream_iterator_age_seconds", &[("table", &t)]);
+    assert!(
+        (1.4..60.0).contains(&age),
+        "the record read was written 1.5 s earlier: age {age}"
+    );
+    assert_eq!(
+        m.sum("partita_stream_records_read_total", &[("table", &t)]),
+        1.0
+    );
+
+    // Caught up: the next read returns nothing and the lag is zero.
+    let (read, _) = read_stream_shards(&endpoint, next);
+    assert_eq!(read, 0);
+    let m = env.scrape();
+    assert_eq!(
+        m.sum("partita_stream_iterator_age_seconds", &[("table", &t)]),
+        0.0
+    );
+    assert_eq!(
+        m.sum("partita_stream_records_read_total", &[("table", &t)]),
+        1.0
+    );
+}
+
+/// One DynamoDB Streams call (raw JSON), which must succeed.
+fn stream_call(endpoint: &str, op: &str, body: serde_json::Value) -> serde_json::Value {
+    let target = format!("DynamoDBStreams_20120810.{op}");
+    let r = raw_post(endpoint, Some(&target), body.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{op}: {}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+/// Creates a `pk`-keyed on-demand table with a NEW_IMAGE stream; returns
+/// (table, stream ARN).
+async fn create_stream_table(env: &Env, prefix: &str) -> (String, String) {
+    let t = unique_name(prefix);
+    let body = serde_json::json!({
+        "TableName": t,
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_IMAGE"}
+    });
+    let r = raw_post(
+        &env.server.endpoint(),
+        Some("DynamoDB_20120810.CreateTable"),
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let arn = r.json()["TableDescription"]["LatestStreamArn"]
+        .as_str()
+        .expect("stream arn")
+        .to_string();
+    wait_active(&env.client, &t).await;
+    (t, arn)
+}
+
+/// A TRIM_HORIZON iterator for every shard of the stream.
+fn trim_horizon_iterators(endpoint: &str, arn: &str) -> Vec<serde_json::Value> {
+    let desc = stream_call(
+        endpoint,
+        "DescribeStream",
+        serde_json::json!({"StreamArn": arn}),
+    );
+    let shards = desc["StreamDescription"]["Shards"]
+        .as_array()
+        .expect("shards");
+    shards
+        .iter()
+        .map(|shard| {
+            let body = serde_json::json!({
+                "StreamArn": arn,
+                "ShardId": shard["ShardId"],
+                "ShardIteratorType": "TRIM_HORIZON"
+            });
+            stream_call(endpoint, "GetShardIterator", body)["ShardIterator"].clone()
+        })
+        .collect()
+}
+
+/// One GetRecords per iterator; returns the records read and the next
+/// iterators of the shards that returned records.
+fn read_stream_shards(
+    endpoint: &str,
+    iterators: Vec<serde_json::Value>,
+) -> (usize, Vec<serde_json::Value>) {
+    let mut read = 0;
+    let mut next = Vec::new();
+    for it in iterators {
+        let page = stream_call(
+            endpoint,
+            "GetRecords",
+            serde_json::json!({"ShardIterator": it}),
+        );
+        let n = page["Records"].as_array().map_or(0, Vec::len);
+        read += n;
+        if n > 0 {
+            next.push(page["NextShardIterator"].clone());
+        }
+    }
+    (read, next)
 }
 
 fn collect_exprs(v: &serde_json::Value, out: &mut Vec<String>) {
