@@ -3,6 +3,9 @@
 //! store answers a catalog read). Separate from the API port so metrics
 //! scrapes and probes never compete with, or need the credentials of, API
 //! traffic.
+//!
+//! Processes other than `partita serve` (cluster nodes and gateways) add
+//! their own series and readiness rule through [`AdminHooks`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -32,12 +35,35 @@ pub struct AdminState {
     pub data_dir: Option<PathBuf>,
 }
 
+/// Extra series and a readiness rule of a process (see the module docs).
+#[derive(Clone, Default)]
+pub struct AdminHooks {
+    /// Renders further series (Prometheus text format) appended to
+    /// `/metrics`; their names must not clash with the API's.
+    pub extra_metrics: Option<Arc<dyn Fn() -> String + Send + Sync>>,
+    /// Decides `/readyz` instead of the catalog read.
+    pub ready: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
 /// Serves the admin endpoints on `listener` until `shutdown` completes.
 pub async fn serve<F>(state: AdminState, listener: TcpListener, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()>,
 {
-    let state = Arc::new(state);
+    serve_with(state, AdminHooks::default(), listener, shutdown).await
+}
+
+/// [`serve`] with a process's own series and readiness rule.
+pub async fn serve_with<F>(
+    state: AdminState,
+    hooks: AdminHooks,
+    listener: TcpListener,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    F: Future<Output = ()>,
+{
+    let state = Arc::new((state, hooks));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -63,7 +89,10 @@ where
     Ok(())
 }
 
-async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    state: &Arc<(AdminState, AdminHooks)>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return text(StatusCode::METHOD_NOT_ALLOWED, "GET only\n".into());
     }
@@ -73,12 +102,17 @@ async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Ful
             // Scrape-time reads touch the disk (data dir size): keep them
             // off the async workers.
             let body = tokio::task::spawn_blocking(move || {
+                let (state, hooks) = &*state;
                 state.api.metrics.refresh(
                     &state.api,
                     state.store.as_deref(),
                     state.data_dir.as_deref(),
                 );
-                state.api.metrics.render()
+                let mut body = state.api.metrics.render();
+                if let Some(extra) = &hooks.extra_metrics {
+                    body.push_str(&extra());
+                }
+                body
             })
             .await
             .unwrap_or_default();
@@ -91,10 +125,14 @@ async fn handle(state: &Arc<AdminState>, req: Request<Incoming>) -> Response<Ful
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            let api = state.api.clone();
+            let state = state.clone();
             let ready = tokio::task::spawn_blocking(move || {
+                let (state, hooks) = &*state;
+                if let Some(ready) = &hooks.ready {
+                    return ready();
+                }
                 // A catalog read through the same backend the API uses.
-                let _ = api.store.list_tables();
+                let _ = state.api.store.list_tables();
                 true
             })
             .await

@@ -27,11 +27,15 @@
 //! [`replica`]); transactions across Raft groups (2PC) and TransactGet
 //! snapshots across groups; streams in cluster mode; partition splits
 //! (re-routing a key to a new partition); streaming snapshots (they are
-//! built in memory) and a crash-safe snapshot install; `/metrics` and
-//! health endpoints of node and gateway (`--admin-port` is accepted, not
-//! served); the gateway's HTTPS listener.
+//! built in memory) and a crash-safe snapshot install; the gateway's
+//! HTTPS listener.
+//!
+//! Observability: `partita node` serves the API's series for its store
+//! plus the Raft series of [`metrics`] on `--admin-port`; `partita
+//! gateway` serves the request series.
 
 pub mod log_store;
+pub mod metrics;
 pub mod replica;
 pub mod router;
 pub mod rpc;

@@ -12,6 +12,7 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -42,11 +43,23 @@ fn write_err(e: impl ToString) -> StorageError<u64> {
 #[derive(Clone)]
 pub struct LogStore {
     log: Arc<RaftLog>,
+    /// The last committed index this store was told of, plus one (0: none);
+    /// shared with the replica's metrics.
+    committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub fn new(log: Arc<RaftLog>) -> LogStore {
-        LogStore { log }
+        LogStore {
+            log,
+            committed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Returns a handle on the last committed index saved (plus one; 0 when
+    /// none), for metrics.
+    pub fn committed_handle(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     fn meta<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, StorageError<u64>> {
@@ -126,11 +139,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError<u64>> {
-        self.put_meta(COMMITTED, &committed).await
+        self.put_meta(COMMITTED, &committed).await?;
+        self.committed
+            .store(committed.map_or(0, |l| l.index + 1), Ordering::Relaxed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<u64>> {
-        Ok(self.meta::<Option<LogId>>(COMMITTED)?.flatten())
+        let committed = self.meta::<Option<LogId>>(COMMITTED)?.flatten();
+        self.committed
+            .store(committed.map_or(0, |l| l.index + 1), Ordering::Relaxed);
+        Ok(committed)
     }
 
     async fn append<I>(

@@ -41,7 +41,7 @@ use partita_topology::TableTopology;
 
 use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
-use crate::state_machine::{StateMachine, META_TABLE};
+use crate::state_machine::{SnapshotCounters, StateMachine, META_TABLE};
 use crate::types::{Raft, TypeConfig};
 use crate::ClusterError;
 
@@ -75,6 +75,9 @@ pub struct Replica {
     partition: u32,
     epoch: u64,
     addresses: Vec<String>,
+    /// Last committed index + 1 saved by the log store (0: none).
+    committed: Arc<std::sync::atomic::AtomicU64>,
+    snapshots: Arc<SnapshotCounters>,
 }
 
 /// The openraft network: one multiplexed RPC client per peer.
@@ -212,8 +215,10 @@ impl Replica {
         let addresses: Vec<String> = part.replicas.iter().map(|r| r.address.clone()).collect();
         let log = RaftLog::open(&data_dir.join("raft"), true).map_err(ClusterError::Storage)?;
         let log_store = LogStore::new(Arc::new(log));
+        let committed = log_store.committed_handle();
         let sm = StateMachine::open(store.clone(), data_dir.join("snapshot.bin"))
             .map_err(|e| ClusterError::Config(format!("state machine: {e}")))?;
+        let snapshots = sm.counters();
         let config = Config {
             cluster_name: format!("{}-{}", table.table_name, partition),
             heartbeat_interval: options.heartbeat_ms,
@@ -263,7 +268,24 @@ impl Replica {
             partition,
             epoch: table.epoch.0,
             addresses,
+            committed,
+            snapshots,
         }))
+    }
+
+    /// Returns the last committed index + 1 this replica saved (0: none).
+    pub fn committed_index(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Returns the snapshot counters of this replica's state machine.
+    pub fn snapshot_counters(&self) -> Arc<SnapshotCounters> {
+        self.snapshots.clone()
+    }
+
+    /// True when this replica knows a leader of its partition (readiness).
+    pub fn has_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader.is_some()
     }
 
     fn check(&self, target: &Target) -> Result<(), NodeError> {

@@ -163,6 +163,11 @@ impl Router {
         self
     }
 
+    /// True when the partition map holds at least one table (readiness).
+    pub fn has_topology(&self) -> bool {
+        !self.topology.read().tables.is_empty()
+    }
+
     /// Re-reads the topology file; when it changed, installs it and forgets
     /// cached leaders and table definitions. Returns whether it changed. A
     /// file that cannot be read or parsed is logged and ignored.

@@ -36,6 +36,7 @@
 
 use std::io::Cursor;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
@@ -124,12 +125,21 @@ fn meta_put(applied: &Applied) -> Result<(String, WriteCommand), StorageError<u6
     ))
 }
 
+/// Snapshots built and installed by a state machine since it started
+/// (for metrics).
+#[derive(Debug, Default)]
+pub struct SnapshotCounters {
+    pub built: AtomicU64,
+    pub installed: AtomicU64,
+}
+
 /// The state machine of one replica.
 pub struct StateMachine {
     store: Arc<Store>,
     applied: Applied,
     snapshot_file: PathBuf,
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
+    counters: Arc<SnapshotCounters>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -180,7 +190,13 @@ impl StateMachine {
             applied,
             snapshot_file,
             current,
+            counters: Arc::default(),
         })
+    }
+
+    /// Returns the snapshot counters of this state machine.
+    pub fn counters(&self) -> Arc<SnapshotCounters> {
+        self.counters.clone()
     }
 
     /// Returns the index of the last applied entry.
@@ -427,6 +443,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 (meta, data)
             });
         if let Ok((meta, data)) = &built {
+            self.counters.built.fetch_add(1, Ordering::Relaxed);
             self.current = Some((meta.clone(), data.clone()));
             if let Err(e) = self.save_snapshot_file() {
                 tracing::warn!(error = %e, "snapshot not saved to disk");
@@ -498,6 +515,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.current = Some((meta.clone(), data));
         self.save_snapshot_file()?;
+        self.counters.installed.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             items = count,
             last_log = ?meta.last_log_id,

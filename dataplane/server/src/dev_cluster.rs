@@ -8,6 +8,12 @@
 //! launcher even on SIGKILL) and one `partita gateway` on `--port`,
 //! prints which process is which (and writes the same as
 //! `DATA_DIR/processes.json`), and on SIGTERM or Ctrl-C stops them all.
+//!
+//! Admin listeners (`/metrics`, `/healthz`, `/readyz`): every process gets
+//! its own port so they never collide on the default 8001 — free ephemeral
+//! ports by default, `--admin-base-port P` for the gateway on P and the
+//! nodes on P+1, P+2, ..., or `--admin-base-port 0` for none. Each
+//! process's `adminPort` is in its line of the process table.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -46,6 +52,10 @@ pub struct DevClusterArgs {
     /// Forwarded to the gateway.
     #[arg(long)]
     pub follower_reads: bool,
+    /// Admin port of the gateway, then one per node; 0: no admin
+    /// listeners (default: free ports).
+    #[arg(long)]
+    pub admin_base_port: Option<u16>,
     /// Further `partita gateway` flags, after `--` (e.g. `-- --auth FILE`).
     #[arg(last = true)]
     pub gateway_args: Vec<String>,
@@ -163,6 +173,23 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("generated topology: {e}"))?;
     let topology_path = data_dir.join("topology.json");
     std::fs::write(&topology_path, topology.to_json())?;
+    let mut next_admin = u32::from(args.admin_base_port.unwrap_or(0));
+    let mut admin_port = || -> anyhow::Result<u16> {
+        match args.admin_base_port {
+            Some(0) => Ok(0),
+            Some(_) => {
+                let port = u16::try_from(next_admin).context("out of admin ports")?;
+                next_admin += 1;
+                Ok(port)
+            }
+            None => free_port(),
+        }
+    };
+    let gateway_admin = if args.gateway_args.iter().any(|a| a == "--admin-port") {
+        None
+    } else {
+        Some(admin_port()?)
+    };
     let exe = std::env::current_exe().context("locating the partita binary")?;
     let mut children = Children(Vec::new());
     let mut processes = Vec::new();
@@ -176,6 +203,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                 };
                 let dir = data_dir.join(format!("{dir_name}-p{}-{}", p.id, r.zone));
                 let port = r.address.rsplit_once(':').map(|x| x.1).unwrap_or("0");
+                let admin = admin_port()?;
                 let mut command = Command::new(&exe);
                 die_with_parent(&mut command);
                 let child = command
@@ -193,13 +221,14 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                     .arg("--data-dir")
                     .arg(&dir)
                     .args(["--snapshot-logs", &args.snapshot_logs.to_string()])
+                    .args(["--admin-port", &admin.to_string()])
                     .stdin(Stdio::null())
                     .spawn()
                     .context("starting a node")?;
                 let line = serde_json::json!({
                     "role": "node", "table": t.table_name, "partition": p.id,
                     "zone": r.zone, "address": r.address, "pid": child.id(),
-                    "dataDir": dir,
+                    "dataDir": dir, "adminPort": admin,
                 });
                 println!("{line}");
                 processes.push(line);
@@ -214,11 +243,18 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .arg(&topology_path)
         .args(["--port", &args.port.to_string()])
         .args(args.follower_reads.then_some("--follower-reads"))
+        .args(
+            gateway_admin
+                .iter()
+                .flat_map(|p| ["--admin-port".to_string(), p.to_string()]),
+        )
         .args(&args.gateway_args)
         .stdin(Stdio::null())
         .spawn()
         .context("starting the gateway")?;
-    let line = serde_json::json!({"role": "gateway", "port": args.port, "pid": gateway.id()});
+    let line = serde_json::json!({
+        "role": "gateway", "port": args.port, "pid": gateway.id(), "adminPort": gateway_admin,
+    });
     println!("{line}");
     processes.push(line);
     children.0.push(gateway);

@@ -10,12 +10,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use partita_api::admin::{AdminHooks, AdminState};
 use partita_api::{Api, ApiConfig};
 use partita_cluster::{Router, RouterOptions};
 use partita_topology::flags::{DEFAULT_ADMIN_PORT, DEFAULT_PORT};
 use partita_topology::TopologyFile;
 use tokio::net::TcpListener;
 
+use crate::cluster_admin;
 use crate::serve::{init_logging, load_auth, shutdown_signal, LogFormat};
 
 /// Flags of `partita gateway`.
@@ -31,7 +33,8 @@ pub struct GatewayArgs {
     pub host: String,
     #[arg(long, env = "PARTITA_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
-    /// Admin port (metrics and health; not served yet).
+    /// Admin port on --host: GET /metrics (request series), /healthz,
+    /// /readyz (ready once the topology is loaded); 0 disables it.
     #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
     pub admin_port: u16,
     #[arg(long, env = "PARTITA_REGION", default_value = "us-east-1")]
@@ -71,6 +74,10 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         )
         .with_topology_file(args.topology_file.clone()),
     );
+    let topology_loaded = {
+        let router = router.clone();
+        Arc::new(move || router.has_topology()) as Arc<dyn Fn() -> bool + Send + Sync>
+    };
     let reloader = {
         let router = router.clone();
         tokio::spawn(async move {
@@ -103,12 +110,31 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(address = %addr, "partita gateway listening");
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let http = tokio::spawn(partita_api::http::serve(api, listener, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin = cluster_admin::spawn(
+        &args.host,
+        args.admin_port,
+        AdminState {
+            api: api.clone(),
+            store: None,
+            data_dir: None,
+        },
+        AdminHooks {
+            extra_metrics: None,
+            ready: Some(topology_loaded),
+        },
+        stopped(stop_rx.clone()),
+    )
+    .await;
+    let http = tokio::spawn(partita_api::http::serve(api, listener, stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     reloader.abort();
     if let Some(r) = auth_reloader {
         r.abort();

@@ -5,6 +5,7 @@
 //! `partita node`, `partita gateway` and `partita dev-cluster` run cluster
 //! mode (see `partita-cluster`).
 
+mod cluster_admin;
 mod dev_cluster;
 mod gateway;
 mod node;

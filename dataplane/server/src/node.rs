@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use partita_api::admin::{AdminHooks, AdminState};
 use partita_api::{Api, ApiConfig};
+use partita_cluster::metrics::RaftMetrics;
 use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
 use partita_cluster::{Replica, ReplicaOptions};
 use partita_storage::{Store, StoreOptions};
@@ -23,6 +25,7 @@ use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::TopologyFile;
 use tokio::net::TcpListener;
 
+use crate::cluster_admin;
 use crate::serve::{init_logging, shutdown_signal, LogFormat};
 
 /// Flags of `partita node`.
@@ -49,7 +52,9 @@ pub struct NodeArgs {
     /// Address the internal RPC listener binds.
     #[arg(long, env = "PARTITA_RPC_HOST", default_value = "0.0.0.0")]
     pub rpc_host: String,
-    /// Admin port (metrics and health; not served yet).
+    /// Admin port on the RPC host: GET /metrics (the store's series and
+    /// the Raft series), /healthz, /readyz (ready once a leader is known);
+    /// 0 disables it.
     #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
     pub admin_port: u16,
     /// Log output format.
@@ -107,8 +112,8 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", args.data_dir.display()))?,
     );
     let tables = store.list_tables();
+    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     if table.table_name != DYNAMIC_TABLES && !tables.contains(&table.table_name) {
-        let api = Api::new(store.clone(), ApiConfig::default());
         let body = serde_json::to_vec(&table.create_table)?;
         api.call("CreateTable", &body)
             .await
@@ -147,11 +152,52 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let server = tokio::spawn(partita_cluster::rpc::serve(listener, move |req| {
         handler_replica.clone().handle(req)
     }));
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let admin = cluster_admin::spawn(
+        &args.rpc_host,
+        args.admin_port,
+        AdminState {
+            api,
+            store: Some(store.clone()),
+            data_dir: Some(args.data_dir.clone()),
+        },
+        node_hooks(&replica, &table.table_name, args.partition),
+        async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        },
+    )
+    .await;
     shutdown_signal().await;
     tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     server.abort();
     if let Err(e) = replica.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
     Ok(())
+}
+
+/// The Raft series and the readiness rule (a leader is known) of a node.
+fn node_hooks(replica: &Arc<Replica>, table: &str, partition: u32) -> AdminHooks {
+    let ready = {
+        let replica = replica.clone();
+        Arc::new(move || replica.has_leader()) as Arc<dyn Fn() -> bool + Send + Sync>
+    };
+    let extra_metrics = match RaftMetrics::new(table, partition) {
+        Ok(metrics) => {
+            let replica = replica.clone();
+            Some(Arc::new(move || metrics.render(&replica)) as Arc<dyn Fn() -> String + Send + Sync>)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "raft metrics not registered");
+            None
+        }
+    };
+    AdminHooks {
+        extra_metrics,
+        ready: Some(ready),
+    }
 }

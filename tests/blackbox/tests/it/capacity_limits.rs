@@ -1083,13 +1083,13 @@ fn series_names(expr: &str) -> Vec<String> {
 // ---- a strict Prometheus text-format (0.0.4) parser ----
 
 /// One scrape: every sample by name, with its labels.
-struct Scrape {
+pub(crate) struct Scrape {
     samples: Vec<(String, BTreeMap<String, String>, f64)>,
 }
 
 impl Scrape {
     /// Sum of the samples of `name` whose labels include `labels`.
-    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+    pub(crate) fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.samples
             .iter()
             .filter(|(n, l, _)| {
@@ -1103,7 +1103,7 @@ impl Scrape {
     }
 
     /// Every series name with samples, plus the family names of histograms.
-    fn names(&self) -> BTreeSet<&str> {
+    pub(crate) fn names(&self) -> BTreeSet<&str> {
         let mut names = BTreeSet::new();
         for (n, _, _) in &self.samples {
             names.insert(n.as_str());
@@ -1120,7 +1120,7 @@ impl Scrape {
 /// Parses the text exposition format strictly: HELP/TYPE comments before
 /// their samples, valid names, quoted and escaped label values, float
 /// values, one TYPE per family, no duplicate series.
-fn parse_exposition(text: &str) -> Result<Scrape, String> {
+pub(crate) fn parse_exposition(text: &str) -> Result<Scrape, String> {
     let valid_name = |n: &str| {
         !n.is_empty()
             && n.chars().enumerate().all(|(i, c)| {
@@ -1253,7 +1253,7 @@ fn parse_exposition(text: &str) -> Result<Scrape, String> {
 
 /// A plain HTTP GET on the admin port; returns the body (panics on a
 /// non-200 status).
-fn http_get(port: u16, path: &str) -> String {
+pub(crate) fn http_get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))

@@ -7,6 +7,7 @@ mod auth;
 mod batch;
 mod capacity;
 mod capacity_limits;
+mod cluster_admin;
 mod durability;
 mod indexes;
 mod items;
