@@ -44,7 +44,7 @@ const CATALOG_FORMAT_V2: u8 = 2;
 const STATS_FORMAT_V1: u8 = 1;
 const COLLECTION_FORMAT_V1: u8 = 1;
 const PARTITION_SPACE_PREFIX: &str = "t.";
-const DATA_SPACE_PREFIXES: [&str; 6] = ["t.", "l.", "c.", "o.", "g.", "s."];
+const DATA_SPACE_PREFIXES: [&str; 7] = ["t.", "l.", "c.", "o.", "g.", "s.", "v."];
 
 /// The storage's record of one global index.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +70,9 @@ pub struct CatalogRecord {
     /// The table's streams (enabled, and closed within the retention).
     #[serde(default)]
     pub streams: Vec<crate::stream::StreamState>,
+    /// Set while the table is replicated to other regions (global tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::replica::ReplicationState>,
 }
 
 /// Returns the partition count of a global index: like a table's, one per
@@ -107,6 +110,7 @@ impl CatalogRecord {
             global_indexes,
             next_index_id,
             streams: Vec::new(),
+            replication: None,
         }
     }
 }

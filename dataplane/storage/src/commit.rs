@@ -53,6 +53,7 @@ use crate::codec::{decode_item, encode_item};
 use crate::engine::{Batch, Engine, ReadView, Space};
 use crate::keys;
 use crate::outbox;
+use crate::replica::{self, ReplicatedChange, Version, VersionRecord};
 use crate::state::{Outbox, Partition, Shared, TableState};
 use crate::stream::{self, ChangeLog, ChangeRecord, Segment};
 use crate::{StorageError, WriteCommand, WriteOutcome};
@@ -116,6 +117,13 @@ pub(crate) enum Command {
         key: Item,
         attribute: String,
         now_secs: i64,
+    },
+    /// Applies a change from another region of table incarnation
+    /// `table_id` if its version wins (see `replica`); a superseded change
+    /// answers `ConditionalCheckFailed` and writes nothing.
+    Replicate {
+        table_id: String,
+        change: ReplicatedChange,
     },
 }
 
@@ -226,6 +234,26 @@ impl Writer {
         answer.await.unwrap_or_else(|_| all_failed())
     }
 
+    /// Queues writer commands (e.g. replicated changes) and waits until
+    /// they are applied and durable.
+    pub async fn submit_commands(&self, commands: Vec<(String, Command)>) -> Answers {
+        let count = commands.len();
+        let all_failed = || (0..count).map(|_| Err(stopped())).collect();
+        let (reply, answer) = oneshot::channel();
+        let Some(queue) = &self.queue else {
+            return all_failed();
+        };
+        let request = Request {
+            commands,
+            reply,
+            atomic: false,
+        };
+        if queue.send(request).is_err() {
+            return all_failed();
+        }
+        answer.await.unwrap_or_else(|_| all_failed())
+    }
+
     /// Stops accepting writes, lets the writer finish what is queued, and
     /// waits for it.
     pub fn stop(&mut self) {
@@ -323,6 +351,11 @@ pub(crate) struct GroupState<'a> {
     delivery: Vec<(String, String, usize)>,
     /// change log uid → its pending appends.
     logs: HashMap<u64, PendingLog>,
+    /// (table partition uid, engine key) → pending version record of a
+    /// replicated table's item.
+    versions: HashMap<(u64, Vec<u8>), VersionRecord>,
+    /// Added to the clock of local versions (tests only).
+    clock_offset_us: i64,
     collection_limit: u64,
     tables: &'a std::collections::BTreeMap<String, Arc<TableState>>,
     engine: &'a Engine,
@@ -360,6 +393,8 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         outboxes: HashMap::new(),
         delivery: Vec::new(),
         logs: HashMap::new(),
+        versions: HashMap::new(),
+        clock_offset_us: shared.clock_offset_us.load(Ordering::Relaxed),
         collection_limit: shared.collection_limit,
         tables: &tables,
         engine: &shared.engine,
@@ -390,6 +425,9 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
                         attribute,
                         now_secs,
                     } => state.expire(table, table_id, key, attribute, *now_secs),
+                    Command::Replicate { table_id, change } => {
+                        state.replicate(table, table_id, change)
+                    }
                 })
                 .collect()
         })
@@ -468,6 +506,8 @@ impl<'a> GroupState<'a> {
             outboxes: self.outboxes.clone(),
             delivery: self.delivery.clone(),
             logs: self.logs.clone(),
+            versions: self.versions.clone(),
+            clock_offset_us: self.clock_offset_us,
             collection_limit: self.collection_limit,
             tables: self.tables,
             engine: self.engine,
@@ -488,6 +528,8 @@ impl<'a> GroupState<'a> {
             outboxes,
             delivery,
             logs,
+            versions,
+            clock_offset_us: _,
             collection_limit: _,
             tables: _,
             engine: _,
@@ -501,6 +543,7 @@ impl<'a> GroupState<'a> {
         self.outboxes = outboxes;
         self.delivery = delivery;
         self.logs = logs;
+        self.versions = versions;
     }
 
     /// Returns the current item at `key` of `partition`.
@@ -621,7 +664,7 @@ impl<'a> GroupState<'a> {
             key: key.clone(),
             condition: Some(crate::ttl::still_expired(attribute, now_secs)),
         };
-        self.apply_as(table_name, &command, true)
+        self.apply_as(table_name, &command, true, None)
     }
 
     pub(crate) fn apply_one(
@@ -629,15 +672,71 @@ impl<'a> GroupState<'a> {
         table_name: &str,
         command: &WriteCommand,
     ) -> Result<WriteOutcome, StorageError> {
-        self.apply_as(table_name, command, false)
+        self.apply_as(table_name, command, false, None)
     }
 
-    /// Applies one command; `by_ttl` marks the TTL sweeper's deletes.
+    /// Returns the version record of `key` of `partition` in a replicated
+    /// table: this group's pending one first, the engine's second.
+    fn current_version(
+        &self,
+        versions: &Space,
+        partition: &Partition,
+        key: &[u8],
+    ) -> Result<Option<VersionRecord>, StorageError> {
+        if let Some(pending) = self.versions.get(&(partition.uid, key.to_vec())) {
+            return Ok(Some(pending.clone()));
+        }
+        match self.view.get(versions, key)? {
+            Some(bytes) => Ok(Some(replica::decode_version(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies a change from another region if its version wins over the
+    /// local one (a tombstone's included): a plain Put or Delete without
+    /// condition, through the same path as a client write, stamped with the
+    /// origin version. A losing change answers `ConditionalCheckFailed`.
+    fn replicate(
+        &mut self,
+        table_name: &str,
+        table_id: &str,
+        change: &ReplicatedChange,
+    ) -> Result<WriteOutcome, StorageError> {
+        let table = match self.tables.get(table_name) {
+            Some(t) if t.def.table_id == table_id => t,
+            _ => return Err(StorageError::TableNotFound(table_name.into())),
+        };
+        let Some(replicated) = &table.replication else {
+            return Err(StorageError::TableNotFound(table_name.into()));
+        };
+        let key = keys::encode_key(&table.def.key_schema, &change.keys)?;
+        let partition = table.partition_of(key.hash)?;
+        let current = self.current_version(&replicated.versions, partition, &key.bytes)?;
+        if !replica::wins(&change.version, current.as_ref()) {
+            return Err(StorageError::ConditionalCheckFailed { old: None });
+        }
+        let command = match &change.new {
+            Some(item) => WriteCommand::Put {
+                item: item.clone(),
+                condition: None,
+            },
+            None => WriteCommand::Delete {
+                key: change.keys.clone(),
+                condition: None,
+            },
+        };
+        self.apply_as(table_name, &command, false, Some(&change.version))
+    }
+
+    /// Applies one command; `by_ttl` marks the TTL sweeper's deletes,
+    /// `origin` the version of a change from another region (local writes
+    /// of a replicated table get a new version).
     fn apply_as(
         &mut self,
         table_name: &str,
         command: &WriteCommand,
         by_ttl: bool,
+        origin: Option<&Version>,
     ) -> Result<WriteOutcome, StorageError> {
         let table = self
             .tables
@@ -679,6 +778,38 @@ impl<'a> GroupState<'a> {
         });
         let plan = plan_write(&table.index_set(), current.as_ref(), command, collection)?;
         let outcome = plan.outcome;
+        // Replicated tables: the version of the change, written with it. A
+        // local write that changes nothing keeps the item's version (its
+        // peers hold the same one); a replicated change always records its
+        // version, a tombstone included.
+        let version = match &table.replication {
+            Some(replicated) if origin.is_some() || outcome.old != outcome.new => {
+                let version = match origin {
+                    Some(v) => v.clone(),
+                    None => {
+                        let seen = self
+                            .current_version(&replicated.versions, partition, &key.bytes)?
+                            .map_or_else(Version::zero, |r| r.version);
+                        let now = replica::now_us().saturating_add_signed(self.clock_offset_us);
+                        replica::local_version(&seen, now, &replicated.state.region)
+                    }
+                };
+                let record = VersionRecord {
+                    version: version.clone(),
+                    deleted: outcome.new.is_none(),
+                    written_ms: self.now_ms,
+                };
+                self.batch.put(
+                    &replicated.versions,
+                    &key.bytes,
+                    replica::encode_version(&record),
+                );
+                self.versions
+                    .insert((partition.uid, key.bytes.clone()), record);
+                Some(version)
+            }
+            _ => None,
+        };
         match Effect::of(&outcome) {
             Effect::None => return Ok(outcome),
             Effect::Put => {
@@ -724,7 +855,7 @@ impl<'a> GroupState<'a> {
             let keys = schema
                 .extract_key(key_item)
                 .ok_or_else(|| StorageError::InvalidKey("the key lacks a key attribute".into()))?;
-            if let Some(record) = stream::build_record(
+            if let Some(mut record) = stream::build_record(
                 keys,
                 outcome.old.as_ref(),
                 outcome.new.as_ref(),
@@ -732,6 +863,7 @@ impl<'a> GroupState<'a> {
                 self.now_ms,
                 by_ttl,
             ) {
+                record.origin = version;
                 self.append_change(table, index, record)?;
             }
         }

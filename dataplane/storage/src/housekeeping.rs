@@ -55,6 +55,11 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
             if let Err(e) = stream::maintain(shared) {
                 tracing::warn!(error = %e, "change log maintenance failed");
             }
+            match crate::replica::purge_tombstones(shared) {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "purged replication tombstones"),
+                Err(e) => tracing::warn!(error = %e, "purging replication tombstones failed"),
+            }
             next_trim = Instant::now() + trim_every;
         }
         if next_sweep.is_some_and(|at| now >= at) {

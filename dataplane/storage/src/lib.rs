@@ -35,6 +35,9 @@
 //!   `housekeeping`: the thread running both periodically.
 //! - `engine`: the only module that calls fjall.
 //! - [`raft_log`]: a replica's durable Raft log and hard state (cluster mode).
+//! - [`replica`]: global tables — item versions and tombstones,
+//!   last-writer-wins applies of other regions' changes, replica sets and
+//!   replication cursors.
 //!
 //! Streams API: [`Store::streams`], [`Store::read_changes`],
 //! [`StoreOptions::stream_retention`], [`StoreOptions::shard_roll_interval`];
@@ -72,6 +75,7 @@ pub mod keys;
 mod outbox;
 pub mod raft_log;
 mod read;
+pub mod replica;
 mod state;
 pub mod stream;
 mod transact;
@@ -89,6 +93,10 @@ use partita_model::{AttributeValue, Item, ScalarType, TableDefinition};
 
 pub use commit::{WriterStats, MAX_GROUP_COMMANDS};
 pub use engine::EngineStats;
+pub use replica::{
+    CopyPage, ReplicaApply, ReplicaInfo, ReplicaStatus, ReplicatedChange, ReplicationState,
+    Version, VersionRecord,
+};
 pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
 pub use stream::{
     ChangeEvent, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
@@ -584,6 +592,128 @@ impl Store {
             horizon,
             next_seq,
         })
+    }
+
+    /// Returns the replication state of a table (`None`: not replicated).
+    pub fn replication(&self, table: &str) -> Result<Option<ReplicationState>, StorageError> {
+        Ok(self
+            .shared
+            .table(table)?
+            .replication
+            .as_ref()
+            .map(|r| r.state.clone()))
+    }
+
+    /// Makes a table replicated with `state`, or not replicated (`None`).
+    /// From then on every write of the table records an item version.
+    pub fn set_replication(
+        &self,
+        table: &str,
+        state: Option<ReplicationState>,
+    ) -> Result<TableDefinition, StorageError> {
+        replica::set_replication(&self.shared, table, state)
+    }
+
+    /// Applies changes from another region, last writer wins: each is
+    /// applied if its version is greater than the local item's (or
+    /// tombstone's) and superseded otherwise. One group commit.
+    pub async fn apply_replicated(
+        &self,
+        table: &str,
+        changes: Vec<ReplicatedChange>,
+    ) -> Result<Vec<ReplicaApply>, StorageError> {
+        let table_id = self.shared.table(table)?.def.table_id.clone();
+        let commands = changes
+            .into_iter()
+            .map(|change| {
+                (
+                    table.to_owned(),
+                    commit::Command::Replicate {
+                        table_id: table_id.clone(),
+                        change,
+                    },
+                )
+            })
+            .collect();
+        self.writer
+            .submit_commands(commands)
+            .await
+            .into_iter()
+            .map(|answer| match answer {
+                Ok(_) => Ok(ReplicaApply::Applied),
+                Err(StorageError::ConditionalCheckFailed { .. }) => Ok(ReplicaApply::Superseded),
+                Err(e) => Err(e),
+            })
+            .collect()
+    }
+
+    /// Returns the version record of the item at `key` of a replicated
+    /// table (`None` when there is none).
+    pub fn item_version(
+        &self,
+        table: &str,
+        key: &Item,
+    ) -> Result<Option<VersionRecord>, StorageError> {
+        let state = self.shared.table(table)?;
+        let key = keys::encode_key(&state.def.key_schema, key)?;
+        replica::version_in(&self.shared.engine.read_view(), &state, &key.bytes)
+    }
+
+    /// Reads a page of a full copy of table partition `partition`: live
+    /// items with their versions, from one snapshot, after engine key
+    /// `after`.
+    pub fn copy_page(
+        &self,
+        table: &str,
+        partition: u32,
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<CopyPage, StorageError> {
+        let state = self.shared.table(table)?;
+        replica::copy_page(&self.shared, &state, partition as usize, after, limit)
+    }
+
+    /// Returns the number of partitions (change logs) of a table.
+    pub fn partition_count(&self, table: &str) -> Result<u32, StorageError> {
+        Ok(u32::try_from(self.shared.table(table)?.partitions.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Returns the replication cursor of (table, peer region, partition):
+    /// the first change-log number the peer has not acknowledged.
+    pub fn replication_cursor(
+        &self,
+        table: &str,
+        region: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, StorageError> {
+        let state = self.shared.table(table)?;
+        replica::cursor(&self.shared, &state, region, partition)
+    }
+
+    /// Stores replication cursors of (table, peer region) durably, one per
+    /// partition; `None` removes a cursor.
+    pub fn set_replication_cursors(
+        &self,
+        table: &str,
+        region: &str,
+        cursors: &[(u32, Option<u64>)],
+    ) -> Result<(), StorageError> {
+        let state = self.shared.table(table)?;
+        replica::set_cursors(&self.shared, &state, region, cursors)
+    }
+
+    /// Shifts the clock of local writes' versions by `offset_us` (tests of
+    /// last-writer-wins with skewed regions).
+    pub fn set_clock_offset_us(&self, offset_us: i64) {
+        self.shared
+            .clock_offset_us
+            .store(offset_us, Ordering::Relaxed);
+    }
+
+    /// Purges replication tombstones older than the stream retention now
+    /// (the housekeeping thread does so periodically); returns how many.
+    pub fn purge_tombstones(&self) -> Result<usize, StorageError> {
+        replica::purge_tombstones(&self.shared)
     }
 
     /// Returns the 32-byte secret named `name`: random, created on first

@@ -145,6 +145,14 @@ pub(crate) struct TableState {
     pub logs: Vec<Arc<ChangeLog>>,
     /// The table's streams and shards.
     pub streams: Vec<StreamState>,
+    /// Set while the table is replicated (see `replica`).
+    pub replication: Option<Arc<Replicated>>,
+}
+
+/// The replication state of a replicated table and its version space.
+pub(crate) struct Replicated {
+    pub state: crate::replica::ReplicationState,
+    pub versions: Space,
 }
 
 impl TableState {
@@ -208,6 +216,7 @@ impl TableState {
                 .collect(),
             next_index_id: self.next_index_id,
             streams: self.streams.clone(),
+            replication: self.replication.as_ref().map(|r| r.state.clone()),
         }
     }
 
@@ -234,6 +243,7 @@ impl TableState {
             .map(|p| p.space.clone())
             .chain(self.collections.iter().cloned())
             .chain(self.outboxes.iter().map(|o| o.space.clone()))
+            .chain(self.replication.iter().map(|r| r.versions.clone()))
             .chain(self.logs.iter().flat_map(|l| {
                 l.segments
                     .lock()
@@ -273,6 +283,8 @@ pub(crate) struct Shared {
     pub shard_roll: std::time::Duration,
     /// How often the TTL sweeper looks for expired items.
     pub ttl_sweep_interval: std::time::Duration,
+    /// Added to the clock of local writes' versions (µs; tests only).
+    pub clock_offset_us: std::sync::atomic::AtomicI64,
     next_uid: AtomicU64,
 }
 
@@ -324,6 +336,7 @@ impl Shared {
             stream_retention: options.stream_retention,
             shard_roll: options.shard_roll_interval,
             ttl_sweep_interval: options.ttl_sweep_interval,
+            clock_offset_us: std::sync::atomic::AtomicI64::new(0),
             next_uid: AtomicU64::new(1),
         };
         shared.recover()?;
@@ -442,6 +455,18 @@ impl Shared {
                     partitions: gp,
                 }));
             }
+            let replication = match &record.replication {
+                Some(state) => {
+                    let name = crate::replica::versions_space_name(&def.table_id)?;
+                    let versions = self.engine.space(&name)?;
+                    live.insert(name);
+                    Some(Arc::new(Replicated {
+                        state: state.clone(),
+                        versions,
+                    }))
+                }
+                None => None,
+            };
             let state = TableState {
                 def: def.clone(),
                 partitions,
@@ -452,6 +477,7 @@ impl Shared {
                 next_index_id: record.next_index_id,
                 logs,
                 streams: record.streams.clone(),
+                replication,
             };
             tables.insert(def.name.clone(), Arc::new(state));
         }
@@ -699,6 +725,7 @@ impl Shared {
             next_index_id: record.next_index_id,
             logs,
             streams,
+            replication: None,
         };
         self.tables
             .write()

@@ -35,6 +35,11 @@
 //! items := the item codec (its own version byte)
 //! ```
 //!
+//! Version 2 (records of replicated tables, see `replica`) is version 1
+//! followed by the origin of the change: `varint(origin ts µs)
+//! bytes(origin region)`. Records without an origin are still written as
+//! version 1; both are read.
+//!
 //! # Streams and shards
 //!
 //! A stream is a period during which the table's stream was enabled; its
@@ -70,6 +75,7 @@ pub const DEFAULT_SHARD_ROLL: Duration = Duration::from_secs(4 * 3600);
 pub const MAX_READ_RECORDS: usize = 1000;
 
 const RECORD_FORMAT_V1: u8 = 1;
+const RECORD_FORMAT_V2: u8 = 2;
 const HAS_OLD: u8 = 1;
 const HAS_NEW: u8 = 2;
 const BY_TTL: u8 = 4;
@@ -163,6 +169,9 @@ pub struct ChangeRecord {
     pub size_bytes: u64,
     /// Made by the TTL sweeper (userIdentity Service dynamodb.amazonaws.com).
     pub by_ttl: bool,
+    /// The version of the change in a replicated table: origin write time
+    /// and origin region (`None` in tables that are not replicated).
+    pub origin: Option<crate::replica::Version>,
 }
 
 /// Builds the record of a change from the item before and after, keeping
@@ -197,6 +206,7 @@ pub fn build_record(
         new,
         size_bytes,
         by_ttl,
+        origin: None,
     })
 }
 
@@ -221,7 +231,12 @@ fn decode_seq(key: &[u8]) -> Result<u64, StorageError> {
 
 /// Encodes a record (its `seq` is the key, not part of the value).
 pub(crate) fn encode_record(record: &ChangeRecord) -> Vec<u8> {
-    let mut out = vec![RECORD_FORMAT_V1];
+    let format = if record.origin.is_some() {
+        RECORD_FORMAT_V2
+    } else {
+        RECORD_FORMAT_V1
+    };
+    let mut out = vec![format];
     push_varint(&mut out, record.created_ms);
     out.push(match record.event {
         ChangeEvent::Insert => 1,
@@ -237,13 +252,17 @@ pub(crate) fn encode_record(record: &ChangeRecord) -> Vec<u8> {
     for item in [&record.old, &record.new].into_iter().flatten() {
         push_bytes(&mut out, &encode_item(item));
     }
+    if let Some(origin) = &record.origin {
+        push_varint(&mut out, origin.ts_us);
+        push_bytes(&mut out, origin.region.as_bytes());
+    }
     out
 }
 
 /// Decodes the record stored under `seq`.
 pub(crate) fn decode_record(seq: u64, bytes: &[u8]) -> Result<ChangeRecord, StorageError> {
     let (&version, rest) = bytes.split_first().ok_or_else(|| corrupt("empty record"))?;
-    if version != RECORD_FORMAT_V1 {
+    if version != RECORD_FORMAT_V1 && version != RECORD_FORMAT_V2 {
         return Err(corrupt(format!("unknown format version {version}")));
     }
     let mut r = Reader { buf: rest };
@@ -268,6 +287,13 @@ pub(crate) fn decode_record(seq: u64, bytes: &[u8]) -> Result<ChangeRecord, Stor
         } else {
             None
         };
+        let origin = if version == RECORD_FORMAT_V2 {
+            let ts_us = r.varint()?;
+            let region = String::from_utf8_lossy(r.bytes()?).into_owned();
+            Some(crate::replica::Version { ts_us, region })
+        } else {
+            None
+        };
         if !r.buf.is_empty() {
             return Err(CodecError::Trailing(r.buf.len()));
         }
@@ -280,6 +306,7 @@ pub(crate) fn decode_record(seq: u64, bytes: &[u8]) -> Result<ChangeRecord, Stor
             new,
             size_bytes,
             by_ttl: flags & BY_TTL != 0,
+            origin,
         })
     };
     read(&mut r).map_err(corrupt)
@@ -834,6 +861,14 @@ mod tests {
         assert_eq!(bytes[0], RECORD_FORMAT_V1);
         assert_eq!(decode_record(42, &bytes).unwrap(), r);
         assert!(decode_record(42, &[9]).is_err());
+        assert!(decode_record(42, &bytes[..bytes.len() - 1]).is_err());
+        r.origin = Some(crate::replica::Version {
+            ts_us: 1_700_000_000_000_001,
+            region: "eu-west-1".into(),
+        });
+        let bytes = encode_record(&r);
+        assert_eq!(bytes[0], RECORD_FORMAT_V2);
+        assert_eq!(decode_record(42, &bytes).unwrap(), r);
         assert!(decode_record(42, &bytes[..bytes.len() - 1]).is_err());
     }
 

@@ -78,10 +78,12 @@ pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Comm
         .iter()
         .map(|(table, command)| match command {
             Command::Write(command) => trial.apply_one(table, command),
-            Command::Backfill { .. } | Command::Expire { .. } => Err(StorageError::Engine {
-                operation: "transaction",
-                message: "only client writes can be part of a transaction".into(),
-            }),
+            Command::Backfill { .. } | Command::Expire { .. } | Command::Replicate { .. } => {
+                Err(StorageError::Engine {
+                    operation: "transaction",
+                    message: "only client writes can be part of a transaction".into(),
+                })
+            }
         })
         .collect();
     if answers.iter().all(Result::is_ok) {
