@@ -5,7 +5,9 @@
 //! [`validate`] (pure: CR → [`validate::ValidatedTable`]) → [`build`] (pure:
 //! model → desired objects, one file per Kubernetes kind) → [`apply`]
 //! (server-side apply with one field manager, orphan cleanup) → [`status`]
-//! (conditions from what was applied and observed). The controllers in
+//! (conditions from what was applied and observed). [`global`] is the same
+//! pipeline for `GlobalTable` resources and the gateway's replication file.
+//! The controllers in
 //! [`controller`] drive it; [`metrics`] and [`leader`] are the process's
 //! plumbing. This crate knows Kubernetes; the data plane's formats come from
 //! `partita-topology`.
@@ -15,6 +17,7 @@ pub mod build;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod global;
 pub mod leader;
 pub mod metrics;
 pub mod status;

@@ -1,5 +1,5 @@
-//! `partita-operator`: runs the Table and gateway-config controllers under a
-//! Lease, and serves `/metrics`, `/healthz`, `/readyz`.
+//! `partita-operator`: runs the Table, gateway-config and GlobalTable
+//! controllers under a Lease, and serves `/metrics`, `/healthz`, `/readyz`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,8 +13,9 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 
 use partita_operator::config::OperatorConfig;
-use partita_operator::controller::{access_policy, table, Context};
+use partita_operator::controller::{access_policy, global_table, table, Context};
 use partita_operator::crd::Table;
+use partita_operator::global::source::HttpStatusSource;
 use partita_operator::leader::{self, LeaseConfig};
 use partita_operator::metrics::{self, Metrics};
 
@@ -56,10 +57,15 @@ struct Args {
     /// Gateway URL reported in Table status.
     #[arg(long, env = "PARTITA_GATEWAY_ENDPOINT")]
     gateway_endpoint: String,
+    /// The gateway's admin port (`http://host:port`), where the operator
+    /// reads `GET /replication` for GlobalTable status.
+    #[arg(long, env = "PARTITA_GATEWAY_ADMIN_ENDPOINT")]
+    gateway_admin_endpoint: Option<String>,
     /// Namespace of the gateway (where its topology ConfigMap and auth Secret live).
     #[arg(long, env = "PARTITA_GATEWAY_NAMESPACE")]
     gateway_namespace: String,
-    /// Name prefix of the gateway's ConfigMap/Secret (`<prefix>-topology`, `<prefix>-auth`).
+    /// Name prefix of the gateway's ConfigMap/Secrets (`<prefix>-topology`,
+    /// `<prefix>-auth`, `<prefix>-replication`).
     #[arg(long, env = "PARTITA_GATEWAY_NAME", default_value = "partita-gateway")]
     gateway_name: String,
     #[arg(long, env = "PARTITA_LOG_FORMAT", default_value = "json")]
@@ -141,12 +147,15 @@ async fn main() -> anyhow::Result<()> {
     .shutdown_on_signal()
     .run(table::reconcile, table::error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
-    let gateway = access_policy::run(
+    let target = access_policy::GatewayTarget {
+        namespace: args.gateway_namespace,
+        name: args.gateway_name,
+    };
+    let gateway = access_policy::run(ctx.clone(), target.clone());
+    let global_tables = global_table::run(
         ctx.clone(),
-        access_policy::GatewayTarget {
-            namespace: args.gateway_namespace,
-            name: args.gateway_name,
-        },
+        target,
+        std::sync::Arc::new(HttpStatusSource::new(args.gateway_admin_endpoint)),
     );
 
     let hold = async {
@@ -160,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::select! {
         _ = tables => tracing::info!("table controller stopped"),
         _ = gateway => tracing::info!("gateway config controller stopped"),
+        _ = global_tables => tracing::info!("global table controller stopped"),
         _ = hold => anyhow::bail!("lost the leader lease"),
         r = server => anyhow::bail!("metrics server stopped: {r:?}"),
     }

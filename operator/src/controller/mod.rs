@@ -2,6 +2,7 @@
 //! the I/O (fetch, apply, Events, status patches).
 
 pub mod access_policy;
+pub mod global_table;
 pub mod table;
 
 use std::sync::Arc;

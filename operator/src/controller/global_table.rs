@@ -1,0 +1,390 @@
+//! The GlobalTable controller: renders every GlobalTable into the gateway's
+//! replication Secret (`<gateway>-replication`, key `replication.json`) and
+//! writes each GlobalTable's status from the gateway's `GET /replication`.
+//!
+//! One render reads everything (the file is one merged document, like the
+//! gateway's auth file): list GlobalTables → list Tables → get each named
+//! Secret → apply the replication Secret → read the status document → an
+//! Event where a GlobalTable's state changed → apply each status. [`run`]
+//! re-renders when a GlobalTable's or Table's spec changes, one is deleted,
+//! or a named Secret changes (a metadata-only watch, filtered to the Secrets
+//! GlobalTables name), and on a timer: every 15 s while some GlobalTable is
+//! not ACTIVE and Ready, every 60 s otherwise.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, ListParams, Patch};
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::EventType;
+use kube::runtime::{watcher, WatchStreamExt};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::access_policy::GatewayTarget;
+use super::Context;
+use crate::apply::{apply_object, apply_params, ApplyError};
+use crate::crd::global_table::{GlobalTable, GlobalTableStatus};
+use crate::crd::Table;
+use crate::global::resolve::{
+    build_replication_file, build_replication_secret, referenced_secrets, Inputs, Outcome,
+    SecretKey,
+};
+use crate::global::source::ReplicationStatusSource;
+use crate::global::status::{build_global_status, degraded_reason, needs_attention, Observed};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "global-table";
+/// Requeue while some GlobalTable is creating, degraded or unknown.
+pub const REQUEUE_ATTENTION: Duration = Duration::from_secs(15);
+/// Requeue when everything is ACTIVE and Ready.
+pub const REQUEUE_SETTLED: Duration = Duration::from_secs(60);
+
+/// Why a render failed (a GlobalTable's own problems are not errors: they
+/// are reported in its status and Events).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing {kind}: {source}")]
+    List {
+        kind: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading Secret {namespace}/{name}: {source}")]
+    FetchSecret {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error("patching status of GlobalTable {namespace}/{name}: {source}")]
+    Status {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Bounded category for metrics.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::List { .. } => "FetchFailed",
+            Error::FetchSecret { .. } => "SecretFetchFailed",
+            Error::Apply(_) => "ApplyFailed",
+            Error::Status { .. } => "StatusFailed",
+        }
+    }
+}
+
+/// What a render leaves for the next one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// When to render again without a change.
+    pub requeue: Duration,
+    /// The Secrets the GlobalTables name (the Secret watch's filter).
+    pub secrets: BTreeSet<SecretKey>,
+    /// One outcome per GlobalTable rendered or refused.
+    pub outcomes: Vec<Outcome>,
+}
+
+/// Renders the replication Secret and every GlobalTable's status.
+pub async fn reconcile_global_tables(
+    ctx: &Context,
+    target: &GatewayTarget,
+    source: &dyn ReplicationStatusSource,
+) -> Result<Rendered, Error> {
+    let client = &ctx.client;
+    let global_tables = Api::<GlobalTable>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::List {
+            kind: "GlobalTable",
+            source,
+        })?
+        .items;
+    let tables = Api::<Table>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::List {
+            kind: "Table",
+            source,
+        })?
+        .items;
+    let wanted = referenced_secrets(&global_tables);
+    let mut secrets = BTreeMap::new();
+    for (ns, name) in &wanted {
+        let found = Api::<Secret>::namespaced(client.clone(), ns)
+            .get_opt(name)
+            .await
+            .map_err(|source| Error::FetchSecret {
+                namespace: ns.clone(),
+                name: name.clone(),
+                source,
+            })?;
+        if let Some(secret) = found {
+            secrets.insert((ns.clone(), name.clone()), secret);
+        }
+    }
+    let (file, outcomes) = build_replication_file(&Inputs {
+        global_tables: &global_tables,
+        tables: &tables,
+        secrets: &secrets,
+        own_region: &ctx.config.region,
+    });
+    apply_object(
+        client,
+        &build_replication_secret(&target.namespace, &target.name, &file),
+    )
+    .await?;
+
+    let mut requeue = REQUEUE_SETTLED;
+    if !outcomes.is_empty() {
+        let fetched = source.fetch_status().await;
+        if let Err(error) = &fetched {
+            tracing::info!(%error, "replication status unavailable");
+        }
+        let why = fetched.as_ref().err().map(ToString::to_string);
+        let observed = match (&fetched, &why) {
+            (Ok(doc), _) => Observed::Report(doc),
+            (Err(_), Some(why)) => Observed::Unavailable(why),
+            (Err(_), None) => Observed::Unavailable("unknown error"),
+        };
+        for outcome in &outcomes {
+            let Some(gt) = global_tables.iter().find(|g| {
+                g.namespace().as_deref() == Some(&outcome.namespace) && g.name_any() == outcome.name
+            }) else {
+                continue;
+            };
+            let previous = gt.status.clone().unwrap_or_default();
+            let generation = gt.metadata.generation.unwrap_or(0);
+            let status =
+                build_global_status(outcome, &previous, observed, generation, Timestamp::now());
+            publish_events(ctx, gt, outcome, &previous, &status).await;
+            if needs_attention(&status) {
+                requeue = REQUEUE_ATTENTION;
+            }
+            patch_global_status(client, &outcome.namespace, &outcome.name, &status).await?;
+        }
+    }
+    Ok(Rendered {
+        requeue,
+        secrets: wanted,
+        outcomes,
+    })
+}
+
+/// Warning Events when a GlobalTable becomes degraded for a new reason; a
+/// Normal Event when its regions are (re)configured in the file.
+async fn publish_events(
+    ctx: &Context,
+    gt: &GlobalTable,
+    outcome: &Outcome,
+    previous: &GlobalTableStatus,
+    status: &GlobalTableStatus,
+) {
+    if let Some(reason) = degraded_reason(status) {
+        if degraded_reason(previous) != Some(reason) {
+            let message = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == crate::global::status::DEGRADED)
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            let reason: &'static str = match reason {
+                "TableNotFound" => "TableNotFound",
+                "SecretMissing" => "SecretMissing",
+                "RegionConflict" => "RegionConflict",
+                "TableConflict" => "TableConflict",
+                "InvalidSpec" => "InvalidSpec",
+                _ => "PeerUnreachable",
+            };
+            ctx.event(gt, EventType::Warning, reason, "Replicate", message)
+                .await;
+        }
+    }
+    if outcome.problem.is_none() {
+        let before: BTreeSet<&str> = if matches!(
+            previous.global_table_status.as_deref(),
+            None | Some("INACCESSIBLE") | Some("INVALID")
+        ) {
+            BTreeSet::new()
+        } else {
+            previous
+                .replicas
+                .iter()
+                .map(|r| r.region_name.as_str())
+                .collect()
+        };
+        let now: BTreeSet<&str> = outcome.regions.iter().map(String::as_str).collect();
+        if before != now {
+            ctx.event(
+                gt,
+                EventType::Normal,
+                "Configured",
+                "Replicate",
+                format!(
+                    "table {} is replicated to {}",
+                    outcome.table_name.as_deref().unwrap_or_default(),
+                    outcome.regions.join(", ")
+                ),
+            )
+            .await;
+        }
+    }
+}
+
+/// Server-side applies a GlobalTable's status subresource.
+pub async fn patch_global_status(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    status: &GlobalTableStatus,
+) -> Result<(), Error> {
+    let api: Api<GlobalTable> = Api::namespaced(client.clone(), namespace);
+    let body = json!({
+        "apiVersion": "partita.dev/v1alpha1",
+        "kind": "GlobalTable",
+        "status": status,
+    });
+    api.patch_status(name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::Status {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            source,
+        })
+}
+
+/// Turns watch events into change signals: an object seen for the first
+/// time or with a new `version` (generation for specs, resourceVersion for
+/// Secrets), a deletion, or a completed relist; only objects `wanted`
+/// accepts count.
+fn changes<K, S>(
+    events: S,
+    version: fn(&ObjectMeta) -> Option<String>,
+    wanted: impl Fn(&ObjectMeta) -> bool + Send + 'static,
+) -> impl Stream<Item = ()> + Send
+where
+    K: Resource + Send + 'static,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+{
+    let mut seen: HashMap<(Option<String>, String), Option<String>> = HashMap::new();
+    events.filter_map(move |event| {
+        let signal = match event {
+            Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
+                let meta = obj.meta();
+                let key = (
+                    meta.namespace.clone(),
+                    meta.name.clone().unwrap_or_default(),
+                );
+                let v = version(meta);
+                let changed = seen.get(&key) != Some(&v);
+                seen.insert(key, v);
+                changed && wanted(meta)
+            }
+            Ok(watcher::Event::Delete(obj)) => {
+                let meta = obj.meta();
+                seen.remove(&(
+                    meta.namespace.clone(),
+                    meta.name.clone().unwrap_or_default(),
+                ));
+                wanted(meta)
+            }
+            Ok(watcher::Event::InitDone) => true,
+            Ok(watcher::Event::Init) => false,
+            Err(error) => {
+                tracing::warn!(%error, "global table watch failed; retrying");
+                false
+            }
+        };
+        futures::future::ready(signal.then_some(()))
+    })
+}
+
+/// Watches GlobalTables, Tables and the Secrets they name, renders on every
+/// change and on the requeue timer, and records metrics per render.
+pub async fn run(
+    ctx: Arc<Context>,
+    target: GatewayTarget,
+    source: Arc<dyn ReplicationStatusSource>,
+) {
+    let client = ctx.client.clone();
+    let generation = |m: &ObjectMeta| m.generation.map(|g| g.to_string());
+    let resource_version = |m: &ObjectMeta| m.resource_version.clone();
+    let named: Arc<Mutex<BTreeSet<SecretKey>>> = Arc::default();
+    let named_filter = named.clone();
+    let global_tables = changes(
+        watcher(
+            Api::<GlobalTable>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+        generation,
+        |_| true,
+    );
+    let tables = changes(
+        watcher(
+            Api::<Table>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+        generation,
+        |_| true,
+    );
+    let secrets = changes(
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff(),
+        resource_version,
+        move |m| {
+            let key = (
+                m.namespace.clone().unwrap_or_default(),
+                m.name.clone().unwrap_or_default(),
+            );
+            named_filter
+                .lock()
+                .map(|set| set.contains(&key))
+                .unwrap_or(true)
+        },
+    );
+    let mut triggers =
+        futures::stream::select_all(vec![global_tables.boxed(), tables.boxed(), secrets.boxed()]);
+    let mut requeue = Duration::ZERO;
+    loop {
+        tokio::select! {
+            next = triggers.next() => if next.is_none() { break },
+            _ = tokio::time::sleep(requeue) => {}
+        }
+        // Coalesce bursts of changes into one render.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        while let Some(Some(())) = triggers.next().now_or_never() {}
+        let start = Instant::now();
+        let result = reconcile_global_tables(&ctx, &target, source.as_ref()).await;
+        let category = result.as_ref().err().map(Error::category);
+        ctx.metrics.observe(CONTROLLER, start.elapsed(), category);
+        match result {
+            Ok(rendered) => {
+                requeue = rendered.requeue;
+                if let Ok(mut set) = named.lock() {
+                    *set = rendered.secrets;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(category = error.category(), %error, "rendering replication failed");
+                requeue = REQUEUE_ATTENTION;
+            }
+        }
+    }
+}
