@@ -34,6 +34,18 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// A table-definition change for [`Backend::update_table_dyn`].
 pub type TableChange<'a> = &'a mut dyn FnMut(&mut TableDefinition) -> Result<(), StorageError>;
 
+/// The outcome of [`Backend::transact_write_once`].
+#[derive(Clone, Debug)]
+pub enum OnceOutcome {
+    /// The transaction ran and committed now: one outcome per action.
+    Committed(Vec<WriteOutcome>),
+    /// The same request already committed under the token; nothing was
+    /// applied. (table, current item size) per action.
+    Replayed(Vec<(String, u64)>),
+    /// The token belongs to a different request.
+    Mismatch,
+}
+
 /// Where the API's data operations go. See the module docs.
 pub trait Backend: Send + Sync {
     fn create_table(&self, def: TableDefinition) -> Result<(), StorageError>;
@@ -75,6 +87,25 @@ pub trait Backend: Send + Sync {
         &self,
         actions: Vec<(String, WriteCommand)>,
     ) -> BoxFuture<'_, Result<Vec<WriteOutcome>, TransactionFailure>>;
+    /// A write transaction under a ClientRequestToken (`token`, with the
+    /// `fingerprint` of its request). A backend that keeps token records
+    /// itself (the cluster router: they are replicated with the data)
+    /// applies it at most once per token; the default ignores the token,
+    /// which the API's in-process cache handles (one process is the whole
+    /// server).
+    fn transact_write_once(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        token: String,
+        fingerprint: u64,
+    ) -> BoxFuture<'_, Result<OnceOutcome, TransactionFailure>> {
+        let _ = (token, fingerprint);
+        Box::pin(async move {
+            self.transact_write(actions)
+                .await
+                .map(OnceOutcome::Committed)
+        })
+    }
     fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError>;
     /// Reads one item. `consistent`-ness is the backend's to honour through
     /// [`Backend::get_with`]; this is a strongly consistent read.

@@ -12,7 +12,9 @@
 //! storage errors the router returns), Kubernetes.
 //!
 //! Invariants: a write is acknowledged only after its log entry is durable
-//! on a quorum and applied on the leader; `consistent` reads go through the
+//! on a quorum and applied on the leader; a transaction with a
+//! ClientRequestToken applies at most once per token for 10 minutes, across
+//! leader changes and gateway restarts ([`tokens`]); `consistent` reads go through the
 //! leader's read index; every frame and every persisted record carries a
 //! version.
 //!
@@ -40,6 +42,7 @@ pub mod replica;
 pub mod router;
 pub mod rpc;
 pub mod state_machine;
+pub mod tokens;
 pub mod types;
 
 pub use replica::{Replica, ReplicaOptions};

@@ -42,6 +42,7 @@ use partita_topology::TableTopology;
 use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
 use crate::state_machine::{SnapshotCounters, StateMachine, META_TABLE};
+use crate::tokens::TOKENS_TABLE;
 use crate::types::{Raft, TypeConfig};
 use crate::ClusterError;
 
@@ -502,7 +503,7 @@ impl Replica {
                         .store
                         .list_tables()
                         .into_iter()
-                        .filter(|t| t != META_TABLE)
+                        .filter(|t| t != META_TABLE && t != TOKENS_TABLE)
                         .collect())
                 }
                 .await,

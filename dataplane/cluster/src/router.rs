@@ -24,7 +24,10 @@
 //! partition, one replicated write group each. A transaction is one
 //! replicated command when all its items live in one Raft group (one
 //! partition of one table, or one partition index of the dynamic tables,
-//! which share their groups); across groups (2PC) it is refused.
+//! which share their groups); across groups (2PC) it is refused. With a
+//! ClientRequestToken it is a `TransactOnce` command: the token record is
+//! replicated with the data, so a retry after a timeout, a leader change or
+//! a gateway restart applies nothing twice (see [`crate::tokens`]).
 //!
 //! Queries on a local index route like table queries; a Query on a global
 //! index queries every partition (each maintains the index entries of its
@@ -45,7 +48,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
-use partita_api::backend::{Backend, BoxFuture, TableChange};
+use partita_api::backend::{Backend, BoxFuture, OnceOutcome, TableChange};
 use partita_expr::SortKeyCondition;
 use partita_model::schema::{IndexDefinition, IndexState};
 use partita_model::{AttributeValue, Item, TableDefinition};
@@ -55,7 +58,7 @@ use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
-use crate::types::{Command, Reply};
+use crate::types::{Command, OnceReply, Reply, TokenClaim, WireError};
 
 /// Items per page fetched from a replica for Query and Scan.
 const PAGE: u32 = 512;
@@ -603,6 +606,69 @@ fn key_of(command: &WriteCommand) -> &Item {
     }
 }
 
+impl Router {
+    /// Runs a single-group transaction, under `claim` when given (the
+    /// replicated token record, see [`crate::tokens`]).
+    async fn transact(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        claim: Option<TokenClaim>,
+    ) -> Result<OnceOutcome, TransactionFailure> {
+        let count = actions.len();
+        let fail = |e: StorageError| TransactionFailure {
+            reasons: {
+                let message = e.to_string();
+                let mut first = Some(e);
+                (0..count)
+                    .map(|_| Some(first.take().unwrap_or_else(|| unavailable(message.clone()))))
+                    .collect()
+            },
+        };
+        let mut target: Option<(TableTopology, u32)> = None;
+        for (table, command) in &actions {
+            let topo = self.table_topology(table).map_err(fail)?;
+            let p = self
+                .partition_of_key(&topo, key_of(command))
+                .map_err(fail)?;
+            match &target {
+                None => target = Some((topo, p)),
+                Some((t, q))
+                    if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
+                        && *q == p => {}
+                Some(_) => {
+                    return Err(fail(unavailable(
+                        "transactions across Raft groups (partitions) are not supported in cluster mode yet".into(),
+                    )))
+                }
+            }
+        }
+        let Some((topo, p)) = target else {
+            return Ok(OnceOutcome::Committed(Vec::new()));
+        };
+        let command = match claim {
+            Some(claim) => Command::TransactOnce(actions, claim),
+            None => Command::Transact(actions),
+        };
+        let ran = |result: Result<Vec<WriteOutcome>, Vec<Option<WireError>>>| match result {
+            Ok(outcomes) => Ok(OnceOutcome::Committed(outcomes)),
+            Err(reasons) => Err(TransactionFailure {
+                reasons: reasons
+                    .into_iter()
+                    .map(|r| r.map(StorageError::from))
+                    .collect(),
+            }),
+        };
+        match self.write_group(&topo, p, command).await {
+            Ok(Reply::Transact(result)) => ran(result),
+            Ok(Reply::Once(OnceReply::Ran(result))) => ran(result),
+            Ok(Reply::Once(OnceReply::Replayed(sizes))) => Ok(OnceOutcome::Replayed(sizes)),
+            Ok(Reply::Once(OnceReply::Mismatch)) => Ok(OnceOutcome::Mismatch),
+            Ok(_) => Err(fail(unavailable("malformed transaction reply".into()))),
+            Err(e) => Err(fail(e)),
+        }
+    }
+}
+
 /// Returns whether partition range `[start, end]` meets scan segment
 /// `segment` of `total`.
 fn meets_segment(start: u64, end: u64, segment: u32, total: u32) -> bool {
@@ -1001,49 +1067,30 @@ impl Backend for Router {
         actions: Vec<(String, WriteCommand)>,
     ) -> BoxFuture<'_, Result<Vec<WriteOutcome>, TransactionFailure>> {
         Box::pin(async move {
-            let count = actions.len();
-            let fail = |e: StorageError| TransactionFailure {
-                reasons: {
-                    let message = e.to_string();
-                    let mut first = Some(e);
-                    (0..count)
-                        .map(|_| Some(first.take().unwrap_or_else(|| unavailable(message.clone()))))
-                        .collect()
-                },
-            };
-            let mut target: Option<(TableTopology, u32)> = None;
-            for (table, command) in &actions {
-                let topo = self.table_topology(table).map_err(fail)?;
-                let p = self
-                    .partition_of_key(&topo, key_of(command))
-                    .map_err(fail)?;
-                match &target {
-                    None => target = Some((topo, p)),
-                    Some((t, q))
-                        if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
-                            && *q == p => {}
-                    Some(_) => {
-                        return Err(fail(unavailable(
-                            "transactions across Raft groups (partitions) are not supported in cluster mode yet".into(),
-                        )))
-                    }
-                }
-            }
-            let Some((topo, p)) = target else {
-                return Ok(Vec::new());
-            };
-            match self.write_group(&topo, p, Command::Transact(actions)).await {
-                Ok(Reply::Transact(Ok(outcomes))) => Ok(outcomes),
-                Ok(Reply::Transact(Err(reasons))) => Err(TransactionFailure {
-                    reasons: reasons
-                        .into_iter()
-                        .map(|r| r.map(StorageError::from))
-                        .collect(),
+            match self.transact(actions, None).await? {
+                OnceOutcome::Committed(outcomes) => Ok(outcomes),
+                _ => Err(TransactionFailure {
+                    reasons: vec![Some(unavailable("malformed transaction reply".into()))],
                 }),
-                Ok(_) => Err(fail(unavailable("malformed transaction reply".into()))),
-                Err(e) => Err(fail(e)),
             }
         })
+    }
+    fn transact_write_once(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        token: String,
+        fingerprint: u64,
+    ) -> BoxFuture<'_, Result<OnceOutcome, TransactionFailure>> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let claim = TokenClaim {
+            token,
+            fingerprint,
+            now_ms,
+        };
+        Box::pin(self.transact(actions, Some(claim)))
     }
     fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
         // One call per Raft group (tables defined at run time share the

@@ -10,6 +10,10 @@
 //! action: when the transaction fails nothing is written, the meta record
 //! included, and replaying it fails again identically (same state).
 //!
+//! Transactions with a ClientRequestToken write their token record in the
+//! same batch (see [`crate::tokens`]); the records are a hidden table of
+//! the store, so snapshots carry them.
+//!
 //! Durability: the Raft log is the durable record (fsynced before an
 //! entry counts as flushed), so the replica's store may run without
 //! per-commit fsync (`partita node` opens it so): a crash can lose the last
@@ -50,7 +54,10 @@ use partita_model::{AttributeValue, Item, TableDefinition};
 use partita_storage::{Store, Visit, WriteCommand};
 use serde::{Deserialize, Serialize};
 
-use crate::types::{Command, Entry, LogId, Reply, StoredMembership, TypeConfig, WireError};
+use crate::tokens::{current_sizes, Lookup, TokenRecords};
+use crate::types::{
+    Command, Entry, LogId, OnceReply, Reply, StoredMembership, TokenClaim, TypeConfig, WireError,
+};
 
 /// Hidden table of each replica's store holding the applied state.
 pub const META_TABLE: &str = "__partita_raft";
@@ -140,6 +147,7 @@ pub struct StateMachine {
     snapshot_file: PathBuf,
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
     counters: Arc<SnapshotCounters>,
+    tokens: TokenRecords,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -185,12 +193,14 @@ impl StateMachine {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
         };
+        let tokens = TokenRecords::load(&store).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(StateMachine {
             store,
             applied,
             snapshot_file,
             current,
             counters: Arc::default(),
+            tokens,
         })
     }
 
@@ -281,13 +291,67 @@ impl StateMachine {
             Command::DeleteGlobalIndex(table, index) => {
                 self.store.delete_global_index(&table, &index)
             }
-            Command::Write(_) | Command::Transact(_) => {
+            Command::Write(_) | Command::Transact(_) | Command::TransactOnce(..) => {
                 return Reply::Table(Err(WireError::InvalidTableDefinition(
                     "not a table command".into(),
                 )))
             }
         };
         Reply::Table(result.map(Box::new).map_err(WireError::from))
+    }
+
+    /// Applies an all-or-nothing transaction with `extra` writes (token
+    /// records) and the applied state in the same batch. The result holds
+    /// the actions' outcomes, or one reason per action.
+    async fn transact(
+        &self,
+        mut actions: Vec<(String, WriteCommand)>,
+        extra: Vec<(String, WriteCommand)>,
+    ) -> Result<TransactResult, StorageError<u64>> {
+        let count = actions.len();
+        actions.extend(extra);
+        actions.push(meta_put(&self.applied)?);
+        Ok(match self.store.transact_write(actions).await {
+            Ok(mut outcomes) => {
+                outcomes.truncate(count);
+                Ok(outcomes)
+            }
+            Err(failure) => {
+                let mut reasons: Vec<Option<WireError>> = failure
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_ref().map(WireError::from))
+                    .collect();
+                reasons.truncate(count);
+                Err(reasons)
+            }
+        })
+    }
+
+    /// Applies a transaction under a ClientRequestToken (see [`crate::tokens`]).
+    async fn transact_once(
+        &mut self,
+        actions: Vec<(String, WriteCommand)>,
+        claim: TokenClaim,
+    ) -> Result<OnceReply, StorageError<u64>> {
+        let lookup = self
+            .tokens
+            .lookup(&self.store, &claim)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        match lookup {
+            Lookup::Same => return Ok(OnceReply::Replayed(current_sizes(&self.store, &actions))),
+            Lookup::Other => return Ok(OnceReply::Mismatch),
+            Lookup::Unused => {}
+        }
+        let extra = self
+            .tokens
+            .writes(&claim)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let result = self.transact(actions, extra).await?;
+        if result.is_ok() {
+            self.tokens.committed(&claim);
+        }
+        Ok(OnceReply::Ran(result))
     }
 
     fn save_snapshot_file(&self) -> Result<(), StorageError<u64>> {
@@ -311,7 +375,9 @@ impl StateMachine {
     }
 }
 
-/// Builds a snapshot from data captured on the state machine task.
+/// The outcomes of a transaction, or one reason per action.
+type TransactResult = Result<Vec<partita_storage::WriteOutcome>, Vec<Option<WireError>>>;
+
 /// A snapshot's meta and data.
 type Built = (SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>);
 
@@ -375,7 +441,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     replies[i] = self.apply_ddl(ddl);
                 }
-                EntryPayload::Normal(Command::Transact(mut actions)) => {
+                EntryPayload::Normal(Command::Transact(actions)) => {
                     // Earlier writes first, with the applied state as of
                     // the entry before this one.
                     if !owners.is_empty() {
@@ -385,23 +451,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                             .await?;
                         self.applied.last = this;
                     }
-                    let count = actions.len();
-                    actions.push(meta_put(&self.applied)?);
-                    replies[i] = match self.store.transact_write(actions).await {
-                        Ok(mut outcomes) => {
-                            outcomes.truncate(count);
-                            Reply::Transact(Ok(outcomes))
-                        }
-                        Err(failure) => {
-                            let mut reasons: Vec<Option<WireError>> = failure
-                                .reasons
-                                .iter()
-                                .map(|r| r.as_ref().map(WireError::from))
-                                .collect();
-                            reasons.truncate(count);
-                            Reply::Transact(Err(reasons))
-                        }
-                    };
+                    replies[i] = Reply::Transact(self.transact(actions, Vec::new()).await?);
+                }
+                EntryPayload::Normal(Command::TransactOnce(actions, claim)) => {
+                    if !owners.is_empty() {
+                        let this = self.applied.last;
+                        self.applied.last = previous;
+                        self.flush_writes(&mut group, &mut owners, &mut replies)
+                            .await?;
+                        self.applied.last = this;
+                    }
+                    replies[i] = Reply::Once(self.transact_once(actions, claim).await?);
                 }
             }
         }
@@ -510,6 +570,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for result in results {
             result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
         }
+        // Snapshots of nodes from before token records have no such table.
+        self.tokens = TokenRecords::load(&self.store).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.store
             .flush()
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;

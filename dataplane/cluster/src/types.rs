@@ -50,6 +50,35 @@ pub enum Command {
     /// Adds a global index; each replica backfills it from its own items.
     CreateGlobalIndex(String, IndexDefinition),
     DeleteGlobalIndex(String, String),
+    /// A single-partition transaction under a ClientRequestToken: applied
+    /// at most once per token within the token lifetime (see
+    /// `state_machine`'s token records).
+    TransactOnce(Vec<(String, WriteCommand)>, TokenClaim),
+}
+
+/// The ClientRequestToken of a transaction, as replicated.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TokenClaim {
+    pub token: String,
+    /// Fingerprint of the request the token came with (the API's).
+    pub fingerprint: u64,
+    /// The gateway's clock when it submitted the command (ms since the
+    /// epoch): every replica judges the record's expiry by this same value.
+    pub now_ms: u64,
+}
+
+/// The outcome of a [`Command::TransactOnce`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum OnceReply {
+    /// The token was unused (or expired): the transaction ran; on commit
+    /// the token record was written in the same batch.
+    Ran(Result<Vec<WriteOutcome>, Vec<Option<WireError>>>),
+    /// The same request already committed under this token: nothing was
+    /// applied; (table, current item size) per action, for the read
+    /// capacity a replay reports.
+    Replayed(Vec<(String, u64)>),
+    /// The token belongs to a different request.
+    Mismatch,
 }
 
 /// The outcome of one applied log entry.
@@ -63,6 +92,7 @@ pub enum Reply {
     Transact(Result<Vec<WriteOutcome>, Vec<Option<WireError>>>),
     /// The table's definition after a DDL command (before it, for a delete).
     Table(Result<Box<TableDefinition>, WireError>),
+    Once(OnceReply),
 }
 
 /// A `StorageError` that can cross the wire.

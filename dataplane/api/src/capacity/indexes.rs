@@ -33,7 +33,7 @@ use partita_storage::{
     ChangePage, StorageError, StreamInfo, TransactionFailure, Visit, WriteCommand, WriteOutcome,
 };
 
-use crate::backend::{Backend, BoxFuture, TableChange};
+use crate::backend::{Backend, BoxFuture, OnceOutcome, TableChange};
 
 /// One index write charge: the index, its units and the partition of the
 /// entry's key.
@@ -214,6 +214,26 @@ impl Backend for MeteredBackend {
             let tables: Vec<String> = actions.iter().map(|(t, _)| t.clone()).collect();
             let result = self.inner.transact_write(actions).await;
             if let Ok(outcomes) = &result {
+                for (table, outcome) in tables.iter().zip(outcomes) {
+                    self.observe(table, outcome, 2.0);
+                }
+            }
+            result
+        })
+    }
+    fn transact_write_once(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        token: String,
+        fingerprint: u64,
+    ) -> BoxFuture<'_, Result<OnceOutcome, TransactionFailure>> {
+        Box::pin(async move {
+            let tables: Vec<String> = actions.iter().map(|(t, _)| t.clone()).collect();
+            let result = self
+                .inner
+                .transact_write_once(actions, token, fingerprint)
+                .await;
+            if let Ok(OnceOutcome::Committed(outcomes)) = &result {
                 for (table, outcome) in tables.iter().zip(outcomes) {
                     self.observe(table, outcome, 2.0);
                 }

@@ -40,6 +40,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     pub gateway_port: u16,
     gateway: Option<Child>,
+    gateway_args: Vec<String>,
+    /// Extra flags of every node (e.g. TLS material).
+    pub node_args: Vec<String>,
     pub snapshot_logs: u64,
     net: Option<Net>,
 }
@@ -66,10 +69,26 @@ impl Cluster {
         Cluster::start_on(1, snapshot_logs, Some(net), &[])
     }
 
+    /// Like [`Cluster::start`] with extra flags for every node and the
+    /// gateway.
+    pub fn start_with_args(partitions: u32, node_args: &[&str], gateway_args: &[&str]) -> Cluster {
+        Cluster::start_full(partitions, 10_000, None, node_args, gateway_args)
+    }
+
     fn start_on(
         partitions: u32,
         snapshot_logs: u64,
         net: Option<Net>,
+        gateway_args: &[&str],
+    ) -> Cluster {
+        Cluster::start_full(partitions, snapshot_logs, net, &[], gateway_args)
+    }
+
+    fn start_full(
+        partitions: u32,
+        snapshot_logs: u64,
+        net: Option<Net>,
+        node_args: &[&str],
         gateway_args: &[&str],
     ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
@@ -132,25 +151,53 @@ impl Cluster {
             nodes,
             gateway_port: ports[ports.len() - 1],
             gateway: None,
+            gateway_args: gateway_args.iter().map(|a| a.to_string()).collect(),
+            node_args: node_args.iter().map(|a| a.to_string()).collect(),
             snapshot_logs,
             net,
         };
         for i in 0..cluster.nodes.len() {
             cluster.start_node(i);
         }
-        let gateway = Command::new(BIN)
-            .args(["gateway", "--topology-file"])
-            .arg(&cluster.topology)
-            .args(["--port", &cluster.gateway_port.to_string()])
-            .args(gateway_args)
-            .env("PARTITA_LOG", "warn,partita_cluster=info")
-            .stdin(Stdio::null())
-            .stderr(std::fs::File::create(cluster.topology.with_file_name("gateway.log")).unwrap())
-            .spawn()
-            .unwrap();
-        cluster.gateway = Some(gateway);
+        cluster.start_gateway();
         cluster.wait_ready(Duration::from_secs(30));
         cluster
+    }
+
+    /// Starts the gateway (a fresh process: no cached state).
+    pub fn start_gateway(&mut self) {
+        let gateway = Command::new(BIN)
+            .args(["gateway", "--topology-file"])
+            .arg(&self.topology)
+            .args(["--port", &self.gateway_port.to_string()])
+            .args(["--admin-port", "0"])
+            .args(&self.gateway_args)
+            .env("PARTITA_LOG", "warn,partita_cluster=info")
+            .stdin(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.topology.with_file_name("gateway.log"))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        self.gateway = Some(gateway);
+    }
+
+    /// Kills the gateway and starts a new one on the same port.
+    pub fn restart_gateway(&mut self) {
+        if let Some(mut g) = self.gateway.take() {
+            let _ = g.kill();
+            let _ = g.wait();
+        }
+        self.start_gateway();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.gateway_port)).is_err() {
+            assert!(Instant::now() < deadline, "gateway did not restart");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn start_node(&mut self, i: usize) {
@@ -178,6 +225,8 @@ impl Cluster {
             .arg("--data-dir")
             .arg(&node.dir)
             .args(["--snapshot-logs", &self.snapshot_logs.to_string()])
+            .args(["--admin-port", "0"])
+            .args(&self.node_args)
             .env("PARTITA_LOG", "warn,partita_cluster=info,openraft=error")
             .stdin(Stdio::null())
             .stderr(log)

@@ -4,6 +4,7 @@
 
 mod harness;
 mod linearizability;
+mod tokens;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -11,7 +11,9 @@
 //!    evaluated for their reasons, and nothing is written;
 //! 3. two actions on one item are a ValidationException;
 //! 4. a ClientRequestToken already used by the same request is answered from
-//!    its record (see `tokens`), by a different one refused;
+//!    its record (see `tokens`), by a different one refused — in this
+//!    process's cache, then, when the backend keeps records of its own (the
+//!    cluster router, replicated), by the backend at apply time;
 //! 5. the store applies the actions atomically; a refused transaction
 //!    becomes a TransactionCanceledException with one reason per action.
 
@@ -22,6 +24,7 @@ use partita_storage::{StorageError, WriteCommand, WriteOutcome};
 use serde_json::{json, Map as JsonMap, Value};
 
 use super::tokens::{Claim, Recorded};
+use crate::backend::OnceOutcome;
 use crate::codec;
 use crate::error::{ApiError, ErrorKind};
 use crate::ops::common::{
@@ -354,6 +357,13 @@ async fn cancel_with(
     cancelled(&reasons)
 }
 
+fn idempotent_mismatch() -> ApiError {
+    ApiError::new(
+        ErrorKind::IdempotentParameterMismatch,
+        "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used.",
+    )
+}
+
 /// Runs a write transaction of decoded actions (see the module docs for the
 /// order of checks). `token` is the ClientRequestToken with a fingerprint of
 /// the request it came with.
@@ -393,10 +403,7 @@ pub(crate) async fn run_write_transaction(
                     replayed: true,
                 })
             }
-            Claim::Mismatch => return Err(ApiError::new(
-                ErrorKind::IdempotentParameterMismatch,
-                "DynamoDB rejected the request because you retried a request with a different payload but with an idempotent token that was already used.",
-            )),
+            Claim::Mismatch => return Err(idempotent_mismatch()),
         },
     };
     let return_old: Vec<bool> = actions.iter().map(|a| a.return_old_on_failure).collect();
@@ -405,8 +412,41 @@ pub(crate) async fn run_write_transaction(
         .into_iter()
         .map(|a| (a.table, to_command(a.write)))
         .collect();
-    match api.store.transact_write(commands).await {
-        Ok(outcomes) => {
+    // The token also goes to the backend: a replicated one keeps its own
+    // record, which survives gateway restarts and leader changes.
+    let result = match token {
+        Some((token, fingerprint)) => {
+            api.store
+                .transact_write_once(commands, token, fingerprint)
+                .await
+        }
+        None => api
+            .store
+            .transact_write(commands)
+            .await
+            .map(OnceOutcome::Committed),
+    };
+    match result {
+        Ok(OnceOutcome::Replayed(sizes)) => {
+            let mut replay_capacity = Vec::new();
+            for (table, size) in &sizes {
+                let size = usize::try_from(*size).unwrap_or(usize::MAX);
+                add_units(&mut replay_capacity, table, 2.0 * read_units(size, true));
+            }
+            if let Some(guard) = guard {
+                guard.commit(Recorded {
+                    actions: sizes.len(),
+                    replay_capacity: replay_capacity.clone(),
+                });
+            }
+            Ok(TxCommitted {
+                outcomes: vec![WriteOutcome::default(); sizes.len()],
+                capacity: replay_capacity,
+                replayed: true,
+            })
+        }
+        Ok(OnceOutcome::Mismatch) => Err(idempotent_mismatch()),
+        Ok(OnceOutcome::Committed(outcomes)) => {
             let mut capacity = Vec::new();
             let mut replay_capacity = Vec::new();
             for (table, outcome) in tables.iter().zip(&outcomes) {
