@@ -135,3 +135,214 @@ async fn status_is_applied_to_the_status_subresource() {
     );
     task.await.unwrap().unwrap();
 }
+
+/// Takes the next request, checks method and path+query, returns its body
+/// (Null when empty) and answers with `reply`.
+async fn expect_call(
+    handle: &mut Handle,
+    method: http::Method,
+    path_and_query: &str,
+    reply: Value,
+) -> Value {
+    let (request, send) = handle.next_request().await.expect("a request");
+    assert_eq!(
+        (
+            request.method().clone(),
+            request.uri().path_and_query().unwrap().as_str().to_string()
+        ),
+        (method, path_and_query.to_string())
+    );
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    send.send_response(
+        Response::builder()
+            .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+            .unwrap(),
+    );
+    body
+}
+
+mod global_table {
+    use super::*;
+    use partita_operator::controller::access_policy::GatewayTarget;
+    use partita_operator::controller::global_table::reconcile_global_tables;
+    use partita_operator::controller::Context;
+    use partita_operator::global::source::{ReplicationStatusSource, StatusFuture};
+    use partita_operator::metrics::Metrics;
+    use partita_topology::replication::{
+        ReplicaState, ReplicationFile, ReplicationStatus, TableReplication,
+    };
+
+    struct Active;
+
+    impl ReplicationStatusSource for Active {
+        fn fetch_status(&self) -> StatusFuture<'_> {
+            Box::pin(async {
+                Ok(ReplicationStatus {
+                    region: "us-east-1".into(),
+                    tables: vec![TableReplication {
+                        table_name: "Orders".into(),
+                        replicas: vec![ReplicaState {
+                            region_name: "eu-west-1".into(),
+                            replica_status: "ACTIVE".into(),
+                            reachable: true,
+                            lag_seconds: 0.0,
+                            pending_changes: 0,
+                            last_error: None,
+                        }],
+                    }],
+                })
+            })
+        }
+    }
+
+    fn list(kind: &str, items: Vec<Value>) -> Value {
+        json!({"apiVersion": "partita.dev/v1alpha1", "kind": format!("{kind}List"), "metadata": {"resourceVersion": "1"}, "items": items})
+    }
+
+    /// One render with one GlobalTable: list GlobalTables, list Tables, get
+    /// the credentials Secret, apply the replication Secret, the Configured
+    /// Event, apply the status. Nothing else.
+    #[tokio::test]
+    async fn one_render_makes_exactly_these_calls() {
+        let (client, mut handle) = mock_client();
+        let ctx = Context::new(client, OperatorConfig::default(), Metrics::new().unwrap());
+        let task = tokio::spawn(async move {
+            let target = GatewayTarget {
+                namespace: "partita-system".into(),
+                name: "partita-gateway".into(),
+            };
+            reconcile_global_tables(&ctx, &target, &Active)
+                .await
+                .map(|r| r.requeue)
+        });
+
+        let gt = json!({
+            "apiVersion": "partita.dev/v1alpha1", "kind": "GlobalTable",
+            "metadata": {"name": "orders", "namespace": "shop", "uid": "gt-1", "generation": 2},
+            "spec": {"tableRef": {"name": "orders"}, "replicas": [
+                {"regionName": "eu-west-1", "endpoint": "https://eu.example", "credentialsSecretRef": {"name": "eu-creds"}}
+            ]},
+        });
+        let mut table: Value = serde_yaml::from_str(ORDERS).unwrap();
+        table["spec"]["tableName"] = json!("Orders");
+        expect_call(
+            &mut handle,
+            http::Method::GET,
+            "/apis/partita.dev/v1alpha1/globaltables?",
+            list("GlobalTable", vec![gt.clone()]),
+        )
+        .await;
+        expect_call(
+            &mut handle,
+            http::Method::GET,
+            "/apis/partita.dev/v1alpha1/tables?",
+            list("Table", vec![table]),
+        )
+        .await;
+        expect_call(
+            &mut handle,
+            http::Method::GET,
+            "/api/v1/namespaces/shop/secrets/eu-creds",
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "eu-creds", "namespace": "shop"},
+                   // base64 of AKIAEU0001 / eu-secret
+                   "data": {"accessKeyId": "QUtJQUVVMDAwMQ==", "secretAccessKey": "ZXUtc2VjcmV0"}}),
+        )
+        .await;
+        let secret = expect_call(
+            &mut handle,
+            http::Method::PATCH,
+            "/api/v1/namespaces/partita-system/secrets/partita-gateway-replication?&force=true&fieldManager=partita-operator",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "partita-gateway-replication", "namespace": "partita-system"}}),
+        )
+        .await;
+        let mut file = ReplicationFile::new();
+        file.peers.push(partita_topology::replication::PeerRegion {
+            region: "eu-west-1".into(),
+            endpoint: "https://eu.example".into(),
+            credentials: partita_topology::replication::Credentials {
+                access_key_id: "AKIAEU0001".into(),
+                secret_access_key: "eu-secret".into(),
+            },
+        });
+        file.tables
+            .insert("Orders".into(), vec!["eu-west-1".into()]);
+        let encoded =
+            serde_json::to_value(k8s_openapi::ByteString(file.to_json().into_bytes())).unwrap();
+        assert_eq!(
+            secret,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": "partita-gateway-replication",
+                    "namespace": "partita-system",
+                    "labels": {
+                        "app.kubernetes.io/component": "gateway",
+                        "app.kubernetes.io/managed-by": "partita-operator",
+                        "app.kubernetes.io/name": "partita",
+                    },
+                },
+                "type": "Opaque",
+                "data": {"replication.json": encoded},
+            })
+        );
+        let event = expect_call(
+            &mut handle,
+            http::Method::POST,
+            "/apis/events.k8s.io/v1/namespaces/shop/events?",
+            json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "metadata": {"name": "e"}, "eventTime": "2026-01-01T00:00:00.000000Z"}),
+        )
+        .await;
+        assert_eq!(event["reason"], "Configured");
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["regarding"]["name"], "orders");
+        let status = expect_call(
+            &mut handle,
+            http::Method::PATCH,
+            "/apis/partita.dev/v1alpha1/namespaces/shop/globaltables/orders/status?&force=true&fieldManager=partita-operator",
+            gt,
+        )
+        .await;
+        assert_eq!(status["apiVersion"], "partita.dev/v1alpha1");
+        assert_eq!(status["kind"], "GlobalTable");
+        assert_eq!(status.as_object().unwrap().len(), 3, "{status}");
+        let s = &status["status"];
+        assert_eq!(s["globalTableStatus"], "ACTIVE");
+        assert_eq!(s["tableName"], "Orders");
+        assert_eq!(s["observedGeneration"], 2);
+        assert_eq!(
+            s["replicas"],
+            json!([{"regionName": "eu-west-1", "replicaStatus": "ACTIVE", "reachable": true, "lagSeconds": 0.0, "pendingChanges": 0}])
+        );
+        let types: Vec<(&str, &str, &str)> = s["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["type"].as_str().unwrap(),
+                    c["status"].as_str().unwrap(),
+                    c["reason"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("Ready", "True", "Replicating"),
+                ("Degraded", "False", "AsExpected")
+            ]
+        );
+
+        let requeue = task.await.unwrap().unwrap();
+        assert_eq!(requeue, std::time::Duration::from_secs(60));
+        // No further call: the client is gone with the task.
+        assert!(handle.next_request().await.is_none());
+    }
+}

@@ -71,7 +71,7 @@ fn check_k8s_object(doc: &Value) -> Result<(), String> {
         }
         ("partita.dev/v1alpha1", "Table") => check_table(doc),
         ("partita.dev/v1alpha1", "AccessPolicy") => round_trip::<AccessPolicy>(doc),
-        ("partita.dev/v1alpha1", "GlobalTable") => round_trip::<GlobalTable>(doc),
+        ("partita.dev/v1alpha1", "GlobalTable") => check_global_table(doc),
         _ => Err(format!("no schema known for {api} {kind}")),
     }
 }
@@ -88,6 +88,27 @@ fn table_schema() -> Value {
             .unwrap(),
     )
     .unwrap()
+}
+
+fn global_table_schema() -> Value {
+    let crd = GlobalTable::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn check_global_table(doc: &Value) -> Result<(), String> {
+    round_trip::<GlobalTable>(doc)?;
+    Validator::new()
+        .validate(&global_table_schema(), doc, None)
+        .map_err(|e| format!("CEL: {e:?}"))
 }
 
 fn check_table(doc: &Value) -> Result<(), String> {
@@ -154,6 +175,7 @@ fn samples_pass_schema_and_cel() {
         "manifests/samples/orders.yaml",
         "manifests/samples/accounts.yaml",
         "manifests/samples/access-policy.yaml",
+        "manifests/samples/global-table.yaml",
     ] {
         for doc in documents(file) {
             if let Err(e) = check_k8s_object(&doc) {
@@ -415,4 +437,198 @@ fn round_trip_catches_misspelled_and_mistyped_fields() {
     assert!(check_k8s_object(&misspelled).is_err());
     let mistyped = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": "two", "selector": {}, "template": {}}});
     assert!(check_k8s_object(&mistyped).is_err());
+}
+
+fn find_doc<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("install.yaml has no {kind} {name}"))
+}
+
+#[test]
+fn gateway_mounts_the_replication_secret_and_passes_the_flag() {
+    use partita_topology::flags::{DEFAULT_ADMIN_PORT, REPLICATION};
+    use partita_topology::replication::{FILE_NAME, SECRET_NAME};
+    let docs = documents("manifests/install.yaml");
+    let gateway = find_doc(&docs, "Deployment", "partita-gateway");
+    let pod = &gateway["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let at = args
+        .iter()
+        .position(|a| *a == REPLICATION)
+        .unwrap_or_else(|| panic!("no {REPLICATION} in {args:?}"));
+    assert_eq!(
+        args[at + 1],
+        format!("/etc/partita/replication/{FILE_NAME}")
+    );
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/etc/partita/replication")
+        .expect("replication mount");
+    assert_eq!(mount["readOnly"], true);
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("replication volume");
+    assert_eq!(
+        volume["secret"],
+        json!({"secretName": SECRET_NAME, "optional": true})
+    );
+
+    // The operator reads GET /replication from the gateway Service's admin port.
+    let service = find_doc(&docs, "Service", "partita-gateway");
+    assert!(service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["port"] == DEFAULT_ADMIN_PORT));
+    let operator = find_doc(&docs, "Deployment", "partita-operator");
+    let env = operator["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    let admin = env
+        .iter()
+        .find(|e| e["name"] == "PARTITA_GATEWAY_ADMIN_ENDPOINT")
+        .expect("PARTITA_GATEWAY_ADMIN_ENDPOINT");
+    assert_eq!(
+        admin["value"],
+        format!("http://partita-gateway.partita-system.svc:{DEFAULT_ADMIN_PORT}")
+    );
+}
+
+/// Whether some rule of `role` grants `verb` on `resource` in `group`.
+fn grants(role: &Value, group: &str, resource: &str, verb: &str) -> bool {
+    role["rules"].as_array().unwrap().iter().any(|r| {
+        let has = |field: &str, v: &str| {
+            r[field]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x == v))
+        };
+        has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+    })
+}
+
+#[test]
+fn rbac_covers_what_the_global_table_controller_does() {
+    let docs = documents("manifests/install.yaml");
+    let cluster = find_doc(&docs, "ClusterRole", "partita-partita-operator");
+    for (group, resource, verb) in [
+        ("partita.dev", "globaltables", "list"),
+        ("partita.dev", "globaltables", "watch"),
+        ("partita.dev", "globaltables/status", "patch"),
+        ("partita.dev", "tables", "list"),
+        ("partita.dev", "tables", "watch"),
+        ("", "secrets", "get"),
+        ("", "secrets", "list"),
+        ("", "secrets", "watch"),
+        ("events.k8s.io", "events", "create"),
+    ] {
+        assert!(
+            grants(cluster, group, resource, verb),
+            "ClusterRole lacks {verb} {group}/{resource}"
+        );
+    }
+    // Writing Secrets only in the release namespace.
+    assert!(!grants(cluster, "", "secrets", "patch"));
+    let role = find_doc(&docs, "Role", "partita-operator");
+    assert_eq!(role["metadata"]["namespace"], "partita-system");
+    assert!(grants(role, "", "secrets", "create") && grants(role, "", "secrets", "patch"));
+}
+
+fn global_table() -> Value {
+    json!({
+        "apiVersion": "partita.dev/v1alpha1",
+        "kind": "GlobalTable",
+        "metadata": {"name": "orders"},
+        "spec": {
+            "tableRef": {"name": "orders"},
+            "inboundCredentialsSecretRef": {"name": "replication-inbound"},
+            "replicas": [
+                {"regionName": "eu-west-1", "endpoint": "https://eu.example", "credentialsSecretRef": {"name": "eu"}},
+                {"regionName": "ap-south-1", "endpoint": "http://ap.example:8000", "credentialsSecretRef": {"name": "ap"}},
+            ],
+        },
+    })
+}
+
+fn global_cel(obj: &Value, old: Option<&Value>) -> String {
+    format!(
+        "{:?}",
+        Validator::new().validate(&global_table_schema(), obj, old)
+    )
+}
+
+#[test]
+fn global_table_cel_rules() {
+    let gt = global_table();
+    assert_eq!(global_cel(&gt, None), "Ok(())");
+    assert!(check_global_table(&gt).is_ok());
+    // inboundCredentialsSecretRef is optional.
+    let mut no_inbound = gt.clone();
+    no_inbound["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("inboundCredentialsSecretRef");
+    assert_eq!(global_cel(&no_inbound, None), "Ok(())");
+
+    let mut twice = gt.clone();
+    twice["spec"]["replicas"][1]["regionName"] = json!("eu-west-1");
+    let errors = global_cel(&twice, None);
+    assert!(
+        errors.contains("replicas must name distinct regions"),
+        "{errors}"
+    );
+
+    let mut moved = gt.clone();
+    moved["spec"]["tableRef"]["name"] = json!("carts");
+    let errors = global_cel(&moved, Some(&gt));
+    assert!(errors.contains("tableRef is immutable"), "{errors}");
+    // Regions, endpoints and the inbound Secret may change.
+    let mut changed = gt.clone();
+    changed["spec"]["replicas"][0]["endpoint"] = json!("https://eu2.example");
+    changed["spec"]["inboundCredentialsSecretRef"]["name"] = json!("rotated");
+    assert_eq!(global_cel(&changed, Some(&gt)), "Ok(())");
+}
+
+#[test]
+fn global_table_schema_shapes() {
+    let schema = global_table_schema();
+    let spec = &schema["properties"]["spec"];
+    assert_eq!(
+        spec["properties"]["inboundCredentialsSecretRef"]["required"],
+        json!(["name"])
+    );
+    assert!(!spec["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "inboundCredentialsSecretRef"));
+    let replica = &schema["properties"]["status"]["properties"]["replicas"]["items"];
+    let mut fields: Vec<&String> = replica["properties"].as_object().unwrap().keys().collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "lagSeconds",
+            "message",
+            "pendingChanges",
+            "reachable",
+            "regionName",
+            "replicaStatus"
+        ]
+    );
+    // A misspelled field is caught by the strict round trip.
+    let mut typo = global_table();
+    typo["spec"]["inboundCredentialSecretRef"] = json!({"name": "x"});
+    assert!(check_global_table(&typo).is_err());
 }

@@ -141,32 +141,6 @@ pub fn build_global_status(
             } else {
                 "UPDATING"
             };
-            if unreachable.is_empty() {
-                set(
-                    DEGRADED,
-                    "False",
-                    "AsExpected",
-                    "every peer region is reachable".into(),
-                );
-            } else {
-                let message = unreachable
-                    .iter()
-                    .map(|r| {
-                        format!(
-                            "{} unreachable (lag {:.1} s, {} changes pending){}",
-                            r.region_name,
-                            r.lag_seconds.unwrap_or(0.0),
-                            r.pending_changes.unwrap_or(0),
-                            r.message
-                                .as_deref()
-                                .map(|e| format!(": {e}"))
-                                .unwrap_or_default()
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("; ");
-                set(DEGRADED, "True", PEER_UNREACHABLE, message);
-            }
             if all_active && unreachable.is_empty() {
                 set(
                     READY,
@@ -199,6 +173,32 @@ pub fn build_global_status(
                     "ReplicasNotActive",
                     format!("waiting for {}", waiting.join(", ")),
                 );
+            }
+            if unreachable.is_empty() {
+                set(
+                    DEGRADED,
+                    "False",
+                    "AsExpected",
+                    "every peer region is reachable".into(),
+                );
+            } else {
+                let message = unreachable
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} unreachable (lag {:.1} s, {} changes pending){}",
+                            r.region_name,
+                            r.lag_seconds.unwrap_or(0.0),
+                            r.pending_changes.unwrap_or(0),
+                            r.message
+                                .as_deref()
+                                .map(|e| format!(": {e}"))
+                                .unwrap_or_default()
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                set(DEGRADED, "True", PEER_UNREACHABLE, message);
             }
             (state.to_string(), replicas)
         }
