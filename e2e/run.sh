@@ -2,8 +2,9 @@
 # Partita end-to-end test on kind (needs docker, kind, kubectl, helm, python3
 # with boto3). Creates a 3-zone cluster, builds and loads the images,
 # installs the chart, applies the sample Tables, waits for ACTIVE, runs the
-# seed's boto3 program through the gateway while a data pod is killed, then
-# checks status and metrics. Cleans up the cluster unless KEEP_CLUSTER=1.
+# seed's boto3 program through the gateway while a data pod is killed,
+# applies the sample GlobalTable and checks the rendered replication file,
+# then checks status and metrics. Cleans up the cluster unless KEEP_CLUSTER=1.
 #
 # Cluster mode (`partita node` / `partita gateway`) is a later issue: until
 # it lands, the data pods do not become ready and this script fails at the
@@ -99,8 +100,24 @@ ready=$(kubectl -n "$ns_app" get table orders -o jsonpath='{.status.ready}')
 log "orders ready: $ready"
 [[ ${ready%/*} == "${ready#*/}" ]]
 
+log "global table: the operator renders the gateway's replication file"
+kubectl -n "$ns_app" apply -f manifests/samples/global-table.yaml
+file=
+for _ in $(seq 1 60); do
+    file=$(kubectl -n "$ns_system" get secret partita-gateway-replication \
+        -o jsonpath='{.data.replication\.json}' 2>/dev/null | base64 -d || true)
+    grep -q '"Orders"' <<<"$file" && break
+    sleep 2
+done
+grep -q '"eu-west-1"' <<<"$file"
+grep -q '"AKIAREPLUSE1000000001"' <<<"$file"
+kubectl -n "$ns_app" get globaltables
+# The sample peer does not exist, so Ready must not be True.
+test "$(kubectl -n "$ns_app" get globaltable orders -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" != True
+
 log "metrics"
 curl -fsS http://127.0.0.1:18080/metrics | grep -q '^partita_operator_reconciles_total'
+curl -fsS http://127.0.0.1:18080/metrics | grep -q 'controller="global-table"'
 curl -fsS http://127.0.0.1:18001/metrics | grep -q '^partita_'
 
 log "e2e passed"

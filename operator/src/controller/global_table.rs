@@ -388,3 +388,70 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(name: &str, rv: &str) -> Secret {
+        Secret {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("shop".into()),
+                resource_version: Some(rv.into()),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        }
+    }
+
+    fn global_table(generation: i64, rv: &str) -> GlobalTable {
+        let mut gt = GlobalTable::new("orders", Default::default());
+        gt.metadata.namespace = Some("shop".into());
+        gt.metadata.generation = Some(generation);
+        gt.metadata.resource_version = Some(rv.into());
+        gt
+    }
+
+    async fn count<K: Resource + Send + 'static>(
+        events: Vec<watcher::Event<K>>,
+        version: fn(&ObjectMeta) -> Option<String>,
+        wanted: impl Fn(&ObjectMeta) -> bool + Send + 'static,
+    ) -> usize {
+        let stream = futures::stream::iter(events.into_iter().map(Ok));
+        changes(stream, version, wanted).count().await
+    }
+
+    #[tokio::test]
+    async fn a_named_secret_changing_triggers_a_render_others_do_not() {
+        use watcher::Event::*;
+        let only_a = |m: &ObjectMeta| m.name.as_deref() == Some("a");
+        let rv = |m: &ObjectMeta| m.resource_version.clone();
+        let events = vec![
+            Init,
+            InitApply(secret("a", "1")),
+            InitApply(secret("b", "1")),
+            InitDone,
+            Apply(secret("a", "2")), // rotated: render
+            Apply(secret("a", "2")), // resync, unchanged: no render
+            Apply(secret("b", "2")), // not named by a GlobalTable
+            Delete(secret("b", "2")),
+            Delete(secret("a", "2")), // deleted: render (now SecretMissing)
+        ];
+        // InitApply(a), InitDone, Apply(a 2), Delete(a).
+        assert_eq!(count(events, rv, only_a).await, 4);
+    }
+
+    #[tokio::test]
+    async fn status_writes_do_not_trigger_a_render() {
+        use watcher::Event::*;
+        let generation = |m: &ObjectMeta| m.generation.map(|g| g.to_string());
+        let events = vec![
+            Apply(global_table(1, "10")),
+            Apply(global_table(1, "11")), // our own status patch
+            Apply(global_table(1, "12")),
+            Apply(global_table(2, "13")), // spec change
+        ];
+        assert_eq!(count(events, generation, |_| true).await, 2);
+    }
+}
