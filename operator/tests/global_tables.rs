@@ -14,7 +14,7 @@ use kube::Client;
 use partita_operator::config::OperatorConfig;
 use partita_operator::controller::access_policy::GatewayTarget;
 use partita_operator::controller::global_table::{
-    reconcile_global_tables, Rendered, REQUEUE_ATTENTION, REQUEUE_SETTLED,
+    reconcile_global_tables, render, Rendered, REQUEUE_ATTENTION, REQUEUE_SETTLED,
 };
 use partita_operator::controller::Context;
 use partita_operator::crd::global_table::{GlobalTable, GlobalTableStatus};
@@ -659,4 +659,25 @@ spec:
         .unwrap();
     env.reconcile().await;
     assert_eq!(env.file().await, ReplicationFile::new());
+}
+
+#[tokio::test]
+async fn renders_are_counted_in_the_operator_metrics() {
+    let env = two_region_setup().await;
+    env.status.set(Err(503));
+    let target = GatewayTarget {
+        namespace: SYSTEM.into(),
+        name: "partita-gateway".into(),
+    };
+    render(&env.ctx, &target, &env.status).await.unwrap();
+    let text = env.ctx.metrics.render();
+    assert!(
+        text.contains(
+            "partita_operator_reconciles_total{controller=\"global-table\",result=\"ok\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "partita_operator_reconcile_duration_seconds_count{controller=\"global-table\"} 1"
+    ));
 }

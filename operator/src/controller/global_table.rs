@@ -182,6 +182,20 @@ pub async fn reconcile_global_tables(
     })
 }
 
+/// One render with metrics (`controller="global-table"`, errors by
+/// [`Error::category`]) and a log line on failure.
+pub async fn render(
+    ctx: &Context,
+    target: &GatewayTarget,
+    source: &dyn ReplicationStatusSource,
+) -> Result<Rendered, Error> {
+    let start = Instant::now();
+    let result = reconcile_global_tables(ctx, target, source).await;
+    let category = result.as_ref().err().map(Error::category);
+    ctx.metrics.observe(CONTROLLER, start.elapsed(), category);
+    result
+}
+
 /// Warning Events when a GlobalTable becomes degraded for a new reason; a
 /// Normal Event when its regions are (re)configured in the file.
 async fn publish_events(
@@ -370,11 +384,7 @@ pub async fn run(
         // Coalesce bursts of changes into one render.
         tokio::time::sleep(Duration::from_millis(500)).await;
         while let Some(Some(())) = triggers.next().now_or_never() {}
-        let start = Instant::now();
-        let result = reconcile_global_tables(&ctx, &target, source.as_ref()).await;
-        let category = result.as_ref().err().map(Error::category);
-        ctx.metrics.observe(CONTROLLER, start.elapsed(), category);
-        match result {
+        match render(&ctx, &target, source.as_ref()).await {
             Ok(rendered) => {
                 requeue = rendered.requeue;
                 if let Ok(mut set) = named.lock() {
