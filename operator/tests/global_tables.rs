@@ -311,6 +311,15 @@ async fn two_replicas_render_the_exact_file_and_become_ready() {
         "table Orders is replicated to eu-west-1, ap-south-1".into()
     )));
 
+    // Nothing changed: the status is not written again.
+    let before = env.global_tables().get("orders").await.unwrap();
+    env.reconcile().await;
+    let after = env.global_tables().get("orders").await.unwrap();
+    assert_eq!(
+        before.metadata.resource_version,
+        after.metadata.resource_version
+    );
+
     // A rotated key is re-rendered.
     env.secret("eu-creds", "AKIAEU0002", Some("eu-secret-2"))
         .await;

@@ -36,7 +36,9 @@ use crate::global::resolve::{
     SecretKey,
 };
 use crate::global::source::ReplicationStatusSource;
-use crate::global::status::{build_global_status, degraded_reason, needs_attention, Observed};
+use crate::global::status::{
+    build_global_status, degraded_reason, needs_attention, Observed, DEGRADED, PEER_UNREACHABLE,
+};
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "global-table";
@@ -172,7 +174,10 @@ pub async fn reconcile_global_tables(
             if needs_attention(&status) {
                 requeue = REQUEUE_ATTENTION;
             }
-            patch_global_status(client, &outcome.namespace, &outcome.name, &status).await?;
+            // Unchanged (same states, lag, messages): no write.
+            if gt.status.as_ref() != Some(&status) {
+                patch_global_status(client, &outcome.namespace, &outcome.name, &status).await?;
+            }
         }
     }
     Ok(Rendered {
@@ -205,22 +210,19 @@ async fn publish_events(
     previous: &GlobalTableStatus,
     status: &GlobalTableStatus,
 ) {
-    if let Some(reason) = degraded_reason(status) {
+    let reason: Option<&'static str> = match &outcome.problem {
+        Some(problem) => Some(problem.reason()),
+        None if degraded_reason(status) == Some(PEER_UNREACHABLE) => Some(PEER_UNREACHABLE),
+        None => None,
+    };
+    if let Some(reason) = reason {
         if degraded_reason(previous) != Some(reason) {
             let message = status
                 .conditions
                 .iter()
-                .find(|c| c.type_ == crate::global::status::DEGRADED)
+                .find(|c| c.type_ == DEGRADED)
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            let reason: &'static str = match reason {
-                "TableNotFound" => "TableNotFound",
-                "SecretMissing" => "SecretMissing",
-                "RegionConflict" => "RegionConflict",
-                "TableConflict" => "TableConflict",
-                "InvalidSpec" => "InvalidSpec",
-                _ => "PeerUnreachable",
-            };
             ctx.event(gt, EventType::Warning, reason, "Replicate", message)
                 .await;
         }
