@@ -112,6 +112,9 @@ async fn handle(
                 if let Some(extra) = &hooks.extra_metrics {
                     body.push_str(&extra());
                 }
+                if let Some(replication) = &state.api.replication {
+                    body.push_str(&replication.render_metrics());
+                }
                 body
             })
             .await
@@ -124,6 +127,26 @@ async fn handle(
             response
         }
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        partita_topology::replication::STATUS_PATH => {
+            let (state, _) = &**state;
+            match &state.api.replication {
+                Some(replication) => {
+                    let status = replication.status();
+                    let mut response = text(
+                        StatusCode::OK,
+                        serde_json::to_string_pretty(&status).unwrap_or_default(),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    response
+                }
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "replication is not configured (--replication)\n".into(),
+                ),
+            }
+        }
         "/readyz" => {
             let state = state.clone();
             let ready = tokio::task::spawn_blocking(move || {

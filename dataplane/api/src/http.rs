@@ -241,6 +241,13 @@ async fn route(api: &Api, req: HttpRequest<Incoming>, secure: bool) -> Result<Ve
             return Err(ApiError::serialization("Failed to read the request body"));
         }
     };
+    // Replication calls from other regions authenticate on their own.
+    if let Some(op) = target
+        .as_deref()
+        .and_then(|t| t.strip_prefix(crate::replication::TARGET_PREFIX))
+    {
+        return crate::replication::endpoint::handle(api, &parts, &body, op).await;
+    }
     let caller = authenticate(api, &parts, &body, secure)?;
     // DynamoDB and DynamoDB Streams share the endpoint; the target's
     // prefix names the service.

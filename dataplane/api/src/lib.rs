@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 mod ops;
+pub mod replication;
 pub mod request;
 
 use std::sync::Arc;
@@ -58,6 +59,8 @@ pub struct Api {
     pub capacity: Arc<capacity::Capacity>,
     /// Prometheus metrics of this API.
     pub metrics: Arc<metrics::Metrics>,
+    /// Global tables (`partita serve --replication`); `None` elsewhere.
+    pub replication: Option<Arc<replication::Replication>>,
 }
 
 impl Api {
@@ -77,7 +80,14 @@ impl Api {
             transaction_tokens: Default::default(),
             capacity: Default::default(),
             metrics: Default::default(),
+            replication: None,
         }
+    }
+
+    /// Turns on global tables (cross-region replication).
+    pub fn with_replication(mut self, replication: Arc<replication::Replication>) -> Api {
+        self.replication = Some(replication);
+        self
     }
 
     /// Replaces the capacity settings (clock scale, control-plane rate).

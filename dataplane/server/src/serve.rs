@@ -73,6 +73,15 @@ pub struct ServeArgs {
     /// use seconds).
     #[arg(long, env = "PARTITA_STREAM_RETENTION", default_value = "24h", value_parser = parse_duration)]
     pub stream_retention: std::time::Duration,
+    /// The replication file of global tables (peer regions, inbound
+    /// credentials, declared replica sets; YAML or JSON); reloaded on
+    /// change. Without it, ReplicaUpdates are refused.
+    #[arg(long, env = "PARTITA_REPLICATION")]
+    pub replication: Option<PathBuf>,
+    /// TESTS ONLY: shifts the clock of global-table item versions by this
+    /// many milliseconds (a region with a skewed clock).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub replication_clock_offset_ms: i64,
 }
 
 /// Parses a duration: a whole number with a unit (ms, s, m, h); a bare
@@ -122,6 +131,15 @@ pub(crate) fn init_logging(format: LogFormat) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Refuse a bad auth file or TLS material before touching the data.
     let auth = load_auth(args.auth.as_deref())?;
+    let replication_file = match &args.replication {
+        Some(path) => {
+            let file = partita_api::replication::load_file(path, &args.region)
+                .map_err(|e| anyhow::anyhow!("replication file refused: {e}"))?;
+            tracing::info!(path = %path.display(), peers = file.peers.len(), tables = file.tables.len(), region = %args.region, "replication file loaded: global tables enabled");
+            Some(file)
+        }
+        None => None,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_tls(cert, key)?),
         _ => None,
@@ -136,20 +154,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&args.data_dir, options)
         .with_context(|| format!("opening data dir {}", args.data_dir.display()))?;
     let store = Arc::new(store);
-    let api = Arc::new(
-        Api::new(
-            store.clone(),
-            ApiConfig {
-                region: args.region.clone(),
-                account_id: args.account_id.clone(),
-            },
-        )
-        .with_auth(auth.clone())
-        .with_capacity(partita_api::capacity::CapacityConfig {
-            clock_scale: args.capacity_clock_scale,
-            control_plane_rate: args.control_plane_rate,
-        }),
-    );
+    store.set_clock_offset_us(args.replication_clock_offset_ms.saturating_mul(1000));
+    let replication = replication_file.map(|file| {
+        partita_api::replication::Replication::new(store.clone(), args.region.clone(), file)
+    });
+    let mut api = Api::new(
+        store.clone(),
+        ApiConfig {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+        },
+    )
+    .with_auth(auth.clone())
+    .with_capacity(partita_api::capacity::CapacityConfig {
+        clock_scale: args.capacity_clock_scale,
+        control_plane_rate: args.control_plane_rate,
+    });
+    let mut replication_tasks = Vec::new();
+    if let (Some(replication), Some(path)) = (&replication, &args.replication) {
+        api = api.with_replication(replication.clone());
+        replication_tasks.push(replication.start());
+        replication_tasks.push(partita_api::replication::spawn_reloader(
+            path.clone(),
+            replication.clone(),
+        ));
+    }
+    let api = Arc::new(api);
     let reloader = args
         .auth
         .clone()
@@ -192,6 +222,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     if let Some(r) = reloader {
         r.abort();
+    }
+    for task in replication_tasks {
+        task.abort();
     }
     http.await.context("HTTP listener task")??;
     if let Some(https) = https {

@@ -124,6 +124,10 @@ impl ReplicaStatus {
 pub struct ReplicaInfo {
     pub region: String,
     pub status: ReplicaStatus,
+    /// This region adds (creates, copies to) or deletes the replica: it
+    /// drives the replica's CREATING and DELETING states.
+    #[serde(default)]
+    pub adding: bool,
 }
 
 /// What makes a table replicated: this region's name (stamped on local
@@ -218,7 +222,10 @@ pub fn local_version(current: &Version, now_us: u64, region: &str) -> Version {
 pub fn wins(incoming: &Version, current: Option<&VersionRecord>) -> bool {
     match current {
         Some(record) => *incoming > record.version,
-        None => *incoming > Version::zero(),
+        // No record: the key was never written since the table became
+        // replicated (or its tombstone was purged); a full copy's items
+        // of version zero must land too.
+        None => true,
     }
 }
 
@@ -481,6 +488,10 @@ mod tests {
         assert!(!wins(&v(9, "zz"), Some(&tomb)));
         assert!(wins(&v(11, "a"), Some(&tomb)));
         assert!(wins(&v(1, "a"), None));
+        assert!(
+            wins(&Version::zero(), None),
+            "a copied pre-replication item"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod batch;
 mod common;
-mod describe;
+pub(crate) mod describe;
 mod item;
 pub(crate) mod legacy;
 mod misc;

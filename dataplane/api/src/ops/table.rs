@@ -82,12 +82,13 @@ pub async fn describe_table(api: &Api, req: Request) -> Result<Value, ApiError> 
         .store
         .table(&name)
         .map_err(|e| storage_error(&name, e))?;
-    let description = table_description(
+    let mut description = table_description(
         &ArnContext::of(api),
         &def,
         TableStatus::Active,
         stats(api, &name),
     );
+    crate::replication::manage::describe(api, &name, &mut description);
     Ok(json!({ "Table": description }))
 }
 
@@ -139,6 +140,26 @@ fn list_page<'a>(names: &'a [String], start: Option<&str>, limit: usize) -> (&'a
 pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     let name = table_name_member(api, &req)?;
     let update = parse_update_table(&req)?;
+    if let Some(replica_updates) = &update.replica_updates {
+        crate::replication::manage::update_replicas(api, &name, replica_updates)?;
+        let def = api
+            .store
+            .table(&name)
+            .map_err(|e| storage_error(&name, e))?;
+        let mut description = table_description(
+            &ArnContext::of(api),
+            &def,
+            TableStatus::Updating,
+            stats(api, &name),
+        );
+        crate::replication::manage::describe(api, &name, &mut description);
+        return Ok(json!({ "TableDescription": description }));
+    }
+    crate::replication::manage::check_stream_change(
+        api,
+        &name,
+        update.stream.as_ref().is_some_and(|s| !s.enabled),
+    )?;
     let on_demand = crate::capacity::parse_on_demand(&req)?;
     let now = now_ms();
     let mut rejection: Option<ApiError> = None;
@@ -181,7 +202,8 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
         }
         None => {}
     }
-    let description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
+    let mut description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
+    crate::replication::manage::describe(api, &name, &mut description);
     Ok(json!({ "TableDescription": description }))
 }
 
@@ -198,11 +220,18 @@ pub async fn delete_table(api: &Api, req: Request) -> Result<Value, ApiError> {
         ));
     }
     let stats = stats(api, &name);
+    let replicated = api
+        .replication
+        .as_ref()
+        .and_then(|r| r.replicated(&name).map(|state| (r, state)));
     let def = api
         .store
         .delete_table(&name)
         .map_err(|e| storage_error(&name, e))?;
     tracing::info!(table = %name, "table deleted");
+    if let Some((replication, state)) = replicated {
+        crate::replication::manage::table_deleted(replication, &name, state);
+    }
     let description = table_description(&ArnContext::of(api), &def, TableStatus::Deleting, stats);
     Ok(json!({ "TableDescription": description }))
 }

@@ -56,7 +56,12 @@ pub(crate) struct UpdateTableRequest {
     /// SSESpecification, OnDemandThroughput or WarmThroughput was given:
     /// accepted, and without effect on this server.
     pub ignored_settings: bool,
+    /// ReplicaUpdates (global tables version 2019.11.21): then the only
+    /// change of the request.
+    pub replica_updates: Option<Vec<ReplicaUpdate>>,
 }
+
+pub(crate) use crate::replication::manage::ReplicaUpdate;
 
 const NOTHING_TO_UPDATE: &str = "At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, GlobalSecondaryIndexUpdates, SSESpecification, ReplicaUpdates, MultiAccountReplicaReady, ReplicaTransitRoleArn, MultiRegionConsistency, DeletionProtectionEnabled, OnDemandThroughput, WarmThroughput or TableClass is required";
 
@@ -197,9 +202,17 @@ pub(crate) fn parse_update_table(req: &Request) -> Result<UpdateTableRequest, Ap
         ));
     }
     if replicas {
-        return Err(ApiError::validation(
-            "ReplicaUpdates are not supported by this server; global tables are configured with the GlobalTable resource",
-        ));
+        return Ok(UpdateTableRequest {
+            billing_mode: None,
+            throughput: None,
+            stream: None,
+            table_class: None,
+            deletion_protection: None,
+            index_updates: Vec::new(),
+            attributes,
+            ignored_settings: false,
+            replica_updates: Some(replica_updates_shape(req)?),
+        });
     }
     let updates_iops = throughput.is_some() || billing == Some("PROVISIONED");
     if stream.is_some() && updates_iops {
@@ -292,10 +305,58 @@ pub(crate) fn parse_update_table(req: &Request) -> Result<UpdateTableRequest, Ap
         index_updates,
         attributes,
         ignored_settings: sse || on_demand || warm,
+        replica_updates: None,
     })
 }
 
 const MAX_GLOBAL_INDEXES: usize = 20;
+
+/// Decodes `ReplicaUpdates`: each entry one of `Create` or `Delete` with a
+/// `RegionName` (`Update` — per-replica overrides — is not supported).
+fn replica_updates_shape(req: &Request) -> Result<Vec<ReplicaUpdate>, ApiError> {
+    let empty = Vec::new();
+    let list = req.array("ReplicaUpdates")?.unwrap_or(&empty);
+    if list.is_empty() {
+        return Err(invalid("List of ReplicaUpdates is empty"));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for entry in structures(list)? {
+        let create = nested(&entry, "Create")?;
+        let update = nested(&entry, "Update")?;
+        let delete = nested(&entry, "Delete")?;
+        let actions = [&create, &update, &delete]
+            .iter()
+            .filter(|a| a.is_some())
+            .count();
+        if actions != 1 {
+            return Err(invalid(
+                "One and only one of ReplicationGroupUpdate.Create, ReplicationGroupUpdate.Update, ReplicationGroupUpdate.Delete must be specified",
+            ));
+        }
+        if update.is_some() {
+            return Err(invalid(
+                "ReplicaUpdates Update (per-replica settings) is not supported by this server",
+            ));
+        }
+        let (action, create) = match (create, delete) {
+            (Some(c), _) => (c, true),
+            (None, Some(d)) => (d, false),
+            (None, None) => continue,
+        };
+        let region = action.str("RegionName")?.unwrap_or_default().to_string();
+        if region.is_empty() {
+            return Err(invalid(
+                "1 validation error detected: Value null at 'replicaUpdates.member.regionName' failed to satisfy constraint: Member must not be null",
+            ));
+        }
+        out.push(if create {
+            ReplicaUpdate::Create(region)
+        } else {
+            ReplicaUpdate::Delete(region)
+        });
+    }
+    Ok(out)
+}
 
 fn index_not_found(index: &str, table: &str) -> ApiError {
     ApiError::new(

@@ -1,0 +1,391 @@
+//! The receiving side of replication: `X-Amz-Target`
+//! `PartitaReplication_20261122.<Op>` on the normal listener.
+//!
+//! Every call is SigV4-authenticated, whatever `--auth` says: against the
+//! replication file's `inbound` credentials, or (with `--auth`) a user
+//! whose policies allow the action `partita:Replicate` on the table. A
+//! missing, malformed or unknown signature gets the DynamoDB-style error
+//! (`MissingAuthenticationTokenException`,
+//! `UnrecognizedClientException`, `InvalidSignatureException`, ...) and
+//! changes nothing. A replicated change is never a user write: no capacity
+//! is consumed and no condition applies (last writer wins decides).
+
+use partita_storage::{ReplicaApply, ReplicaInfo, ReplicaStatus, ReplicationState, StorageError};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use super::wire::{
+    Applied, ApplyChanges, CreateReplica, DeleteReplica, UpdateReplicaSet, WireReplica,
+};
+use super::Replication;
+use crate::auth::policy::{evaluate, ContextKeys, Decision, RequestContext};
+use crate::auth::sigv4::{self, HttpParts, SigError};
+use crate::error::{ApiError, ErrorKind};
+use crate::Api;
+
+/// The `X-Amz-Target` prefix of replication calls.
+pub const TARGET_PREFIX: &str = "PartitaReplication_20261122.";
+
+/// The IAM action a user needs to call the replication endpoint.
+pub const REPLICATE_ACTION: &str = "partita:Replicate";
+
+/// Handles one replication call.
+pub(crate) async fn handle(
+    api: &Api,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+    op: &str,
+) -> Result<Vec<u8>, ApiError> {
+    tracing::Span::current().record("operation", op);
+    let Some(repl) = &api.replication else {
+        return Err(ApiError::new(
+            ErrorKind::UnknownOperation,
+            "Replication is not configured on this server (partita serve --replication)",
+        ));
+    };
+    let http = HttpParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_bytes()))
+            .collect(),
+    };
+    authenticate(api, repl, &http, body)?;
+    let answer = match op {
+        "ApplyChanges" => apply_changes(repl, parse(body)?).await?,
+        "CreateReplica" => create_replica(repl, parse(body)?)?,
+        "UpdateReplicaSet" => update_replica_set(repl, parse(body)?)?,
+        "DeleteReplica" => delete_replica(repl, parse(body)?)?,
+        "Ping" => json!({ "Region": repl.region }),
+        _ => {
+            return Err(ApiError::new(
+                ErrorKind::UnknownOperation,
+                format!("The replication operation {op} is not supported by this server"),
+            ))
+        }
+    };
+    serde_json::to_vec(&answer).map_err(|_| ApiError::internal())
+}
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::serialization(format!("Invalid replication request: {e}")))
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Accepts the file's inbound credentials, or an `--auth` user allowed
+/// `partita:Replicate`; refuses everything else as DynamoDB would.
+fn authenticate(
+    api: &Api,
+    repl: &Replication,
+    http: &HttpParts<'_>,
+    body: &[u8],
+) -> Result<(), ApiError> {
+    let req = sigv4::parse_request(http)?;
+    sigv4::check_scope(&req, &api.config.region, crate::auth::SERVICE)?;
+    let file = repl.file();
+    if let Some(cred) = file
+        .inbound
+        .iter()
+        .find(|c| c.access_key_id == req.credential.access_key)
+    {
+        sigv4::check_time(&req, now_secs())?;
+        sigv4::verify_signature(&req, http, body, cred.secret_access_key.as_bytes())?;
+        return Ok(());
+    }
+    if api.auth.is_enforcing() {
+        let Some(principal) = api.auth.authenticate(http, body, &api.config.region)? else {
+            return Err(SigError::UnknownKey.into());
+        };
+        let table = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v["TableName"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        let resource = api.table_arn(&table);
+        let mut keys = ContextKeys::new();
+        keys.set("aws:username", principal.user.name.clone());
+        let ctx = RequestContext {
+            action: REPLICATE_ACTION,
+            resource: &resource,
+            keys: &keys,
+        };
+        let policies = principal.user.policies.iter().map(|(_, p)| p.as_ref());
+        let decision = evaluate(policies, &ctx);
+        if decision == Decision::Allow {
+            return Ok(());
+        }
+        let check = crate::auth::enforce::Check {
+            action: REPLICATE_ACTION.to_string(),
+            resource,
+            keys,
+        };
+        return Err(crate::auth::enforce::access_denied(
+            api, &principal, &check, decision,
+        ));
+    }
+    Err(SigError::UnknownKey.into())
+}
+
+fn not_a_replica(table: &str, region: &str) -> ApiError {
+    ApiError::new(
+        ErrorKind::ResourceNotFound,
+        format!("Requested resource not found: Table: {table} has no replica in region {region}"),
+    )
+}
+
+fn storage(table: &str, e: StorageError) -> ApiError {
+    match e {
+        StorageError::TableNotFound(_) => crate::ops::describe::table_not_found(table),
+        other => {
+            tracing::error!(table, error = %other, "replication call failed in the storage");
+            ApiError::internal()
+        }
+    }
+}
+
+async fn apply_changes(repl: &Replication, req: ApplyChanges) -> Result<Value, ApiError> {
+    let table = &req.table_name;
+    let state = repl
+        .store
+        .replication(table)
+        .map_err(|e| storage(table, e))?
+        .ok_or_else(|| not_a_replica(table, &repl.region))?;
+    if !state.replicas.iter().any(|r| r.region == req.source_region) {
+        return Err(ApiError::validation(format!(
+            "Region {} is not a replica of table {table} in region {}",
+            req.source_region, repl.region
+        )));
+    }
+    let changes = req
+        .changes
+        .iter()
+        .map(|c| c.decode())
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcomes = repl
+        .store
+        .apply_replicated(table, changes)
+        .await
+        .map_err(|e| storage(table, e))?;
+    let mut answer = Applied::default();
+    for outcome in outcomes {
+        match outcome {
+            ReplicaApply::Applied => answer.applied += 1,
+            ReplicaApply::Superseded => answer.superseded += 1,
+        }
+    }
+    repl.metrics
+        .applied(table, &req.source_region, answer.applied, answer.superseded);
+    serde_json::to_value(answer).map_err(|_| ApiError::internal())
+}
+
+/// Returns the next change-log number of every partition of `table`.
+pub(crate) fn log_heads(repl: &Replication, table: &str) -> Result<Vec<u64>, StorageError> {
+    let partitions = repl.store.partition_count(table)?;
+    (0..partitions)
+        .map(|p| {
+            repl.store
+                .read_changes(table, p, u64::MAX, None, 0)
+                .map(|page| page.next_seq)
+        })
+        .collect()
+}
+
+fn create_replica(repl: &Replication, req: CreateReplica) -> Result<Value, ApiError> {
+    let _guard = repl.set_lock();
+    let table = &req.table_name;
+    let store = &repl.store;
+    match store.table(table) {
+        Ok(existing) => {
+            let ours = store
+                .replication(table)
+                .map_err(|e| storage(table, e))?
+                .is_some_and(|s| s.replicas.iter().any(|r| r.region == req.source_region));
+            if !ours {
+                let (items, _) = store.table_stats(table).map_err(|e| storage(table, e))?;
+                if existing.key_schema != req.definition.key_schema || items > 0 {
+                    return Err(ApiError::validation(format!(
+                        "Table {table} already exists in region {} with data or a different key schema; a replica must be new or empty with the same key schema",
+                        repl.region
+                    )));
+                }
+                let view = existing
+                    .stream
+                    .as_ref()
+                    .filter(|s| s.enabled)
+                    .and_then(|s| s.view_type.clone());
+                match view.as_deref() {
+                    Some("NEW_AND_OLD_IMAGES") => {}
+                    Some(_) => {
+                        return Err(ApiError::validation(format!(
+                            "Table {table} in region {} has a stream whose view type is not NEW_AND_OLD_IMAGES",
+                            repl.region
+                        )))
+                    }
+                    None => {
+                        let now = crate::ops::describe::now_ms();
+                        store
+                            .update_table(table, |def| {
+                                def.stream = req.definition.stream.clone();
+                                def.stream_label =
+                                    Some(crate::ops::describe::iso_timestamp(now));
+                                Ok(())
+                            })
+                            .map_err(|e| storage(table, e))?;
+                    }
+                }
+                tracing::info!(table = %table, source = %req.source_region, "adopting an empty table as a replica");
+            }
+        }
+        Err(StorageError::TableNotFound(_)) => {
+            let now = crate::ops::describe::now_ms();
+            let mut def = req.definition.clone();
+            def.name = table.clone();
+            def.table_id = crate::ops::describe::new_table_id();
+            def.created_at_ms = now;
+            def.stream_label = Some(crate::ops::describe::iso_timestamp(now));
+            store.create_table(def).map_err(|e| storage(table, e))?;
+            tracing::info!(table = %table, source = %req.source_region, "replica table created");
+        }
+        Err(e) => return Err(storage(table, e)),
+    }
+    install_set(repl, table, &req.source_region, &req.replicas)?;
+    Ok(json!({}))
+}
+
+fn update_replica_set(repl: &Replication, req: UpdateReplicaSet) -> Result<Value, ApiError> {
+    let _guard = repl.set_lock();
+    let table = &req.table_name;
+    if repl
+        .store
+        .replication(table)
+        .map_err(|e| storage(table, e))?
+        .is_none()
+    {
+        return Err(not_a_replica(table, &repl.region));
+    }
+    install_set(repl, table, &req.source_region, &req.replicas)?;
+    Ok(json!({}))
+}
+
+/// Installs the replica set `members` (as `source` knows it) for `table`:
+/// members this region drives keep their local state; a new member's
+/// cursors start at this region's cursors towards `source` (changes `source`
+/// has not acknowledged may not be in the copy `source` makes), or at the
+/// log heads; a member that left loses its cursors. Callers hold the set
+/// lock.
+pub(crate) fn install_set(
+    repl: &Replication,
+    table: &str,
+    source: &str,
+    members: &[WireReplica],
+) -> Result<(), ApiError> {
+    let store = &repl.store;
+    let current = store
+        .replication(table)
+        .map_err(|e| storage(table, e))?
+        .unwrap_or(ReplicationState {
+            region: repl.region.clone(),
+            replicas: Vec::new(),
+        });
+    let heads = log_heads(repl, table).map_err(|e| storage(table, e))?;
+    let mut next: Vec<ReplicaInfo> = Vec::new();
+    for member in members {
+        if member.region_name == repl.region {
+            continue;
+        }
+        let existing = current
+            .replicas
+            .iter()
+            .find(|r| r.region == member.region_name);
+        match existing {
+            Some(r) if r.adding => next.push(r.clone()),
+            Some(r) => next.push(ReplicaInfo {
+                status: ReplicaStatus::parse(&member.replica_status).unwrap_or(r.status),
+                ..r.clone()
+            }),
+            None => {
+                let cursors: Vec<(u32, Option<u64>)> = heads
+                    .iter()
+                    .enumerate()
+                    .map(|(p, head)| {
+                        let p = p as u32;
+                        let from = store
+                            .replication_cursor(table, source, p)
+                            .ok()
+                            .flatten()
+                            .unwrap_or(*head);
+                        (p, Some(from))
+                    })
+                    .collect();
+                store
+                    .set_replication_cursors(table, &member.region_name, &cursors)
+                    .map_err(|e| storage(table, e))?;
+                next.push(ReplicaInfo {
+                    region: member.region_name.clone(),
+                    status: ReplicaStatus::parse(&member.replica_status)
+                        .unwrap_or(ReplicaStatus::Active),
+                    adding: false,
+                });
+            }
+        }
+    }
+    // Replicas this region is adding or deleting stay until it is done.
+    for r in &current.replicas {
+        if r.adding && !next.iter().any(|n| n.region == r.region) {
+            next.push(r.clone());
+        }
+    }
+    for gone in current
+        .replicas
+        .iter()
+        .filter(|r| !next.iter().any(|n| n.region == r.region))
+    {
+        let cursors: Vec<(u32, Option<u64>)> = (0..heads.len() as u32).map(|p| (p, None)).collect();
+        store
+            .set_replication_cursors(table, &gone.region, &cursors)
+            .map_err(|e| storage(table, e))?;
+    }
+    next.sort_by(|a, b| a.region.cmp(&b.region));
+    store
+        .set_replication(
+            table,
+            Some(ReplicationState {
+                region: repl.region.clone(),
+                replicas: next,
+            }),
+        )
+        .map_err(|e| storage(table, e))?;
+    repl.poke();
+    Ok(())
+}
+
+fn delete_replica(repl: &Replication, req: DeleteReplica) -> Result<Value, ApiError> {
+    let _guard = repl.set_lock();
+    let table = &req.table_name;
+    let ours = match repl.store.replication(table) {
+        Ok(state) => {
+            state.is_some_and(|s| s.replicas.iter().any(|r| r.region == req.source_region))
+        }
+        Err(StorageError::TableNotFound(_)) => return Ok(json!({})),
+        Err(e) => return Err(storage(table, e)),
+    };
+    if !ours {
+        return Err(not_a_replica(table, &req.source_region));
+    }
+    match repl.store.delete_table(table) {
+        Ok(_) | Err(StorageError::TableNotFound(_)) => {}
+        Err(e) => return Err(storage(table, e)),
+    }
+    tracing::info!(table = %table, source = %req.source_region, "replica table deleted");
+    repl.poke();
+    Ok(json!({}))
+}

@@ -1,0 +1,455 @@
+//! One replicator per (table, peer region): creates and fills the peer's
+//! replica when this region adds it, tails the change log afterwards, and
+//! deletes the peer's replica when this region removes it. See the module
+//! docs of `replication` for the protocol.
+
+use std::time::{Duration, Instant};
+
+use partita_model::Item;
+use partita_storage::{ReplicaInfo, ReplicaStatus, ReplicationState, StorageError};
+use partita_topology::replication::PeerRegion;
+use serde_json::Value;
+
+use super::client::{CallError, PeerClient};
+use super::endpoint::log_heads;
+use super::wire::{
+    members, Applied, ApplyChanges, CreateReplica, DeleteReplica, UpdateReplicaSet, WireChange,
+};
+use super::Replication;
+
+/// Most change-log records read per partition and step.
+const READ_BATCH: usize = 1000;
+/// Most changes per ApplyChanges call.
+const SEND_BATCH: usize = 250;
+/// Most items per full-copy page.
+const COPY_BATCH: usize = 250;
+/// How often an idle replicator looks for new changes.
+const POLL: Duration = Duration::from_millis(10);
+/// How often an idle replicator checks that its peer answers.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StepError {
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Config(String),
+}
+
+enum Next {
+    /// The replica is gone from the set or the table is gone: stop.
+    Done,
+    /// Nothing to do right now.
+    Idle,
+    /// More work is waiting.
+    Busy,
+}
+
+/// Runs the replicator of (`table` incarnation `table_id`, `region`) until
+/// the replica leaves the set or the table is gone.
+pub(crate) async fn run(
+    repl: std::sync::Arc<Replication>,
+    table: String,
+    table_id: String,
+    region: String,
+) {
+    let mut client = PeerClient::default();
+    let mut backoff = BACKOFF_MIN;
+    let mut last_contact = Instant::now();
+    tracing::info!(table = %table, region = %region, "replicator started");
+    loop {
+        match step(&repl, &table, &table_id, &region, &mut client).await {
+            Ok(Next::Done) => {
+                tracing::info!(table = %table, region = %region, "replicator stopped");
+                return;
+            }
+            Ok(next) => {
+                backoff = BACKOFF_MIN;
+                if matches!(next, Next::Busy) {
+                    last_contact = Instant::now();
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                if last_contact.elapsed() >= HEARTBEAT {
+                    last_contact = Instant::now();
+                    if let Err(e) = heartbeat(&repl, &region, &mut client).await {
+                        record_error(&repl, &table, &region, &StepError::Call(e));
+                    } else {
+                        mark_reachable(&repl, &table, &region);
+                    }
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => {
+                tracing::debug!(table = %table, region = %region, error = %e, "replication step failed");
+                record_error(&repl, &table, &region, &e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+fn record_error(repl: &Replication, table: &str, region: &str, e: &StepError) {
+    let unreachable = matches!(
+        e,
+        StepError::Call(CallError::Unreachable(_)) | StepError::Call(CallError::Endpoint(_))
+    );
+    let message = e.to_string();
+    repl.set_view(table, region, |v| {
+        if unreachable {
+            v.reachable = false;
+        } else if matches!(e, StepError::Call(_)) {
+            // It answered, with an error.
+            v.reachable = true;
+        }
+        v.last_error = Some(message);
+    });
+}
+
+fn mark_reachable(repl: &Replication, table: &str, region: &str) {
+    repl.set_view(table, region, |v| {
+        v.reachable = true;
+        v.last_error = None;
+    });
+}
+
+async fn heartbeat(
+    repl: &Replication,
+    region: &str,
+    client: &mut PeerClient,
+) -> Result<(), CallError> {
+    let file = repl.file();
+    let Some(peer) = file.peer(region) else {
+        return Ok(());
+    };
+    client
+        .call::<_, Value>(peer, "Ping", &serde_json::json!({}))
+        .await
+        .map(|_| ())
+}
+
+async fn step(
+    repl: &Replication,
+    table: &str,
+    table_id: &str,
+    region: &str,
+    client: &mut PeerClient,
+) -> Result<Next, StepError> {
+    let store = &repl.store;
+    let def = match store.table(table) {
+        Ok(def) if def.table_id == table_id => def,
+        _ => return Ok(Next::Done),
+    };
+    let Some(state) = store.replication(table)? else {
+        return Ok(Next::Done);
+    };
+    let Some(info) = state.replicas.iter().find(|r| r.region == region).cloned() else {
+        return Ok(Next::Done);
+    };
+    let file = repl.file();
+    let Some(peer) = file.peer(region).cloned() else {
+        return Err(StepError::Config(format!(
+            "region {region} is not a peer in the replication file"
+        )));
+    };
+    match (info.status, info.adding) {
+        (ReplicaStatus::Deleting, _) => {
+            delete_replica(repl, table, &state, &peer, client).await?;
+            Ok(Next::Done)
+        }
+        (ReplicaStatus::Creating, true) => {
+            create_replica(repl, table, def, &state, &peer, client).await?;
+            Ok(Next::Busy)
+        }
+        _ => tail(repl, table, &def.key_schema, &peer, client).await,
+    }
+}
+
+/// Calls `op` on every member of `state` but `except`, each with its own
+/// connection.
+async fn tell_members<Q: serde::Serialize>(
+    repl: &Replication,
+    state: &ReplicationState,
+    except: &str,
+    op: &str,
+    request: &Q,
+) -> Result<(), StepError> {
+    let file = repl.file();
+    for member in state.replicas.iter().filter(|r| r.region != except) {
+        let Some(peer) = file.peer(&member.region) else {
+            return Err(StepError::Config(format!(
+                "region {} is not a peer in the replication file",
+                member.region
+            )));
+        };
+        PeerClient::default()
+            .call::<_, Value>(peer, op, request)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn create_replica(
+    repl: &Replication,
+    table: &str,
+    def: partita_model::TableDefinition,
+    state: &ReplicationState,
+    peer: &PeerRegion,
+    client: &mut PeerClient,
+) -> Result<(), StepError> {
+    let set = members(&repl.region, &state.replicas);
+    client
+        .call::<_, Value>(
+            peer,
+            "CreateReplica",
+            &CreateReplica {
+                table_name: table.to_string(),
+                source_region: repl.region.clone(),
+                definition: def,
+                replicas: set.clone(),
+            },
+        )
+        .await?;
+    mark_reachable(repl, table, &peer.region);
+    // Introduce the new replica to the other members before copying: from
+    // now on they ship their own changes to it.
+    let introduce = UpdateReplicaSet {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+        replicas: set,
+    };
+    tell_members(repl, state, &peer.region, "UpdateReplicaSet", &introduce).await?;
+    full_copy(repl, table, peer, client).await?;
+    let state = {
+        let _guard = repl.set_lock();
+        let Some(mut state) = repl.store.replication(table)? else {
+            return Ok(());
+        };
+        for r in state
+            .replicas
+            .iter_mut()
+            .filter(|r| r.region == peer.region)
+        {
+            r.status = ReplicaStatus::Active;
+            r.adding = false;
+        }
+        repl.store.set_replication(table, Some(state.clone()))?;
+        state
+    };
+    tracing::info!(table = %table, region = %peer.region, "replica active");
+    let announce = UpdateReplicaSet {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+        replicas: members(&repl.region, &state.replicas),
+    };
+    if let Err(e) = tell_members(repl, &state, "", "UpdateReplicaSet", &announce).await {
+        tracing::warn!(table = %table, error = %e, "announcing an active replica failed");
+    }
+    Ok(())
+}
+
+async fn delete_replica(
+    repl: &Replication,
+    table: &str,
+    state: &ReplicationState,
+    peer: &PeerRegion,
+    client: &mut PeerClient,
+) -> Result<(), StepError> {
+    let request = DeleteReplica {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+    };
+    match client
+        .call::<_, Value>(peer, "DeleteReplica", &request)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.kind() == Some("ResourceNotFoundException") => {}
+        Err(e) => return Err(e.into()),
+    }
+    let remaining: Vec<ReplicaInfo> = state
+        .replicas
+        .iter()
+        .filter(|r| r.region != peer.region)
+        .cloned()
+        .collect();
+    {
+        let _guard = repl.set_lock();
+        if let Some(mut current) = repl.store.replication(table)? {
+            current.replicas.retain(|r| r.region != peer.region);
+            repl.store.set_replication(table, Some(current))?;
+        }
+        let partitions = repl.store.partition_count(table)?;
+        let cursors: Vec<(u32, Option<u64>)> = (0..partitions).map(|p| (p, None)).collect();
+        repl.store
+            .set_replication_cursors(table, &peer.region, &cursors)?;
+    }
+    tracing::info!(table = %table, region = %peer.region, "replica deleted");
+    let rest = ReplicationState {
+        region: repl.region.clone(),
+        replicas: remaining,
+    };
+    let announce = UpdateReplicaSet {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+        replicas: members(&repl.region, &rest.replicas),
+    };
+    if let Err(e) = tell_members(repl, &rest, "", "UpdateReplicaSet", &announce).await {
+        tracing::warn!(table = %table, error = %e, "announcing a deleted replica failed");
+    }
+    repl.poke();
+    Ok(())
+}
+
+/// Copies every item with its version to the peer, then sets the cursors
+/// to the log heads read before the copy (later changes are re-sent by
+/// the tail; duplicates are no-ops at the peer).
+async fn full_copy(
+    repl: &Replication,
+    table: &str,
+    peer: &PeerRegion,
+    client: &mut PeerClient,
+) -> Result<(), StepError> {
+    let store = &repl.store;
+    let heads = log_heads(repl, table)?;
+    let schema = store.table(table)?.key_schema;
+    tracing::info!(table = %table, region = %peer.region, "full copy started");
+    let mut copied = 0u64;
+    for p in 0..heads.len() as u32 {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = store.copy_page(table, p, after.as_deref(), COPY_BATCH)?;
+            let changes: Vec<WireChange> = page
+                .items
+                .iter()
+                .filter_map(|(item, version)| {
+                    let keys = schema.extract_key(item)?;
+                    Some(WireChange::of(&keys, Some(item), version))
+                })
+                .collect();
+            if !changes.is_empty() {
+                let n = changes.len() as u64;
+                send(repl, table, peer, client, changes).await?;
+                repl.metrics.sent(table, &peer.region, n);
+                copied += n;
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    let cursors: Vec<(u32, Option<u64>)> = heads
+        .iter()
+        .enumerate()
+        .map(|(p, h)| (p as u32, Some(*h)))
+        .collect();
+    store.set_replication_cursors(table, &peer.region, &cursors)?;
+    tracing::info!(table = %table, region = %peer.region, items = copied, "full copy done");
+    Ok(())
+}
+
+async fn send(
+    repl: &Replication,
+    table: &str,
+    peer: &PeerRegion,
+    client: &mut PeerClient,
+    changes: Vec<WireChange>,
+) -> Result<(), StepError> {
+    let request = ApplyChanges {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+        changes,
+    };
+    client
+        .call::<_, Applied>(peer, "ApplyChanges", &request)
+        .await?;
+    mark_reachable(repl, table, &peer.region);
+    Ok(())
+}
+
+/// Ships the changes that originated here, partition by partition, from
+/// the durable cursors; each cursor advances once the peer acknowledged.
+async fn tail(
+    repl: &Replication,
+    table: &str,
+    schema: &partita_model::KeySchema,
+    peer: &PeerRegion,
+    client: &mut PeerClient,
+) -> Result<Next, StepError> {
+    let store = &repl.store;
+    let region = &peer.region;
+    let partitions = store.partition_count(table)?;
+    let now_ms = crate::ops::describe::now_ms();
+    let mut pending = 0u64;
+    let mut oldest: Option<u64> = None;
+    let mut pages = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        let cursor = store.replication_cursor(table, region, p)?.unwrap_or(0);
+        let page = store.read_changes(table, p, cursor, None, READ_BATCH)?;
+        if cursor < page.horizon && cursor < page.next_seq {
+            tracing::warn!(table = %table, region = %region, partition = p, cursor, horizon = page.horizon, "the peer fell behind the change log's retention: full copy");
+            full_copy(repl, table, peer, client).await?;
+            return Ok(Next::Busy);
+        }
+        pending += page.next_seq.saturating_sub(cursor);
+        if let Some(first) = page.records.first() {
+            oldest = Some(oldest.map_or(first.created_ms, |o| o.min(first.created_ms)));
+        }
+        pages.push((p, page));
+    }
+    let lag = oldest.map_or(0.0, |o| now_ms.saturating_sub(o) as f64 / 1000.0);
+    repl.metrics.set_progress(table, region, lag, pending);
+    repl.set_view(table, region, |v| {
+        v.lag_seconds = lag;
+        v.pending = pending;
+    });
+    let mut busy = false;
+    for (p, page) in pages {
+        let Some(last) = page.records.last() else {
+            continue;
+        };
+        let next = last.seq + 1;
+        busy |= page.records.len() >= READ_BATCH;
+        let mut changes = Vec::new();
+        for record in &page.records {
+            let Some(origin) = &record.origin else {
+                continue;
+            };
+            if origin.region != repl.region {
+                continue;
+            }
+            let keys: Item = schema
+                .extract_key(&record.keys)
+                .unwrap_or_else(|| record.keys.clone());
+            changes.push(WireChange::of(&keys, record.new.as_ref(), origin));
+        }
+        let mut rest = changes;
+        while !rest.is_empty() {
+            let tail = rest.split_off(rest.len().min(SEND_BATCH));
+            let chunk = std::mem::replace(&mut rest, tail);
+            let n = chunk.len() as u64;
+            send(repl, table, peer, client, chunk).await?;
+            repl.metrics.sent(table, region, n);
+        }
+        store.set_replication_cursors(table, region, &[(p, Some(next))])?;
+    }
+    if busy {
+        Ok(Next::Busy)
+    } else {
+        if pending > 0 {
+            // What was pending is shipped now.
+            repl.metrics.set_progress(table, region, 0.0, 0);
+            repl.set_view(table, region, |v| {
+                v.lag_seconds = 0.0;
+                v.pending = 0;
+            });
+        }
+        Ok(Next::Idle)
+    }
+}
