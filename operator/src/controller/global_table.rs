@@ -150,15 +150,13 @@ pub async fn reconcile_global_tables(
 
     let mut requeue = REQUEUE_SETTLED;
     if !outcomes.is_empty() {
-        let fetched = source.fetch_status().await;
-        if let Err(error) = &fetched {
-            tracing::info!(%error, "replication status unavailable");
-        }
-        let why = fetched.as_ref().err().map(ToString::to_string);
-        let observed = match (&fetched, &why) {
-            (Ok(doc), _) => Observed::Report(doc),
-            (Err(_), Some(why)) => Observed::Unavailable(why),
-            (Err(_), None) => Observed::Unavailable("unknown error"),
+        let fetched = source.fetch_status().await.map_err(|e| e.to_string());
+        let observed = match &fetched {
+            Ok(doc) => Observed::Report(doc),
+            Err(why) => {
+                tracing::debug!(error = %why, "replication status unavailable");
+                Observed::Unavailable(why)
+            }
         };
         for outcome in &outcomes {
             let Some(gt) = global_tables.iter().find(|g| {
@@ -187,8 +185,8 @@ pub async fn reconcile_global_tables(
     })
 }
 
-/// One render with metrics (`controller="global-table"`, errors by
-/// [`Error::category`]) and a log line on failure.
+/// One render, recorded in the operator metrics (`controller="global-table"`,
+/// errors by [`Error::category`]).
 pub async fn render(
     ctx: &Context,
     target: &GatewayTarget,
