@@ -23,7 +23,10 @@
 //! run time through the gateway, whose DDL is a replicated command of every
 //! partition group.
 //!
-//! Not done yet: mutual TLS on the internal RPC; membership changes (a
+//! Transport security: mutual TLS on the internal RPC with the
+//! `--rpc-tls-*` flags ([`tls`]); plaintext without them.
+//!
+//! Not done yet: membership changes (a
 //! replica replaced with an empty disk comes back under the same node id
 //! and is caught up by snapshot, but it forgot its vote — see
 //! [`replica`]); transactions across Raft groups (2PC) and TransactGet
@@ -42,6 +45,7 @@ pub mod replica;
 pub mod router;
 pub mod rpc;
 pub mod state_machine;
+pub mod tls;
 pub mod tokens;
 pub mod types;
 

@@ -54,6 +54,8 @@ pub struct ReplicaOptions {
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
+    /// TLS client configuration for calls to Raft peers (`None`: plaintext).
+    pub peer_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ReplicaOptions {
@@ -63,6 +65,7 @@ impl Default for ReplicaOptions {
             heartbeat_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
+            peer_tls: None,
         }
     }
 }
@@ -240,7 +243,7 @@ impl Replica {
             epoch: table.epoch.0,
         };
         let network = Network {
-            clients: Arc::new(Clients::default()),
+            clients: Arc::new(Clients::with_tls(options.peer_tls.clone())),
             target,
             addresses: addresses.clone(),
         };

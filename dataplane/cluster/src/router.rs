@@ -45,6 +45,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -76,6 +77,8 @@ pub struct RouterOptions {
     /// Serve eventually consistent GetItems from any replica (possibly
     /// stale, like DynamoDB's); off: every read goes to the leader.
     pub follower_reads: bool,
+    /// TLS client configuration for calls to nodes (`None`: plaintext).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for RouterOptions {
@@ -85,6 +88,7 @@ impl Default for RouterOptions {
             call_timeout: Duration::from_secs(3),
             write_timeout: Duration::from_secs(6),
             follower_reads: false,
+            tls: None,
         }
     }
 }
@@ -131,7 +135,7 @@ impl Router {
     pub fn new(topology: TopologyFile, options: RouterOptions) -> Router {
         Router {
             topology: RwLock::new(topology),
-            clients: Clients::default(),
+            clients: Clients::with_tls(options.tls.clone()),
             leaders: Mutex::new(HashMap::new()),
             defs: Mutex::new(HashMap::new()),
             next: AtomicUsize::new(0),

@@ -9,8 +9,10 @@
 //! connection fails its pending calls with [`RpcError::Connection`] and the
 //! next call reconnects. Readers accept wire versions `1..=WIRE_VERSION`.
 //!
-//! Mutual TLS is not wired yet: the listener and the dialer are plain TCP
-//! (see the crate docs' "not done" list).
+//! Transport: plain TCP by default; with [`crate::tls::RpcTls`] the
+//! listener ([`serve_tls`]) and the dialer ([`Client::with_tls`]) speak
+//! mutual TLS, and a peer without a certificate from the cluster's CA is
+//! refused during the handshake, before any frame is read.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -23,7 +25,7 @@ use partita_expr::SortKeyCondition;
 use partita_model::schema::IndexState;
 use partita_model::{AttributeValue, Item, TableDefinition};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
@@ -219,19 +221,31 @@ struct Connection {
     pending: Pending,
 }
 
+/// How long a TLS handshake may take (either side).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A multiplexed client of one peer address.
 pub struct Client {
     address: String,
     next_id: AtomicU64,
     conn: tokio::sync::Mutex<Option<Arc<Connection>>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Client {
+    /// A plaintext client.
     pub fn new(address: String) -> Client {
+        Client::with_tls(address, None)
+    }
+
+    /// A client that speaks TLS with `tls` (mutual when the configuration
+    /// carries a client certificate), or plaintext with `None`.
+    pub fn with_tls(address: String, tls: Option<Arc<rustls::ClientConfig>>) -> Client {
         Client {
             address,
             next_id: AtomicU64::new(1),
             conn: tokio::sync::Mutex::new(None),
+            tls,
         }
     }
 
@@ -253,33 +267,27 @@ impl Client {
                 message: e.to_string(),
             })?;
         let _ = stream.set_nodelay(true);
-        let (mut reader, mut writer) = stream.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
-        let writer_pending = pending.clone();
-        tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
-                if writer.write_all(&frame).await.is_err() {
-                    break;
-                }
+        let conn = match &self.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                start_connection(reader, writer)
             }
-            writer_pending.lock().take();
-        });
-        let reader_pending = pending.clone();
-        tokio::spawn(async move {
-            while let Ok((id, _version, body)) = read_frame(&mut reader).await {
-                let waiter = reader_pending.lock().as_mut().and_then(|m| m.remove(&id));
-                if let Some(w) = waiter {
-                    let _ = w.send(body);
-                }
+            Some(config) => {
+                let connect_error = |message: String| RpcError::Connect {
+                    address: self.address.clone(),
+                    message,
+                };
+                let name = crate::tls::server_name(&self.address)
+                    .map_err(|e| connect_error(e.to_string()))?;
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| connect_error("TLS handshake timed out".into()))?
+                    .map_err(|e| connect_error(format!("TLS handshake: {e}")))?;
+                let (reader, writer) = tokio::io::split(tls);
+                start_connection(reader, writer)
             }
-            // Dropping the senders fails every pending call.
-            reader_pending.lock().take();
-        });
-        let conn = Arc::new(Connection {
-            frames: tx,
-            pending,
-        });
+        };
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -328,6 +336,40 @@ impl Client {
     }
 }
 
+/// Starts the writer and reader tasks of a client connection.
+fn start_connection<R, W>(mut reader: R, mut writer: W) -> Arc<Connection>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
+    let writer_pending = pending.clone();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+        writer_pending.lock().take();
+    });
+    let reader_pending = pending.clone();
+    tokio::spawn(async move {
+        while let Ok((id, _version, body)) = read_frame(&mut reader).await {
+            let waiter = reader_pending.lock().as_mut().and_then(|m| m.remove(&id));
+            if let Some(w) = waiter {
+                let _ = w.send(body);
+            }
+        }
+        // Dropping the senders fails every pending call.
+        reader_pending.lock().take();
+    });
+    Arc::new(Connection {
+        frames: tx,
+        pending,
+    })
+}
+
 /// Removes a call's waiter when the call ends (answered, timed out or dropped).
 struct PendingGuard {
     pending: Pending,
@@ -346,25 +388,48 @@ impl Drop for PendingGuard {
 #[derive(Default)]
 pub struct Clients {
     clients: Mutex<HashMap<String, Arc<Client>>>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Clients {
+    /// A pool whose clients speak TLS with `tls` (plaintext with `None`).
+    pub fn with_tls(tls: Option<Arc<rustls::ClientConfig>>) -> Clients {
+        Clients {
+            clients: Mutex::default(),
+            tls,
+        }
+    }
+
     pub fn get(&self, address: &str) -> Arc<Client> {
         self.clients
             .lock()
             .entry(address.to_string())
-            .or_insert_with(|| Arc::new(Client::new(address.to_string())))
+            .or_insert_with(|| Arc::new(Client::with_tls(address.to_string(), self.tls.clone())))
             .clone()
     }
 }
 
-/// Serves calls on `listener` with `handler` until the future ends (never,
-/// unless accepting fails for good).
+/// Serves calls on `listener` with `handler` in plaintext until the future
+/// ends (never, unless accepting fails for good).
 pub async fn serve<H, F>(listener: TcpListener, handler: H)
 where
     H: Fn(Request) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    serve_tls(listener, None, handler).await
+}
+
+/// [`serve`] over TLS with `tls` (which decides whether client
+/// certificates are required), or plaintext with `None`.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handler: H,
+) where
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -376,35 +441,67 @@ where
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let (mut reader, mut writer) = stream.into_split();
-            let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-            tokio::spawn(async move {
-                while let Some(frame) = rx.recv().await {
-                    if writer.write_all(&frame).await.is_err() {
-                        break;
+            match acceptor {
+                None => {
+                    let (reader, writer) = stream.into_split();
+                    serve_connection(reader, writer, peer, handler).await;
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let (reader, writer) = tokio::io::split(tls);
+                            serve_connection(reader, writer, peer, handler).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(%peer, error = %e, "rpc TLS handshake refused");
+                        }
+                        Err(_) => tracing::warn!(%peer, "rpc TLS handshake timed out"),
                     }
                 }
-            });
-            while let Ok((id, version, body)) = read_frame(&mut reader).await {
-                let handler = handler.clone();
-                let tx = tx.clone();
-                tokio::spawn(async move {
-                    let response = if version == 0 || version > WIRE_VERSION {
-                        Response::BadRequest(format!("unsupported wire version {version}"))
-                    } else {
-                        match bincode::deserialize::<Request>(&body) {
-                            Ok(request) => handler(request).await,
-                            Err(e) => Response::BadRequest(e.to_string()),
-                        }
-                    };
-                    match encode_frame(id, &response) {
-                        Ok(frame) => {
-                            let _ = tx.send(frame);
-                        }
-                        Err(e) => tracing::warn!(%peer, error = %e, "rpc answer not sent"),
-                    }
-                });
+            }
+        });
+    }
+}
+
+/// Answers the calls of one accepted connection until it closes.
+async fn serve_connection<R, W, H, F>(
+    mut reader: R,
+    mut writer: W,
+    peer: std::net::SocketAddr,
+    handler: H,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if writer.write_all(&frame).await.is_err() {
+                break;
+            }
+        }
+    });
+    while let Ok((id, version, body)) = read_frame(&mut reader).await {
+        let handler = handler.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let response = if version == 0 || version > WIRE_VERSION {
+                Response::BadRequest(format!("unsupported wire version {version}"))
+            } else {
+                match bincode::deserialize::<Request>(&body) {
+                    Ok(request) => handler(request).await,
+                    Err(e) => Response::BadRequest(e.to_string()),
+                }
+            };
+            match encode_frame(id, &response) {
+                Ok(frame) => {
+                    let _ = tx.send(frame);
+                }
+                Err(e) => tracing::warn!(%peer, error = %e, "rpc answer not sent"),
             }
         });
     }

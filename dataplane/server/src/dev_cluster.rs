@@ -14,6 +14,9 @@
 //! ports by default, `--admin-base-port P` for the gateway on P and the
 //! nodes on P+1, P+2, ..., or `--admin-base-port 0` for none. Each
 //! process's `adminPort` is in its line of the process table.
+//!
+//! `--rpc-tls-ca/-cert/-key` are forwarded to every process (one
+//! certificate for all: it must name 127.0.0.1).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -25,6 +28,7 @@ use partita_topology::{
     split_hash_space, Epoch, PartitionTopology, ReplicaAddress, TableTopology, TopologyFile,
 };
 
+use crate::rpc_tls::RpcTlsArgs;
 use crate::serve::shutdown_signal;
 
 #[derive(Args, Debug)]
@@ -56,6 +60,9 @@ pub struct DevClusterArgs {
     /// listeners (default: free ports).
     #[arg(long)]
     pub admin_base_port: Option<u16>,
+    /// Mutual TLS of the internal RPC, forwarded to every node and the gateway.
+    #[command(flatten)]
+    pub rpc_tls: RpcTlsArgs,
     /// Further `partita gateway` flags, after `--` (e.g. `-- --auth FILE`).
     #[arg(last = true)]
     pub gateway_args: Vec<String>,
@@ -190,6 +197,15 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     } else {
         Some(admin_port()?)
     };
+    let tls_flags: Vec<std::ffi::OsString> = [
+        ("--rpc-tls-ca", &args.rpc_tls.rpc_tls_ca),
+        ("--rpc-tls-cert", &args.rpc_tls.rpc_tls_cert),
+        ("--rpc-tls-key", &args.rpc_tls.rpc_tls_key),
+    ]
+    .into_iter()
+    .filter_map(|(flag, path)| path.as_ref().map(|p| (flag, p)))
+    .flat_map(|(flag, path)| [flag.into(), path.as_os_str().to_owned()])
+    .collect();
     let exe = std::env::current_exe().context("locating the partita binary")?;
     let mut children = Children(Vec::new());
     let mut processes = Vec::new();
@@ -222,6 +238,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                     .arg(&dir)
                     .args(["--snapshot-logs", &args.snapshot_logs.to_string()])
                     .args(["--admin-port", &admin.to_string()])
+                    .args(&tls_flags)
                     .stdin(Stdio::null())
                     .spawn()
                     .context("starting a node")?;
@@ -248,6 +265,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                 .iter()
                 .flat_map(|p| ["--admin-port".to_string(), p.to_string()]),
         )
+        .args(&tls_flags)
         .args(&args.gateway_args)
         .stdin(Stdio::null())
         .spawn()

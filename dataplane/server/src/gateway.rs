@@ -2,7 +2,7 @@
 //! same API code as `partita serve` (validation, SigV4, policies, error
 //! mapping) over `partita_cluster::Router` instead of a local store. The
 //! topology file is re-read every 5 s and whenever a node reports a newer
-//! epoch.
+//! epoch. Calls to nodes speak mutual TLS with the `--rpc-tls-*` flags.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +18,7 @@ use partita_topology::TopologyFile;
 use tokio::net::TcpListener;
 
 use crate::cluster_admin;
+use crate::rpc_tls::{client_config, RpcTlsArgs};
 use crate::serve::{init_logging, load_auth, shutdown_signal, LogFormat};
 
 /// Flags of `partita gateway`.
@@ -47,6 +48,8 @@ pub struct GatewayArgs {
     /// as in DynamoDB); without it every read goes to the partition leader.
     #[arg(long, env = "PARTITA_FOLLOWER_READS")]
     pub follower_reads: bool,
+    #[command(flatten)]
+    pub rpc_tls: RpcTlsArgs,
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -60,6 +63,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let auth = load_auth(args.auth.as_deref())?;
+    let tls = args.rpc_tls.load()?;
     let bytes = std::fs::read(&args.topology_file)
         .with_context(|| format!("reading {}", args.topology_file.display()))?;
     let topology = TopologyFile::parse(&bytes)
@@ -69,6 +73,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             topology,
             RouterOptions {
                 follower_reads: args.follower_reads,
+                tls: client_config(&tls),
                 ..RouterOptions::default()
             },
         )

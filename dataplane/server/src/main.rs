@@ -9,6 +9,7 @@ mod cluster_admin;
 mod dev_cluster;
 mod gateway;
 mod node;
+mod rpc_tls;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -8,6 +8,9 @@
 //! `partita serve` (same validation), before Raft starts. A node of the
 //! dynamic-tables entry (`--table '*'`) starts with no table: tables come
 //! and go through replicated CreateTable/DeleteTable commands.
+//!
+//! The RPC listener and the calls to Raft peers speak mutual TLS with the
+//! `--rpc-tls-*` flags (see `partita_cluster::tls`), plaintext without.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use partita_topology::TopologyFile;
 use tokio::net::TcpListener;
 
 use crate::cluster_admin;
+use crate::rpc_tls::{client_config, RpcTlsArgs};
 use crate::serve::{init_logging, shutdown_signal, LogFormat};
 
 /// Flags of `partita node`.
@@ -60,6 +64,8 @@ pub struct NodeArgs {
     /// Log output format.
     #[arg(long, env = "PARTITA_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub rpc_tls: RpcTlsArgs,
     /// Applied entries since the last snapshot that trigger a new snapshot.
     #[arg(long, env = "PARTITA_SNAPSHOT_LOGS", default_value_t = 10_000)]
     pub snapshot_logs: u64,
@@ -75,6 +81,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    // Refuse bad TLS material before touching the data.
+    let tls = args.rpc_tls.load()?;
     let bytes = std::fs::read(&args.topology_file)
         .with_context(|| format!("reading {}", args.topology_file.display()))?;
     let topology = TopologyFile::parse(&bytes)
@@ -126,6 +134,7 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     }
     let options = ReplicaOptions {
         snapshot_logs: args.snapshot_logs,
+        peer_tls: client_config(&tls),
         ..ReplicaOptions::default()
     };
     let listener = TcpListener::bind((args.rpc_host.as_str(), args.rpc_port))
@@ -149,9 +158,11 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         "partita node serving"
     );
     let handler_replica = replica.clone();
-    let server = tokio::spawn(partita_cluster::rpc::serve(listener, move |req| {
-        handler_replica.clone().handle(req)
-    }));
+    let server = tokio::spawn(partita_cluster::rpc::serve_tls(
+        listener,
+        tls.map(|t| t.server),
+        move |req| handler_replica.clone().handle(req),
+    ));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin = cluster_admin::spawn(
         &args.rpc_host,

@@ -40,6 +40,27 @@ pub const REGION: &str = "--region";
 pub const REPLICATION: &str = "--replication";
 /// `--log-format text|json`.
 pub const LOG_FORMAT: &str = "--log-format";
+/// `--rpc-tls-ca PATH`: PEM CA bundle of the internal RPC. With
+/// [`RPC_TLS_CERT`] and [`RPC_TLS_KEY`], node ↔ node and gateway → node
+/// calls use mutual TLS (each side presents its certificate; peers must
+/// chain to this CA; a node's certificate must name the host of its
+/// topology address). Without the three: plaintext. Same flags on nodes and
+/// gateways.
+///
+/// Note: the operator does not render these flags yet (the chart's
+/// "mutual TLS required" needs the certificates mounted into every pod and
+/// these three flags added to [`NodeFlags`] and [`GatewayFlags`]).
+pub const RPC_TLS_CA: &str = "--rpc-tls-ca";
+/// `--rpc-tls-cert PATH`: this process's PEM certificate chain (see [`RPC_TLS_CA`]).
+pub const RPC_TLS_CERT: &str = "--rpc-tls-cert";
+/// `--rpc-tls-key PATH`: the PEM private key of [`RPC_TLS_CERT`].
+pub const RPC_TLS_KEY: &str = "--rpc-tls-key";
+/// Environment variable equivalent of [`RPC_TLS_CA`].
+pub const RPC_TLS_CA_ENV: &str = "PARTITA_RPC_TLS_CA";
+/// Environment variable equivalent of [`RPC_TLS_CERT`].
+pub const RPC_TLS_CERT_ENV: &str = "PARTITA_RPC_TLS_CERT";
+/// Environment variable equivalent of [`RPC_TLS_KEY`].
+pub const RPC_TLS_KEY_ENV: &str = "PARTITA_RPC_TLS_KEY";
 
 /// Default internal RPC port of a node.
 pub const DEFAULT_RPC_PORT: u16 = 7000;

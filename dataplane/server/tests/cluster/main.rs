@@ -4,6 +4,7 @@
 
 mod harness;
 mod linearizability;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeSet;
