@@ -595,3 +595,83 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::TOKENS_TABLE;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use partita_storage::StoreOptions;
+
+    fn store(dir: &std::path::Path, with_table: bool) -> Arc<Store> {
+        let store = Store::open(dir, StoreOptions::default()).unwrap();
+        store.create_table(meta_table_definition()).unwrap();
+        if with_table {
+            let mut def = meta_table_definition();
+            def.name = "T".into();
+            def.table_id = "t".into();
+            store.create_table(def).unwrap();
+        }
+        Arc::new(store)
+    }
+
+    fn once(index: u64, token: &str, fingerprint: u64) -> Entry {
+        let item = Item::from([
+            ("k".to_string(), AttributeValue::S("a".into())),
+            ("n".to_string(), AttributeValue::S("x".repeat(100))),
+        ]);
+        let claim = TokenClaim {
+            token: token.into(),
+            fingerprint,
+            now_ms: 1_000,
+        };
+        Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(Command::TransactOnce(
+                vec![(
+                    "T".into(),
+                    WriteCommand::Put {
+                        item,
+                        condition: None,
+                    },
+                )],
+                claim,
+            )),
+        }
+    }
+
+    /// Invariant: a token record travels with a snapshot, so a replica
+    /// rebuilt from one answers a retry as a replay.
+    #[tokio::test]
+    async fn token_records_survive_snapshot_install() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(store(a.path(), true), a.path().join("snap")).unwrap();
+        let replies = sm.apply(vec![once(1, "tok", 7)]).await.unwrap();
+        assert!(matches!(replies[0], Reply::Once(OnceReply::Ran(Ok(_)))));
+        let replies = sm.apply(vec![once(2, "tok", 7)]).await.unwrap();
+        assert!(matches!(&replies[0], Reply::Once(OnceReply::Replayed(s)) if s[0].1 > 100));
+
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let target = store(b.path(), false);
+        let mut rebuilt = StateMachine::open(target.clone(), b.path().join("snap")).unwrap();
+        rebuilt
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        assert!(target.list_tables().iter().any(|t| t == TOKENS_TABLE));
+        assert_eq!(rebuilt.tokens.len(), 1);
+        let replies = rebuilt
+            .apply(vec![once(3, "tok", 7), once(4, "tok", 8)])
+            .await
+            .unwrap();
+        assert!(matches!(replies[0], Reply::Once(OnceReply::Replayed(_))));
+        assert!(matches!(replies[1], Reply::Once(OnceReply::Mismatch)));
+        assert_eq!(rebuilt.last_applied(), Some(4));
+    }
+}
