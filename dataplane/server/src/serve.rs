@@ -82,6 +82,9 @@ pub struct ServeArgs {
     /// many milliseconds (a region with a skewed clock).
     #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
     pub replication_clock_offset_ms: i64,
+    /// TESTS ONLY: pause before each page of a global-table full copy.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub replication_copy_delay_ms: u64,
 }
 
 /// Parses a duration: a whole number with a unit (ms, s, m, h); a bare
@@ -156,7 +159,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(store);
     store.set_clock_offset_us(args.replication_clock_offset_ms.saturating_mul(1000));
     let replication = replication_file.map(|file| {
-        partita_api::replication::Replication::new(store.clone(), args.region.clone(), file)
+        partita_api::replication::Replication::with_copy_delay(
+            store.clone(),
+            args.region.clone(),
+            file,
+            std::time::Duration::from_millis(args.replication_copy_delay_ms),
+        )
     });
     let mut api = Api::new(
         store.clone(),

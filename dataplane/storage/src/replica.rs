@@ -137,6 +137,10 @@ pub struct ReplicationState {
     pub region: String,
     #[serde(default)]
     pub replicas: Vec<ReplicaInfo>,
+    /// This region's replica is being filled by a full copy from the
+    /// region that adds it (DescribeTable shows the table CREATING).
+    #[serde(default)]
+    pub creating: bool,
 }
 
 /// A change from another region: the item's keys, its new image (`None`

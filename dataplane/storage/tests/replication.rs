@@ -38,6 +38,7 @@ fn setup(store: &Store, name: &str) {
             Some(ReplicationState {
                 region: "us-east-1".into(),
                 replicas: vec![],
+                creating: false,
             }),
         )
         .unwrap();

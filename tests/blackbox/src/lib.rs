@@ -61,6 +61,8 @@ pub struct Server {
     starts: u32,
     extra_args: Vec<String>,
     extra_env: Vec<(String, String)>,
+    /// Listen on this port at every start instead of a new free one.
+    fixed_port: Option<u16>,
 }
 
 impl Server {
@@ -73,6 +75,13 @@ impl Server {
     /// Like [`Server::start`], with extra `partita serve` arguments (e.g.
     /// `--auth FILE`) and environment variables; restarts keep them.
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on(None, args, env)
+    }
+
+    /// Like [`Server::start_with`], listening on `port` (when given) at
+    /// this and every later start, so peers can keep its address across
+    /// restarts (e.g. global-table regions).
+    pub fn start_on(port: Option<u16>, args: &[&str], env: &[(&str, &str)]) -> Server {
         let data_dir = tempfile::Builder::new()
             .prefix("partita-blackbox-")
             .tempdir()
@@ -88,6 +97,7 @@ impl Server {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            fixed_port: port,
         };
         server.spawn();
         server
@@ -139,7 +149,7 @@ impl Server {
              set PARTITA_BIN, or set DYNAMODB_ENDPOINT to test a running endpoint)",
             self.bin.display()
         );
-        self.port = free_port();
+        self.port = self.fixed_port.unwrap_or_else(free_port);
         self.starts += 1;
         let log_path = self
             .data_dir

@@ -289,13 +289,13 @@ pub(crate) fn install_set(
     members: &[WireReplica],
 ) -> Result<(), ApiError> {
     let store = &repl.store;
-    let current = store
-        .replication(table)
-        .map_err(|e| storage(table, e))?
-        .unwrap_or(ReplicationState {
-            region: repl.region.clone(),
-            replicas: Vec::new(),
-        });
+    let existing_state = store.replication(table).map_err(|e| storage(table, e))?;
+    let known = existing_state.is_some();
+    let current = existing_state.unwrap_or(ReplicationState {
+        region: repl.region.clone(),
+        replicas: Vec::new(),
+        creating: false,
+    });
     let heads = log_heads(repl, table).map_err(|e| storage(table, e))?;
     let mut next: Vec<ReplicaInfo> = Vec::new();
     for member in members {
@@ -308,8 +308,16 @@ pub(crate) fn install_set(
             .find(|r| r.region == member.region_name);
         match existing {
             Some(r) if r.adding => next.push(r.clone()),
+            // Statuses only move forward (CREATING to ACTIVE): an
+            // announcement sent before another one may arrive after it.
             Some(r) => next.push(ReplicaInfo {
-                status: ReplicaStatus::parse(&member.replica_status).unwrap_or(r.status),
+                status: match ReplicaStatus::parse(&member.replica_status) {
+                    Some(ReplicaStatus::Creating) if r.status == ReplicaStatus::Active => {
+                        ReplicaStatus::Active
+                    }
+                    Some(status) => status,
+                    None => r.status,
+                },
                 ..r.clone()
             }),
             None => {
@@ -361,6 +369,12 @@ pub(crate) fn install_set(
             Some(ReplicationState {
                 region: repl.region.clone(),
                 replicas: next,
+                // Once filled, a replica stays filled.
+                creating: (!known || current.creating)
+                    && members.iter().any(|m| {
+                        m.region_name == repl.region
+                            && m.replica_status == ReplicaStatus::Creating.as_str()
+                    }),
             }),
         )
         .map_err(|e| storage(table, e))?;

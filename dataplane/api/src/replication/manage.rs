@@ -93,6 +93,7 @@ pub(crate) fn update_replicas(
         .unwrap_or(ReplicationState {
             region: repl.region.clone(),
             replicas: Vec::new(),
+            creating: false,
         });
     for update in updates {
         let region = update.region();
@@ -183,6 +184,7 @@ pub(crate) async fn apply_declared(repl: &Replication) {
             .unwrap_or(ReplicationState {
                 region: repl.region.clone(),
                 replicas: Vec::new(),
+                creating: false,
             });
         for region in missing {
             if state.replicas.iter().any(|r| &r.region == region) {
@@ -265,7 +267,10 @@ pub(crate) fn describe(api: &Api, table: &str, description: &mut Value) {
         Value::from(GLOBAL_TABLE_VERSION),
     );
     out.insert("Replicas".into(), Value::Array(replicas));
-    if changing && out.get("TableStatus").and_then(Value::as_str) == Some("ACTIVE") {
+    let active = out.get("TableStatus").and_then(Value::as_str) == Some("ACTIVE");
+    if state.creating && active {
+        out.insert("TableStatus".into(), Value::from("CREATING"));
+    } else if changing && active {
         out.insert("TableStatus".into(), Value::from("UPDATING"));
     }
 }

@@ -113,6 +113,9 @@ pub struct Replication {
     declared_errors: Mutex<BTreeMap<String, String>>,
     /// Serializes read-modify-writes of replica sets.
     set_lock: Mutex<()>,
+    /// Pause before each full-copy page (tests only: makes CREATING
+    /// observable).
+    pub(crate) copy_delay: Duration,
 }
 
 impl Replication {
@@ -128,7 +131,23 @@ impl Replication {
             wake: Notify::new(),
             declared_errors: Mutex::new(BTreeMap::new()),
             set_lock: Mutex::new(()),
+            copy_delay: Duration::ZERO,
         })
+    }
+
+    /// Like [`Replication::new`], pausing `delay` before each page of a
+    /// full copy (tests only).
+    pub fn with_copy_delay(
+        store: Arc<Store>,
+        region: String,
+        file: ReplicationFile,
+        delay: Duration,
+    ) -> Arc<Replication> {
+        let mut this = Replication::new(store, region, file);
+        if let Some(r) = Arc::get_mut(&mut this) {
+            r.copy_delay = delay;
+        }
+        this
     }
 
     /// Returns the current replication file.

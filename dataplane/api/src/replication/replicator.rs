@@ -293,6 +293,7 @@ async fn delete_replica(
     let rest = ReplicationState {
         region: repl.region.clone(),
         replicas: remaining,
+        creating: false,
     };
     let announce = UpdateReplicaSet {
         table_name: table.to_string(),
@@ -323,6 +324,9 @@ async fn full_copy(
     for p in 0..heads.len() as u32 {
         let mut after: Option<Vec<u8>> = None;
         loop {
+            if !repl.copy_delay.is_zero() {
+                tokio::time::sleep(repl.copy_delay).await;
+            }
             let page = store.copy_page(table, p, after.as_deref(), COPY_BATCH)?;
             let changes: Vec<WireChange> = page
                 .items

@@ -9,6 +9,7 @@ mod capacity;
 mod capacity_limits;
 mod cluster_admin;
 mod durability;
+mod global_tables;
 mod indexes;
 mod items;
 mod legacy;

@@ -1,0 +1,1088 @@
+//! Global tables (version 2019.11.21) between real `partita serve`
+//! processes, one per region, each with a replication file naming the
+//! others: ReplicaUpdates and DescribeTable Replicas, replication both
+//! ways, the initial full copy, three regions, last-writer-wins
+//! convergence of conflicting writes and of a delete racing an update, a
+//! peer outage (caught up from the log, and by a full copy once past the
+//! stream retention), no ping-pong, refused replication calls and
+//! ReplicaUpdates validation.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use partita_blackbox_tests::aws_sdk_dynamodb::types::{
+    AttributeValue, BillingMode, CreateReplicationGroupMemberAction,
+    DeleteReplicationGroupMemberAction, KeyType, ReplicationGroupUpdate, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
+};
+use partita_blackbox_tests::aws_sdk_dynamodb::Client;
+use partita_blackbox_tests::{
+    api_err, attr_def, client_for, free_loopback_port, key_elem, raw_http, s,
+    skip_without_own_server, unique_name, Server,
+};
+
+type Item = std::collections::HashMap<String, AttributeValue>;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One region: its server, ports and replication file.
+struct Region {
+    name: String,
+    server: Server,
+    admin_port: u16,
+    client: Client,
+}
+
+/// Several regions that are each other's peers.
+struct Regions {
+    regions: Vec<Region>,
+    dir: tempfile::TempDir,
+    ports: Vec<u16>,
+}
+
+fn access_key(from: &str, to: &str) -> String {
+    format!("AKREPL{}TO{}", from.replace('-', ""), to.replace('-', "")).to_uppercase()
+}
+
+fn secret(from: &str, to: &str) -> String {
+    format!("secret-{from}-{to}")
+}
+
+/// The replication file of region `i`: every other region a peer at its
+/// port (or at `dead_port` when cut off), inbound keys of every other.
+fn replication_file(names: &[&str], ports: &[u16], i: usize, cut: bool) -> String {
+    let dead = free_loopback_port();
+    let peers: Vec<serde_json::Value> = names
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(j, peer)| {
+            let port = if cut { dead } else { ports[j] };
+            serde_json::json!({
+                "region": peer,
+                "endpoint": format!("http://127.0.0.1:{port}"),
+                "accessKeyId": access_key(names[i], peer),
+                "secretAccessKey": secret(names[i], peer),
+            })
+        })
+        .collect();
+    let inbound: Vec<serde_json::Value> = names
+        .iter()
+        .filter(|peer| **peer != names[i])
+        .map(|peer| {
+            serde_json::json!({
+                "accessKeyId": access_key(peer, names[i]),
+                "secretAccessKey": secret(peer, names[i]),
+            })
+        })
+        .collect();
+    serde_json::json!({ "formatVersion": 1, "peers": peers, "inbound": inbound }).to_string()
+}
+
+impl Regions {
+    /// Starts one server per region name; `extra(i)` adds flags.
+    fn start(names: &[&str], extra: impl Fn(usize) -> Vec<String>) -> Regions {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ports: Vec<u16> = names.iter().map(|_| free_loopback_port()).collect();
+        let mut regions = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let path = dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, replication_file(names, &ports, i, false)).expect("write file");
+            let admin_port = free_loopback_port();
+            let mut args: Vec<String> = vec![
+                "--region".into(),
+                name.to_string(),
+                "--replication".into(),
+                path.display().to_string(),
+                "--admin-port".into(),
+                admin_port.to_string(),
+            ];
+            args.extend(extra(i));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let server = Server::start_on(Some(ports[i]), &args, &[]);
+            let client = client_for(&server.endpoint());
+            regions.push(Region {
+                name: name.to_string(),
+                server,
+                admin_port,
+                client,
+            });
+        }
+        Regions {
+            regions,
+            dir,
+            ports,
+        }
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.regions.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Rewrites every region's replication file: peers unreachable (`cut`)
+    /// or reachable again; waits until the servers reloaded them.
+    async fn set_cut(&self, cut: bool) {
+        let names = self.names();
+        for (i, name) in names.iter().enumerate() {
+            let path = self.dir.path().join(format!("{name}.json"));
+            std::fs::write(&path, replication_file(&names, &self.ports, i, cut))
+                .expect("write file");
+        }
+        // The reloader polls every second.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+
+    fn client(&self, i: usize) -> &Client {
+        &self.regions[i].client
+    }
+}
+
+async fn create_global_source(client: &Client, name: &str) {
+    client
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr_def("pk", ScalarAttributeType::S))
+        .key_schema(key_elem("pk", KeyType::Hash))
+        .stream_specification(
+            StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(StreamViewType::NewAndOldImages)
+                .build()
+                .expect("stream spec"),
+        )
+        .send()
+        .await
+        .expect("create table");
+}
+
+async fn add_replica(client: &Client, table: &str, region: &str) -> Vec<(String, String)> {
+    let out = client
+        .update_table()
+        .table_name(table)
+        .replica_updates(
+            ReplicationGroupUpdate::builder()
+                .create(
+                    CreateReplicationGroupMemberAction::builder()
+                        .region_name(region)
+                        .build()
+                        .expect("create action"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("add replica");
+    let desc = out.table_description().expect("description");
+    assert_eq!(desc.global_table_version(), Some("2019.11.21"));
+    replicas_of(desc.replicas())
+}
+
+fn replicas_of(
+    replicas: &[partita_blackbox_tests::aws_sdk_dynamodb::types::ReplicaDescription],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = replicas
+        .iter()
+        .map(|r| {
+            (
+                r.region_name().unwrap_or_default().to_string(),
+                r.replica_status()
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_default(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// (TableStatus, sorted [(region, status)], GlobalTableVersion).
+async fn describe(client: &Client, table: &str) -> (String, Vec<(String, String)>, Option<String>) {
+    let d = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("describe");
+    let t = d.table().expect("table");
+    (
+        t.table_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        replicas_of(t.replicas()),
+        t.global_table_version().map(str::to_string),
+    )
+}
+
+/// Waits until DescribeTable in every region lists the other regions,
+/// all ACTIVE, and the table is ACTIVE.
+async fn wait_replicas_active(regions: &Regions, table: &str) {
+    let deadline = Instant::now() + WAIT;
+    let names = regions.names();
+    loop {
+        let mut done = true;
+        let mut seen = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let mut want: Vec<(String, String)> = names
+                .iter()
+                .filter(|n| *n != name)
+                .map(|n| (n.to_string(), "ACTIVE".to_string()))
+                .collect();
+            want.sort();
+            let got = match regions
+                .client(i)
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+            {
+                Ok(d) => {
+                    let t = d.table().expect("table");
+                    (
+                        t.table_status().map(|s| s.as_str().to_string()),
+                        replicas_of(t.replicas()),
+                    )
+                }
+                Err(_) => (None, vec![]),
+            };
+            if got != (Some("ACTIVE".to_string()), want) {
+                done = false;
+            }
+            seen.push((name.to_string(), got));
+        }
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas of {table} not ACTIVE everywhere: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn put(client: &Client, table: &str, pk: &str, v: &str) {
+    client
+        .put_item()
+        .table_name(table)
+        .item("pk", s(pk))
+        .item("v", s(v))
+        .send()
+        .await
+        .expect("put");
+}
+
+async fn get(client: &Client, table: &str, pk: &str) -> Option<Item> {
+    client
+        .get_item()
+        .table_name(table)
+        .key("pk", s(pk))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("get")
+        .item
+}
+
+async fn scan_all(client: &Client, table: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = client
+            .scan()
+            .table_name(table)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scan");
+        for it in page.items() {
+            let pk = it["pk"].as_s().expect("pk").clone();
+            let v = it
+                .get("v")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default();
+            out.insert(pk, v);
+        }
+        match page.last_evaluated_key {
+            Some(k) => start = Some(k),
+            None => return out,
+        }
+    }
+}
+
+/// Waits until item `pk` of every region reads as `want` (`None`: absent).
+async fn wait_item(regions: &Regions, table: &str, pk: &str, want: Option<&str>) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let mut ok = true;
+        for i in 0..regions.regions.len() {
+            let got = get(regions.client(i), table, pk).await;
+            let got_v = got.as_ref().map(|it| it["v"].as_s().expect("v").clone());
+            if got_v.as_deref() != want {
+                ok = false;
+            }
+        }
+        if ok {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "item {pk} of {table} did not become {want:?} in every region"
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+/// Waits until every region's table holds exactly the same items and
+/// returns them.
+async fn wait_converged(regions: &Regions, table: &str) -> BTreeMap<String, String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let first = scan_all(regions.client(0), table).await;
+        let mut same = true;
+        for i in 1..regions.regions.len() {
+            if scan_all(regions.client(i), table).await != first {
+                same = false;
+            }
+        }
+        if same {
+            return first;
+        }
+        assert!(Instant::now() < deadline, "{table} did not converge");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn scrape(admin_port: u16) -> String {
+    let r = raw_http(
+        &format!("http://127.0.0.1:{admin_port}"),
+        "GET",
+        "/metrics",
+        &[("Host".into(), format!("127.0.0.1:{admin_port}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+/// Sum of the samples of `metric` whose labels contain every `labels`.
+fn sample_sum(text: &str, metric: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{metric}{{")))
+        .filter(|l| labels.iter().all(|want| l.contains(want)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn replication_status(admin_port: u16) -> serde_json::Value {
+    let r = raw_http(
+        &format!("http://127.0.0.1:{admin_port}"),
+        "GET",
+        "/replication",
+        &[("Host".into(), format!("127.0.0.1:{admin_port}"))],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
+#[tokio::test]
+async fn two_regions_copy_existing_items_then_replicate_both_ways() {
+    if skip_without_own_server("two_regions_copy_existing_items_then_replicate_both_ways") {
+        return;
+    }
+    // A slow full copy makes CREATING observable in both regions.
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| {
+        vec!["--replication-copy-delay-ms".into(), "800".into()]
+    });
+    let (a, b) = (regions.client(0), regions.client(1));
+    let table = unique_name("gt");
+    create_global_source(a, &table).await;
+    for i in 0..30 {
+        put(a, &table, &format!("old{i}"), "before").await;
+    }
+    let shown = add_replica(a, &table, "eu-west-1").await;
+    assert_eq!(shown, vec![("eu-west-1".into(), "CREATING".into())]);
+    // CREATING in both regions while the items are copied, then ACTIVE.
+    let mut seen_a = false;
+    let mut seen_b = false;
+    let deadline = Instant::now() + WAIT;
+    while !(seen_a && seen_b) && Instant::now() < deadline {
+        let (status_a, replicas_a, version) = describe(a, &table).await;
+        assert_eq!(version.as_deref(), Some("2019.11.21"));
+        if replicas_a == vec![("eu-west-1".into(), "CREATING".into())] {
+            assert_eq!(status_a, "UPDATING");
+            seen_a = true;
+        }
+        if let Ok(d) = b.describe_table().table_name(&table).send().await {
+            let t = d.table().expect("table");
+            if t.table_status().map(|s| s.as_str()) == Some("CREATING") {
+                assert_eq!(
+                    replicas_of(t.replicas()),
+                    vec![("us-east-1".into(), "ACTIVE".into())]
+                );
+                seen_b = true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        seen_a && seen_b,
+        "CREATING seen in A: {seen_a}, in B: {seen_b}"
+    );
+    wait_replicas_active(&regions, &table).await;
+    let (_, replicas_b, version_b) = describe(b, &table).await;
+    assert_eq!(replicas_b, vec![("us-east-1".into(), "ACTIVE".into())]);
+    assert_eq!(version_b.as_deref(), Some("2019.11.21"));
+    // The existing items were copied.
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 30);
+    assert!(items.values().all(|v| v == "before"));
+    // A write in A appears in B and vice versa; updates and deletes too.
+    put(a, &table, "from-a", "1").await;
+    wait_item(&regions, &table, "from-a", Some("1")).await;
+    put(b, &table, "from-b", "2").await;
+    wait_item(&regions, &table, "from-b", Some("2")).await;
+    b.update_item()
+        .table_name(&table)
+        .key("pk", s("from-a"))
+        .update_expression("SET v = :v")
+        .expression_attribute_values(":v", s("updated-in-b"))
+        .send()
+        .await
+        .expect("update");
+    wait_item(&regions, &table, "from-a", Some("updated-in-b")).await;
+    a.delete_item()
+        .table_name(&table)
+        .key("pk", s("from-b"))
+        .send()
+        .await
+        .expect("delete");
+    wait_item(&regions, &table, "from-b", None).await;
+    b.delete_item()
+        .table_name(&table)
+        .key("pk", s("old3"))
+        .send()
+        .await
+        .expect("delete");
+    wait_item(&regions, &table, "old3", None).await;
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 30);
+    // The replicated write shows up in B's own stream with the usual
+    // records (a stream reader in B sees every change).
+    let status = replication_status(regions.regions[0].admin_port);
+    assert_eq!(status["region"], "us-east-1");
+    let replica = &status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["tableName"] == table.as_str())
+        .expect("table in status")["replicas"][0];
+    assert_eq!(replica["regionName"], "eu-west-1");
+    assert_eq!(replica["replicaStatus"], "ACTIVE");
+    assert_eq!(replica["reachable"], true);
+    // Removing the replica deletes B's table, as DynamoDB does.
+    a.update_table()
+        .table_name(&table)
+        .replica_updates(
+            ReplicationGroupUpdate::builder()
+                .delete(
+                    DeleteReplicationGroupMemberAction::builder()
+                        .region_name("eu-west-1")
+                        .build()
+                        .expect("delete action"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("delete replica");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let gone = match b.describe_table().table_name(&table).send().await {
+            Ok(_) => false,
+            Err(e) => e
+                .as_service_error()
+                .is_some_and(|e| e.is_resource_not_found_exception()),
+        };
+        let (_, replicas_a, _) = describe(a, &table).await;
+        if gone && replicas_a.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "replica not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn three_regions_converge_and_list_each_other() {
+    if skip_without_own_server("three_regions_converge_and_list_each_other") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1", "ap-south-1"], |_| vec![]);
+    let table = unique_name("gt3");
+    create_global_source(regions.client(0), &table).await;
+    put(regions.client(0), &table, "seed", "0").await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    // B's replica exists (still filling, maybe); writes keep coming in B
+    // while C is added from A.
+    let deadline = Instant::now() + WAIT;
+    while regions
+        .client(1)
+        .describe_table()
+        .table_name(&table)
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "B's replica not created");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let writer = {
+        let b = regions.client(1).clone();
+        let table = table.clone();
+        tokio::spawn(async move {
+            for i in 0..40 {
+                put(&b, &table, &format!("b{i}"), "b").await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    add_replica(regions.client(0), &table, "ap-south-1").await;
+    writer.await.expect("writer");
+    wait_replicas_active(&regions, &table).await;
+    for i in 0..3 {
+        put(regions.client(i), &table, &format!("w{i}"), &format!("{i}")).await;
+    }
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 1 + 40 + 3, "{items:?}");
+    for i in 0..3 {
+        assert_eq!(items[&format!("w{i}")], format!("{i}"));
+    }
+}
+
+#[tokio::test]
+async fn conflicting_writes_and_a_delete_racing_an_update_converge_to_the_later_version() {
+    if skip_without_own_server("conflicting_writes_converge") {
+        return;
+    }
+    // eu-west-1's clock runs a minute ahead: its writes carry later
+    // versions than us-east-1's even when they happen earlier.
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |i| {
+        if i == 1 {
+            vec!["--replication-clock-offset-ms".into(), "60000".into()]
+        } else {
+            vec![]
+        }
+    });
+    let (a, b) = (regions.client(0), regions.client(1));
+    let table = unique_name("lww");
+    create_global_source(a, &table).await;
+    add_replica(a, &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    put(a, &table, "del-in-b", "v0").await;
+    put(a, &table, "del-in-a", "v0").await;
+    wait_item(&regions, &table, "del-in-b", Some("v0")).await;
+    wait_item(&regions, &table, "del-in-a", Some("v0")).await;
+    // Cut the regions apart; both write the same keys, unaware of each other.
+    regions.set_cut(true).await;
+    // B first, then A: A's write happens later but has the earlier version.
+    put(b, &table, "k1", "from-b").await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    put(a, &table, "k1", "from-a").await;
+    // A first, then B.
+    put(a, &table, "k2", "from-a").await;
+    put(b, &table, "k2", "from-b").await;
+    // A delete racing an update, both ways.
+    b.delete_item()
+        .table_name(&table)
+        .key("pk", s("del-in-b"))
+        .send()
+        .await
+        .expect("delete");
+    put(a, &table, "del-in-b", "updated-in-a").await;
+    put(b, &table, "del-in-a", "updated-in-b").await;
+    a.delete_item()
+        .table_name(&table)
+        .key("pk", s("del-in-a"))
+        .send()
+        .await
+        .expect("delete");
+    // While cut, each region sees its own writes.
+    assert_eq!(get(a, &table, "k1").await.expect("k1")["v"], s("from-a"));
+    assert_eq!(get(b, &table, "k1").await.expect("k1")["v"], s("from-b"));
+    regions.set_cut(false).await;
+    // Everyone converges to the later version: eu-west-1's.
+    wait_item(&regions, &table, "k1", Some("from-b")).await;
+    wait_item(&regions, &table, "k2", Some("from-b")).await;
+    wait_item(&regions, &table, "del-in-b", None).await;
+    wait_item(&regions, &table, "del-in-a", Some("updated-in-b")).await;
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    // us-east-1's four changes lost in eu-west-1 (counted as superseded
+    // there); eu-west-1's four won in us-east-1.
+    let metrics = scrape(regions.regions[1].admin_port);
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "partita_replication_applied_total",
+            &["outcome=\"superseded\"", "origin_region=\"us-east-1\""]
+        ),
+        4.0,
+        "{metrics}"
+    );
+    let metrics = scrape(regions.regions[0].admin_port);
+    assert_eq!(
+        sample_sum(
+            &metrics,
+            "partita_replication_applied_total",
+            &["outcome=\"superseded\""]
+        ),
+        0.0,
+        "{metrics}"
+    );
+    // A local write after seeing the later version wins over it.
+    put(a, &table, "k1", "a-after-seeing-b").await;
+    wait_item(&regions, &table, "k1", Some("a-after-seeing-b")).await;
+}
+
+#[tokio::test]
+async fn a_stopped_peer_catches_up_from_the_log_without_loss() {
+    if skip_without_own_server("a_stopped_peer_catches_up") {
+        return;
+    }
+    let mut regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let table = unique_name("outage");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    regions.regions[1].server.kill9();
+    for i in 0..60 {
+        put(regions.client(0), &table, &format!("k{i}"), "during-outage").await;
+    }
+    regions
+        .client(0)
+        .delete_item()
+        .table_name(&table)
+        .key("pk", s("k7"))
+        .send()
+        .await
+        .expect("delete");
+    // A notices the peer is unreachable.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let status = replication_status(regions.regions[0].admin_port);
+        let replica = status["tables"]
+            .as_array()
+            .expect("tables")
+            .iter()
+            .find(|t| t["tableName"] == table.as_str())
+            .map(|t| t["replicas"][0].clone())
+            .unwrap_or_default();
+        if replica["reachable"] == false && replica["lastError"].is_string() {
+            assert!(
+                replica["pendingChanges"].as_u64().unwrap_or(0) > 0,
+                "{replica}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "outage not reported: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let lag = sample_sum(
+        &scrape(regions.regions[0].admin_port),
+        "partita_replication_lag_seconds",
+        &["region=\"eu-west-1\""],
+    );
+    assert!(lag > 0.0, "lag {lag}");
+    regions.regions[1].server.restart();
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 59);
+    assert!(!items.contains_key("k7"));
+    // Caught up: nothing pending.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = scrape(regions.regions[0].admin_port);
+        if sample_sum(&m, "partita_replication_pending_changes", &[]) == 0.0
+            && sample_sum(&m, "partita_replication_lag_seconds", &[]) == 0.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still pending: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = regions.regions[0].server.log_text();
+    assert_eq!(
+        log.matches("full copy started").count(),
+        1,
+        "only the initial copy ran:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn a_peer_down_longer_than_the_retention_gets_a_full_copy() {
+    if skip_without_own_server("a_peer_down_longer_than_the_retention") {
+        return;
+    }
+    let mut regions = Regions::start(&["us-east-1", "eu-west-1"], |_| {
+        vec!["--stream-retention".into(), "1s".into()]
+    });
+    let table = unique_name("retention");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    put(regions.client(0), &table, "before", "x").await;
+    wait_item(&regions, &table, "before", Some("x")).await;
+    regions.regions[1].server.kill9();
+    for i in 0..20 {
+        put(regions.client(0), &table, &format!("k{i}"), "during-outage").await;
+    }
+    // Longer than the retention: those records are trimmed.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    put(regions.client(0), &table, "late", "y").await;
+    regions.regions[1].server.restart();
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 22, "{items:?}");
+    let log = regions.regions[0].server.log_text();
+    assert!(
+        log.contains("fell behind the change log's retention"),
+        "no full copy in the log:\n{log}"
+    );
+}
+
+#[tokio::test]
+async fn no_ping_pong_without_writes() {
+    if skip_without_own_server("no_ping_pong_without_writes") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let table = unique_name("quiet");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    for i in 0..10 {
+        put(regions.client(i % 2), &table, &format!("k{i}"), "v").await;
+    }
+    wait_converged(&regions, &table).await;
+    let counters = |text: &str| {
+        (
+            sample_sum(text, "partita_replication_sent_total", &[]),
+            sample_sum(text, "partita_replication_applied_total", &[]),
+        )
+    };
+    // Settle, then nothing may move for a few seconds.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before: Vec<(f64, f64)> = regions
+        .regions
+        .iter()
+        .map(|r| counters(&scrape(r.admin_port)))
+        .collect();
+    // Each region shipped its own writes once and applied the other's.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after: Vec<(f64, f64)> = regions
+        .regions
+        .iter()
+        .map(|r| counters(&scrape(r.admin_port)))
+        .collect();
+    assert_eq!(before, after, "replication traffic without writes");
+    // A's sends are exactly its 5 writes (the copy had nothing to send)
+    // and B applied exactly those.
+    assert_eq!(before[0].0, 5.0);
+    assert_eq!(before[1].1, 5.0);
+    assert_eq!(before[1].0, 5.0);
+    assert_eq!(before[0].1, 5.0);
+}
+
+/// Signs a raw replication call with `key`.
+fn signed_replication_call(
+    host: &str,
+    op: &str,
+    body: &[u8],
+    key: (&str, &str),
+    region: &str,
+) -> Vec<(String, String)> {
+    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
+    use aws_sigv4::sign::v4;
+    let creds = aws_credential_types::Credentials::new(key.0, key.1, None, None, "blackbox");
+    let identity: aws_smithy_runtime_api::client::identity::Identity = creds.into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("dynamodb")
+        .time(SystemTime::now())
+        .settings(SigningSettings::default())
+        .build()
+        .expect("signing params")
+        .into();
+    let headers = vec![
+        ("host".to_string(), host.to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.0".to_string(),
+        ),
+        (
+            "x-amz-target".to_string(),
+            format!("PartitaReplication_20261122.{op}"),
+        ),
+    ];
+    let signable = SignableRequest::new(
+        "POST",
+        format!("http://{host}/"),
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        SignableBody::Bytes(body),
+    )
+    .expect("signable");
+    let (instructions, _) = sign(signable, &params).expect("sign").into_parts();
+    let mut out = headers;
+    for (k, v) in instructions.headers() {
+        out.push((k.to_string(), v.to_string()));
+    }
+    out
+}
+
+#[tokio::test]
+async fn replication_calls_with_wrong_credentials_are_refused() {
+    if skip_without_own_server("replication_calls_with_wrong_credentials_are_refused") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let table = unique_name("authz");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    let b = &regions.regions[1];
+    let host = format!("127.0.0.1:{}", regions.ports[1]);
+    let body = serde_json::json!({
+        "TableName": table,
+        "SourceRegion": "us-east-1",
+        "Changes": [{
+            "Keys": {"pk": {"S": "forged"}},
+            "NewImage": {"pk": {"S": "forged"}, "v": {"S": "evil"}},
+            "Version": {"Timestamp": u64::MAX / 2, "Region": "us-east-1"}
+        }]
+    })
+    .to_string();
+    let send = |headers: Vec<(String, String)>| {
+        raw_http(&b.server.endpoint(), "POST", "/", &headers, body.as_bytes())
+    };
+    // Unsigned.
+    let unsigned = send(vec![
+        ("host".into(), host.clone()),
+        ("content-type".into(), "application/x-amz-json-1.0".into()),
+        (
+            "x-amz-target".into(),
+            "PartitaReplication_20261122.ApplyChanges".into(),
+        ),
+    ]);
+    assert_eq!(unsigned.status, 400);
+    assert_eq!(unsigned.error_type(), "MissingAuthenticationTokenException");
+    // An unknown key (the SDK clients' ordinary test key).
+    let unknown = send(signed_replication_call(
+        &host,
+        "ApplyChanges",
+        body.as_bytes(),
+        ("AKIDPARTITATEST", "partita-test-secret"),
+        "eu-west-1",
+    ));
+    assert_eq!(unknown.error_type(), "UnrecognizedClientException");
+    assert_eq!(
+        unknown.error_message().as_deref(),
+        Some("The security token included in the request is invalid.")
+    );
+    // The right key with a wrong secret.
+    let key = access_key("us-east-1", "eu-west-1");
+    let forged = send(signed_replication_call(
+        &host,
+        "ApplyChanges",
+        body.as_bytes(),
+        (&key, "not-the-secret"),
+        "eu-west-1",
+    ));
+    assert_eq!(forged.error_type(), "InvalidSignatureException");
+    // Nothing changed.
+    assert!(get(regions.client(1), &table, "forged").await.is_none());
+    let applied = sample_sum(
+        &scrape(b.admin_port),
+        "partita_replication_applied_total",
+        &[],
+    );
+    assert_eq!(applied, 0.0);
+    // The right credentials work (and the change then replicates nowhere
+    // else: it did not originate in eu-west-1).
+    let ok = send(signed_replication_call(
+        &host,
+        "ApplyChanges",
+        body.as_bytes(),
+        (&key, &secret("us-east-1", "eu-west-1")),
+        "eu-west-1",
+    ));
+    assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+    assert_eq!(ok.json()["Applied"], 1);
+    assert!(get(regions.client(1), &table, "forged").await.is_some());
+}
+
+#[tokio::test]
+async fn replica_updates_are_validated_like_dynamodb() {
+    if skip_without_own_server("replica_updates_are_validated_like_dynamodb") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let a = regions.client(0);
+    let create = |region: &str| {
+        ReplicationGroupUpdate::builder()
+            .create(
+                CreateReplicationGroupMemberAction::builder()
+                    .region_name(region)
+                    .build()
+                    .expect("action"),
+            )
+            .build()
+    };
+    // No stream: refused.
+    let plain = unique_name("plain");
+    partita_blackbox_tests::create_table(a, &plain, ("pk", ScalarAttributeType::S), None).await;
+    let e = api_err(
+        a.update_table()
+            .table_name(&plain)
+            .replica_updates(create("eu-west-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    assert!(e.message.contains("NEW_AND_OLD_IMAGES"), "{}", e.message);
+    let table = unique_name("val");
+    create_global_source(a, &table).await;
+    // Not a peer.
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(create("sa-east-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    assert!(e.message.contains("sa-east-1"), "{}", e.message);
+    // Own region.
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(create("us-east-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    // Twice the same region.
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(create("eu-west-1"))
+            .replica_updates(create("eu-west-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    // Together with another change.
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(create("eu-west-1"))
+            .deletion_protection_enabled(true)
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    assert!(
+        e.message
+            .contains("must be the only operation in the request"),
+        "{}",
+        e.message
+    );
+    // Deleting a replica that does not exist.
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(
+                ReplicationGroupUpdate::builder()
+                    .delete(
+                        DeleteReplicationGroupMemberAction::builder()
+                            .region_name("eu-west-1")
+                            .build()
+                            .expect("action"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ResourceNotFoundException");
+    // A missing table.
+    let e = api_err(
+        a.update_table()
+            .table_name("no-such-table")
+            .replica_updates(create("eu-west-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ResourceNotFoundException");
+    // Added once; adding again is refused; the stream cannot be disabled.
+    add_replica(a, &table, "eu-west-1").await;
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .replica_updates(create("eu-west-1"))
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    wait_replicas_active(&regions, &table).await;
+    let e = api_err(
+        a.update_table()
+            .table_name(&table)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(false)
+                    .build()
+                    .expect("spec"),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    assert!(e.message.contains("replicas"), "{}", e.message);
+    // A table not replicated shows no replica fields.
+    let (_, replicas, version) = describe(a, &plain).await;
+    assert!(replicas.is_empty());
+    assert_eq!(version, None);
+}
+
+#[tokio::test]
+async fn replica_updates_without_replication_are_refused() {
+    if skip_without_own_server("replica_updates_without_replication_are_refused") {
+        return;
+    }
+    let server = Server::start();
+    let client = client_for(&server.endpoint());
+    let table = unique_name("noreplication");
+    create_global_source(&client, &table).await;
+    let e = api_err(
+        client
+            .update_table()
+            .table_name(&table)
+            .replica_updates(
+                ReplicationGroupUpdate::builder()
+                    .create(
+                        CreateReplicationGroupMemberAction::builder()
+                            .region_name("eu-west-1")
+                            .build()
+                            .expect("action"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await,
+    );
+    assert_eq!(e.code, "ValidationException");
+    assert!(e.message.contains("--replication"), "{}", e.message);
+}
