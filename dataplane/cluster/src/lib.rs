@@ -32,8 +32,7 @@
 //! and is caught up by snapshot, but it forgot its vote — see
 //! [`replica`]); TransactGet snapshots across groups; partition splits
 //! (re-routing a key to a new partition); streaming snapshots (they are
-//! built in memory) and a crash-safe snapshot install; the gateway's
-//! HTTPS listener.
+//! built in memory) and a crash-safe snapshot install.
 //!
 //! Observability: `partita node` serves the API's series for its store
 //! plus the Raft series of [`metrics`] on `--admin-port`; `partita

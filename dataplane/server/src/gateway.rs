@@ -3,6 +3,8 @@
 //! mapping) over `partita_cluster::Router` instead of a local store. The
 //! topology file is re-read every 5 s and whenever a node reports a newer
 //! epoch. Calls to nodes speak mutual TLS with the `--rpc-tls-*` flags.
+//! `--tls-cert`/`--tls-key` add an HTTPS listener on `--tls-port`, as for
+//! `partita serve`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,6 +52,16 @@ pub struct GatewayArgs {
     pub follower_reads: bool,
     #[command(flatten)]
     pub rpc_tls: RpcTlsArgs,
+    /// PEM certificate chain for the HTTPS listener (with --tls-key), as
+    /// `partita serve`.
+    #[arg(long, env = "PARTITA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the HTTPS listener (with --tls-cert).
+    #[arg(long, env = "PARTITA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Port of the HTTPS listener.
+    #[arg(long, env = "PARTITA_TLS_PORT", default_value_t = 8443)]
+    pub tls_port: u16,
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -64,6 +76,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let auth = load_auth(args.auth.as_deref())?;
     let tls = args.rpc_tls.load()?;
+    let https = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(load_https(cert, key)?),
+        _ => None,
+    };
     let bytes = std::fs::read(&args.topology_file)
         .with_context(|| format!("reading {}", args.topology_file.display()))?;
     let topology = TopologyFile::parse(&bytes)
@@ -134,6 +150,26 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         stopped(stop_rx.clone()),
     )
     .await;
+    let https = match https {
+        Some(config) => {
+            let tls_addr: SocketAddr = format!("{}:{}", args.host, args.tls_port)
+                .parse()
+                .with_context(|| {
+                    format!("invalid listen address {}:{}", args.host, args.tls_port)
+                })?;
+            let tls_listener = TcpListener::bind(tls_addr)
+                .await
+                .with_context(|| format!("binding {tls_addr}"))?;
+            tracing::info!(address = %tls_addr, "partita gateway listening (HTTPS)");
+            Some(tokio::spawn(partita_api::http::serve_tls(
+                api.clone(),
+                tls_listener,
+                Arc::new(config),
+                stopped(stop_rx.clone()),
+            )))
+        }
+        None => None,
+    };
     let http = tokio::spawn(partita_api::http::serve(api, listener, stopped(stop_rx)));
     shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -145,5 +181,26 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         r.abort();
     }
     http.await.context("HTTP listener task")??;
+    if let Some(https) = https {
+        https.await.context("HTTPS listener task")??;
+    }
     Ok(())
+}
+
+/// Reads the HTTPS listener's certificate and key (refusing bad ones).
+fn load_https(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<rustls::ServerConfig> {
+    let cert_pem = std::fs::read(cert)
+        .with_context(|| format!("reading TLS certificate {}", cert.display()))?;
+    let key_pem =
+        std::fs::read(key).with_context(|| format!("reading TLS key {}", key.display()))?;
+    partita_api::http::tls_config(&cert_pem, &key_pem).map_err(|e| {
+        anyhow::anyhow!(
+            "TLS setup from {} and {}: {e}",
+            cert.display(),
+            key.display()
+        )
+    })
 }
