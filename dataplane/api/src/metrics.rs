@@ -14,14 +14,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use partita_model::BillingMode;
 use partita_storage::Store;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
-    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Counter, CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::capacity::{Consumed, Kind};
@@ -144,6 +144,34 @@ pub struct Metrics {
     compaction_micros: Mirrored,
     data_dir_bytes: IntGauge,
     table_labels: Mutex<HashSet<String>>,
+    /// Resolved series of [`Metrics::observe_request`] by table name (at
+    /// most [`MAX_HOT_TABLES`] names; others take the label lookups).
+    hot: RwLock<HashMap<String, Arc<HotTable>>>,
+}
+
+/// Most table names whose request series are kept resolved.
+const MAX_HOT_TABLES: usize = 2 * MAX_TABLE_LABELS;
+
+/// The series one table's requests touch, resolved once: per operation and
+/// outcome the request counter and latency histogram, and the table's own
+/// (index "") consumed read and write units.
+struct HotTable {
+    /// Index `operation * OUTCOMES + outcome` (see [`series_slot`]).
+    series: Vec<OnceLock<(IntCounter, Histogram)>>,
+    /// Read, write.
+    consumed: [Counter; 2],
+}
+
+const OUTCOMES: usize = 4;
+
+/// The slot of (operation, outcome) in [`HotTable::series`]; operations
+/// outside [`OPERATIONS`] share the last one.
+fn series_slot(op: &str, outcome: Outcome) -> usize {
+    let op = OPERATIONS
+        .iter()
+        .position(|o| *o == op)
+        .unwrap_or(OPERATIONS.len());
+    op * OUTCOMES + outcome as usize
 }
 
 impl Default for Metrics {
@@ -314,6 +342,7 @@ impl Metrics {
             storage,
             data_dir_bytes,
             table_labels: Mutex::new(HashSet::new()),
+            hot: RwLock::new(HashMap::new()),
         }
     }
 
@@ -341,6 +370,32 @@ impl Metrics {
             .unwrap_or(OTHER)
     }
 
+    /// Returns the resolved series of `table`, resolving them on first use
+    /// (None once [`MAX_HOT_TABLES`] names are resolved).
+    fn hot_table(&self, table: &str) -> Option<Arc<HotTable>> {
+        if let Some(hot) = self.hot.read().ok()?.get(table) {
+            return Some(hot.clone());
+        }
+        let label = self.table_label(table);
+        let consumed = [Kind::Read, Kind::Write].map(|k| {
+            self.consumed
+                .with_label_values(&[label.as_str(), "", k.label()])
+        });
+        let mut hot = self.hot.write().ok()?;
+        if hot.len() >= MAX_HOT_TABLES {
+            return None;
+        }
+        let entry = hot.entry(table.to_string()).or_insert_with(|| {
+            Arc::new(HotTable {
+                series: (0..(OPERATIONS.len() + 1) * OUTCOMES)
+                    .map(|_| OnceLock::new())
+                    .collect(),
+                consumed,
+            })
+        });
+        Some(entry.clone())
+    }
+
     /// Records one request: its count, latency, throttles and consumption.
     pub(crate) fn observe_request(
         &self,
@@ -351,6 +406,34 @@ impl Metrics {
         consumed: &[Consumed],
         throttled: &[&'static str],
     ) {
+        // The common case (a request on one table that consumed only the
+        // table's own units) without label lookups or allocations.
+        if let (Some(name), true) = (
+            table,
+            throttled.is_empty()
+                && consumed
+                    .iter()
+                    .all(|c| c.index.is_none() && Some(c.table.as_str()) == table),
+        ) {
+            if let Some(hot) = self.hot_table(name) {
+                let (requests, latency) = hot.series[series_slot(op, outcome)].get_or_init(|| {
+                    let label = self.table_label(name);
+                    let labels = [Self::operation_label(op), label.as_str(), outcome.label()];
+                    (
+                        self.requests.with_label_values(&labels),
+                        self.latency.with_label_values(&labels),
+                    )
+                });
+                requests.inc();
+                latency.observe(elapsed.as_secs_f64());
+                for c in consumed {
+                    if c.units.is_finite() && c.units > 0.0 {
+                        hot.consumed[usize::from(c.kind == Kind::Write)].inc_by(c.units);
+                    }
+                }
+                return;
+            }
+        }
         let op = Self::operation_label(op);
         let table = match table {
             Some(t) => self.table_label(t),
@@ -401,7 +484,9 @@ impl Metrics {
                 .filter(|((t, _), _)| *t == label)
                 .map(|(_, age)| *age)
                 .fold(0.0, f64::max);
-            self.stream_age.with_label_values(&[label.as_str()]).set(max);
+            self.stream_age
+                .with_label_values(&[label.as_str()])
+                .set(max);
         }
         self.stream_records
             .with_label_values(&[label.as_str()])

@@ -290,21 +290,24 @@ fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
         // Drain what is queued. When fewer requests than in the last group
         // arrived, linger briefly: the writers just answered are usually about
         // to submit again, and waiting a few microseconds for them merges two
-        // half-size groups (two fsyncs) into one.
+        // half-size groups (two fsyncs) into one. The wait blocks rather than
+        // spins: the threads that are about to submit share the machine's
+        // cores with this one.
         let linger_until = Instant::now() + MAX_LINGER;
         while count < MAX_GROUP_COMMANDS {
-            match requests.try_recv() {
-                Ok(next) => {
-                    count += next.commands.len();
-                    group.push(next);
-                }
-                Err(mpsc::TryRecvError::Empty)
-                    if group.len() < last_group && Instant::now() < linger_until =>
-                {
-                    std::thread::yield_now();
+            let next = match requests.try_recv() {
+                Ok(next) => next,
+                Err(mpsc::TryRecvError::Empty) if group.len() < last_group => {
+                    let left = linger_until.saturating_duration_since(Instant::now());
+                    match requests.recv_timeout(left) {
+                        Ok(next) => next,
+                        Err(_) => break,
+                    }
                 }
                 Err(_) => break,
-            }
+            };
+            count += next.commands.len();
+            group.push(next);
         }
         last_group = group.len();
         let answers = std::panic::catch_unwind(AssertUnwindSafe(|| apply_group(shared, &group)))

@@ -14,14 +14,17 @@
 //!    `ThrottlingReasons`, and **nothing is applied**: the operation never
 //!    runs. Admitted requests reserve a small estimate at once (so
 //!    concurrent requests cannot all slip through on the same credit).
-//! 3. **Run**: the operation runs with ReturnConsumedCapacity forced to
-//!    INDEXES when the caller did not ask for it, so every operation renders
-//!    its exact consumption with DynamoDB's arithmetic (1 write unit per
-//!    started KB of the larger of the old and new item, 1 read unit per
-//!    started 4 KB — half for eventually consistent reads —, Query/Scan
-//!    rounded once over all items read, BatchGetItem rounded per item,
-//!    transactions twice). Writes that change global index entries add
-//!    index units ([`indexes`]), observed on the storage outcome.
+//! 3. **Run**: the operation computes its exact consumption with DynamoDB's
+//!    arithmetic (1 write unit per started KB of the larger of the old and
+//!    new item, 1 read unit per started 4 KB — half for eventually
+//!    consistent reads —, Query/Scan rounded once over all items read,
+//!    BatchGetItem rounded per item, transactions twice). The single-item
+//!    operations ([`reports_directly`]) hand their units to
+//!    [`report_units`]; every other operation runs with
+//!    ReturnConsumedCapacity forced to INDEXES when the caller did not ask
+//!    for it, and its units are read back from the response. Writes that
+//!    change global index entries add index units ([`indexes`]), observed
+//!    on the storage outcome.
 //! 4. **Settle**: the reservation is replaced by the actual units, charged
 //!    to the partitions the plan found; the response's ConsumedCapacity gets
 //!    the index units (and is removed again when the caller did not ask).
@@ -73,10 +76,10 @@ mod plan;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use partita_model::{BillingMode, TableDefinition};
+use partita_model::{BillingMode, Item, TableDefinition};
 use serde_json::{json, Map as JsonMap, Value};
 
 pub use buckets::Kind;
@@ -159,8 +162,13 @@ pub struct Consumed {
 /// The usage of the request being run (a tokio task-local).
 #[derive(Default)]
 struct Usage {
-    defs: HashMap<String, TableDefinition>,
+    defs: HashMap<String, Arc<TableDefinition>>,
+    /// PutItem's item as the plan decoded it (see [`take_planned_item`]).
+    item: Option<Item>,
     index_writes: Vec<indexes::IndexCharge>,
+    /// Units reported by an operation that [`reports_directly`]: (table,
+    /// kind, units).
+    reported: Vec<(String, Kind, f64)>,
 }
 
 tokio::task_local! {
@@ -192,10 +200,49 @@ where
             let _ = USAGE.try_with(|u| {
                 let mut u = u.borrow_mut();
                 u.index_writes.extend(charges);
-                u.defs.insert(table.to_string(), def);
+                u.defs.insert(table.to_string(), Arc::new(def));
             });
         }
     }
+}
+
+/// Returns the definition of `table` the current request's plan loaded
+/// (None outside a metered request or for a table it did not load): the
+/// operation need not load (and copy) it again.
+pub(crate) fn planned_def(table: &str) -> Option<Arc<TableDefinition>> {
+    USAGE
+        .try_with(|u| u.borrow().defs.get(table).cloned())
+        .ok()
+        .flatten()
+}
+
+/// Takes PutItem's `Item` as the plan decoded it (None when it could not
+/// be decoded, or outside a metered request): the operation need not
+/// decode it again.
+pub(crate) fn take_planned_item() -> Option<Item> {
+    USAGE
+        .try_with(|u| u.borrow_mut().item.take())
+        .ok()
+        .flatten()
+}
+
+/// Returns true for the operations that report their consumed units with
+/// [`report_units`] (exactly once per successful request), so their
+/// requests run as the caller sent them: no forced ReturnConsumedCapacity,
+/// no ConsumedCapacity rendered only to be read back and removed.
+fn reports_directly(op: &str) -> bool {
+    matches!(op, "PutItem" | "GetItem" | "UpdateItem" | "DeleteItem")
+}
+
+/// Reports the table units a single-item operation consumed (see
+/// [`reports_directly`]); nothing outside a metered request.
+pub(crate) fn report_units(table: &str, units: f64, write: bool) {
+    let kind = if write { Kind::Write } else { Kind::Read };
+    let _ = USAGE.try_with(|u| {
+        u.borrow_mut()
+            .reported
+            .push((table.to_string(), kind, units))
+    });
 }
 
 /// The result of a metered operation: its response and what it consumed.
@@ -244,10 +291,13 @@ pub(crate) async fn run(api: &Api, op: &str, mut req: Request) -> Metered {
             }
         }
     };
-    let forced = force_consumed_capacity(&mut req);
+    let direct = reports_directly(op);
+    let forced = !direct && force_consumed_capacity(&mut req);
     let usage = Usage {
         defs: std::mem::take(&mut plan.defs),
+        item: plan.item.take(),
         index_writes: Vec::new(),
+        reported: Vec::new(),
     };
     let (mut result, usage) = USAGE
         .scope(RefCell::new(usage), async {
@@ -259,7 +309,11 @@ pub(crate) async fn run(api: &Api, op: &str, mut req: Request) -> Metered {
     plan.defs = usage.defs;
     let consumed = match &mut result {
         Ok(response) => {
-            let consumed = consumed_from_response(response, &plan, &usage.index_writes);
+            let consumed = if direct {
+                consumed_from_reports(&usage.reported, &plan, &usage.index_writes)
+            } else {
+                consumed_from_response(response, &plan, &usage.index_writes)
+            };
             complete_response(response, &consumed, forced);
             consumed
         }
@@ -539,16 +593,13 @@ fn consumed_from_response(
     plan: &Plan,
     index_writes: &[indexes::IndexCharge],
 ) -> Vec<Consumed> {
-    let mut out: Vec<Consumed> = Vec::new();
     let entries: Vec<&Value> = match response.get("ConsumedCapacity") {
         Some(Value::Array(list)) => list.iter().collect(),
         Some(v @ Value::Object(_)) => vec![v],
         _ => Vec::new(),
     };
-    for entry in entries {
-        let Some(table) = entry.get("TableName").and_then(Value::as_str) else {
-            continue;
-        };
+    let reports = entries.into_iter().filter_map(|entry| {
+        let table = entry.get("TableName").and_then(Value::as_str)?;
         let kind = if entry.get("WriteCapacityUnits").is_some() {
             Kind::Write
         } else {
@@ -558,6 +609,33 @@ fn consumed_from_response(
             .get("CapacityUnits")
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
+        Some((table, kind, units))
+    });
+    consumed_of(reports, plan, index_writes)
+}
+
+/// The units reported with [`report_units`], attributed like
+/// [`consumed_from_response`] attributes a response's.
+fn consumed_from_reports(
+    reported: &[(String, Kind, f64)],
+    plan: &Plan,
+    index_writes: &[indexes::IndexCharge],
+) -> Vec<Consumed> {
+    let reports = reported
+        .iter()
+        .map(|(table, kind, units)| (table.as_str(), *kind, *units));
+    consumed_of(reports, plan, index_writes)
+}
+
+/// Sums (table, kind, units) reports and the index write charges by
+/// resource.
+fn consumed_of<'a>(
+    reports: impl Iterator<Item = (&'a str, Kind, f64)>,
+    plan: &Plan,
+    index_writes: &[indexes::IndexCharge],
+) -> Vec<Consumed> {
+    let mut out: Vec<Consumed> = Vec::new();
+    for (table, kind, units) in reports {
         // A read of a global index is the index's (Query/Scan/PartiQL on
         // an index name exactly one target).
         let index = plan

@@ -6,10 +6,11 @@
 //! (the operation rejects the request itself with DynamoDB's message).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use partita_expr::ExpressionAttributes;
 use partita_model::value::item_size;
-use partita_model::{AttributeValue, TableDefinition};
+use partita_model::{AttributeValue, Item, TableDefinition};
 use partita_storage::keys::{partition_hash, range_index};
 use serde_json::{Map as JsonMap, Value};
 
@@ -38,7 +39,10 @@ pub struct Plan {
     pub tables: Vec<String>,
     pub targets: Vec<Target>,
     /// Definitions of the tables touched, loaded once.
-    pub defs: HashMap<String, TableDefinition>,
+    pub defs: HashMap<String, Arc<TableDefinition>>,
+    /// PutItem's item, decoded for the estimate (handed to the operation,
+    /// see `super::take_planned_item`).
+    pub item: Option<Item>,
     /// A control-plane operation (rate-limited, not capacity-limited).
     pub control_plane: bool,
 }
@@ -77,12 +81,13 @@ pub fn plan(api: &Api, op: &str, req: &Request) -> Plan {
             planner.item(body, "Key", Kind::Read, read_estimate(consistent));
         }
         "PutItem" => {
-            let estimate = body
-                .get("Item")
-                .and_then(|v| codec::item_from_json(v).ok())
-                .map(|i| super::write_estimate(item_size(&i)))
+            let item = body.get("Item").and_then(|v| codec::item_from_json(v).ok());
+            let estimate = item
+                .as_ref()
+                .map(|i| super::write_estimate(item_size(i)))
                 .unwrap_or(1.0);
             planner.item(body, "Item", Kind::Write, estimate);
+            planner.plan.item = item;
         }
         "UpdateItem" | "DeleteItem" => planner.item(body, "Key", Kind::Write, 1.0),
         "Query" | "Scan" => planner.query_scan(body, op == "Query"),
@@ -199,7 +204,7 @@ impl Planner<'_> {
         }
         if !self.plan.defs.contains_key(&name) {
             let def = self.api.store.table(&name).ok()?;
-            self.plan.defs.insert(name.clone(), def);
+            self.plan.defs.insert(name.clone(), Arc::new(def));
         }
         Some(name)
     }

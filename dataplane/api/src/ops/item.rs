@@ -1,8 +1,10 @@
 //! PutItem, GetItem, UpdateItem, DeleteItem.
 
+use std::sync::Arc;
+
 use partita_expr::{Path, ProjectionExpression, UpdateExpression};
 use partita_model::value::item_size;
-use partita_model::Item;
+use partita_model::{Item, TableDefinition};
 use partita_storage::{StorageError, WriteCommand, WriteOutcome};
 use serde_json::{Map as JsonMap, Value};
 
@@ -36,6 +38,15 @@ fn return_old_on_failure(req: &Request) -> Result<bool, ApiError> {
     Ok(req.str("ReturnValuesOnConditionCheckFailure")? == Some("ALL_OLD"))
 }
 
+/// Returns the table's definition as this request's capacity plan loaded
+/// it, else loads it.
+fn planned_or_load(api: &Api, table: &str) -> Result<Arc<TableDefinition>, ApiError> {
+    match crate::capacity::planned_def(table) {
+        Some(def) => Ok(def),
+        None => Ok(Arc::new(load_table(api, table)?)),
+    }
+}
+
 fn require(req: &Request, member: &str, path: &str) -> Result<(), ApiError> {
     if !req.has(member) {
         let mut v = Violations::new();
@@ -57,14 +68,17 @@ pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     check_not_mixed(&req, &["Expected"], &["ConditionExpression"])?;
     let params = ExprParams::from_request(&req)?;
     params.check_used_with_expressions(&req, &["ConditionExpression"])?;
-    let item = codec::item_from_json(req.get("Item").unwrap_or(&Value::Null))?;
+    let item = match crate::capacity::take_planned_item() {
+        Some(item) => item,
+        None => codec::item_from_json(req.get("Item").unwrap_or(&Value::Null))?,
+    };
     if !matches!(return_values, None | Some("NONE") | Some("ALL_OLD")) {
         return Err(ApiError::validation("Return values set to invalid value"));
     }
     let mut attrs = params.attributes();
     let condition = write_condition(&req, &mut attrs)?;
     attrs.check_all_used()?;
-    let def = load_table(api, table)?;
+    let def = planned_or_load(api, table)?;
     validate_item_key(&def.key_schema, &item)?;
     check_item_size(&item)?;
     let metrics_key = (!def.local_indexes.is_empty())
@@ -84,10 +98,12 @@ pub async fn put_item(api: &Api, req: Request) -> Result<Value, ApiError> {
             outcome.old.as_ref().map(codec::item_to_json),
         );
     }
+    let units = write_capacity(&outcome);
+    crate::capacity::report_units(table, units, true);
     put_opt(
         &mut out,
         "ConsumedCapacity",
-        consumed_capacity(table, write_capacity(&outcome), capacity, true),
+        consumed_capacity(table, units, capacity, true),
     );
     put_opt(
         &mut out,
@@ -113,7 +129,7 @@ pub async fn get_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     let mut attrs = params.attributes();
     let projection = projection(&req, &mut attrs)?;
     attrs.check_all_used()?;
-    let def = load_table(api, table)?;
+    let def = planned_or_load(api, table)?;
     validate_key(&def.key_schema, &key)?;
     let found = api.store.get_with(table, &key, consistent)?;
     let size = found.as_ref().map(item_size).unwrap_or(0);
@@ -125,10 +141,12 @@ pub async fn get_item(api: &Api, req: Request) -> Result<Value, ApiError> {
         };
         out.insert("Item".to_string(), codec::item_to_json(&item));
     }
+    let units = read_units(size, consistent);
+    crate::capacity::report_units(table, units, false);
     put_opt(
         &mut out,
         "ConsumedCapacity",
-        consumed_capacity(table, read_units(size, consistent), capacity, false),
+        consumed_capacity(table, units, capacity, false),
     );
     Ok(Value::Object(out))
 }
@@ -146,7 +164,7 @@ pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     let mut attrs = params.attributes();
     let condition = write_condition(&req, &mut attrs)?;
     attrs.check_all_used()?;
-    let def = load_table(api, table)?;
+    let def = planned_or_load(api, table)?;
     validate_key(&def.key_schema, &key)?;
     let metrics_key = (!def.local_indexes.is_empty()).then(|| key.clone());
     let on_failure = return_old_on_failure(&req)?;
@@ -163,10 +181,12 @@ pub async fn delete_item(api: &Api, req: Request) -> Result<Value, ApiError> {
             outcome.old.as_ref().map(codec::item_to_json),
         );
     }
+    let units = write_capacity(&outcome);
+    crate::capacity::report_units(table, units, true);
     put_opt(
         &mut out,
         "ConsumedCapacity",
-        consumed_capacity(table, write_capacity(&outcome), capacity, true),
+        consumed_capacity(table, units, capacity, true),
     );
     put_opt(
         &mut out,
@@ -202,7 +222,7 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     };
     let condition = write_condition(&req, &mut attrs)?;
     attrs.check_all_used()?;
-    let def = load_table(api, table)?;
+    let def = planned_or_load(api, table)?;
     validate_key(&def.key_schema, &key)?;
     let metrics_key = (!def.local_indexes.is_empty()).then(|| key.clone());
     let paths = updated_paths(&update);
@@ -250,10 +270,12 @@ pub async fn update_item(api: &Api, req: Request) -> Result<Value, ApiError> {
     if let Some(item) = attributes.filter(|i| !i.is_empty()) {
         out.insert("Attributes".to_string(), codec::item_to_json(&item));
     }
+    let units = write_capacity(&outcome);
+    crate::capacity::report_units(table, units, true);
     put_opt(
         &mut out,
         "ConsumedCapacity",
-        consumed_capacity(table, write_capacity(&outcome), capacity, true),
+        consumed_capacity(table, units, capacity, true),
     );
     put_opt(
         &mut out,
