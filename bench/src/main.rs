@@ -127,6 +127,10 @@ struct RunArgs {
     /// Seconds to wait for the target to answer ListTables.
     #[arg(long, default_value_t = 60.0)]
     ready_timeout: f64,
+    /// Time only these operations (comma-separated, e.g. `PutItem`; for
+    /// profiling one phase by hand). Default: GetItem, Query, PutItem.
+    #[arg(long, value_delimiter = ',')]
+    ops: Vec<String>,
     /// Result file.
     #[arg(long)]
     out: PathBuf,
@@ -165,6 +169,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                     query_keys: a.query_keys.max(1),
                 },
                 ready_timeout: secs(a.ready_timeout),
+                ops: run::timed_ops(&a.ops)?,
             };
             let result = run::execute(&spec).await;
             run::write(&result, &a.out)?;

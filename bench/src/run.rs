@@ -30,6 +30,22 @@ pub struct RunSpec {
     pub warmup: Duration,
     pub data: DataSet,
     pub ready_timeout: Duration,
+    /// The operations timed (a subset of [`TIMED_OPS`], in its order).
+    pub ops: Vec<Op>,
+}
+
+/// Returns the timed operations named in `names` (all when empty), in
+/// [`TIMED_OPS`] order.
+pub fn timed_ops(names: &[String]) -> anyhow::Result<Vec<Op>> {
+    for name in names {
+        if !TIMED_OPS.iter().any(|op| op.name() == name) {
+            anyhow::bail!("unknown operation {name:?} (GetItem, Query or PutItem)");
+        }
+    }
+    Ok(TIMED_OPS
+        .into_iter()
+        .filter(|op| names.is_empty() || names.iter().any(|n| n == op.name()))
+        .collect())
 }
 
 /// What one run measured; written as one JSON file.
@@ -88,7 +104,7 @@ async fn phases(spec: &RunSpec, result: &mut RunResult) -> anyhow::Result<()> {
     result.preload = Some(pre);
     setup::validate(addr, &wire, spec.data).await?;
     let requests = spec.data.requests(&wire);
-    for op in TIMED_OPS {
+    for op in spec.ops.iter().copied() {
         let feed = |phase: &str| match op {
             Op::GetItem => Feed::Random(requests.get.clone()),
             Op::Query => Feed::Random(requests.query.clone()),
