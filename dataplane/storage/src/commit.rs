@@ -469,6 +469,7 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
             for (outbox, next) in state.outboxes.values() {
                 outbox.next_seq.store(*next, Ordering::Release);
             }
+            let appended = !state.logs.is_empty();
             for pending in state.logs.into_values() {
                 let mut segments = pending.log.segments.lock();
                 if let Some((first, segment)) = pending.started {
@@ -481,6 +482,9 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
                 pending.log.next_seq.store(pending.next, Ordering::Release);
             }
             shared.delivery.notify(state.delivery);
+            if appended {
+                shared.changes.notify_waiters();
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "committing a write group failed");

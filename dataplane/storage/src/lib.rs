@@ -702,6 +702,13 @@ impl Store {
         replica::set_cursors(&self.shared, &state, region, cursors)
     }
 
+    /// Returns the notifier woken (`notify_waiters`) after every commit
+    /// that appended change-log records: change-log tailers wait on it
+    /// instead of polling.
+    pub fn change_notifier(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.changes.clone()
+    }
+
     /// Shifts the clock of local writes' versions by `offset_us` (tests of
     /// last-writer-wins with skewed regions).
     pub fn set_clock_offset_us(&self, offset_us: i64) {

@@ -283,6 +283,8 @@ pub(crate) struct Shared {
     pub shard_roll: std::time::Duration,
     /// How often the TTL sweeper looks for expired items.
     pub ttl_sweep_interval: std::time::Duration,
+    /// Woken after every commit that appended change-log records.
+    pub changes: Arc<tokio::sync::Notify>,
     /// Added to the clock of local writes' versions (µs; tests only).
     pub clock_offset_us: std::sync::atomic::AtomicI64,
     next_uid: AtomicU64,
@@ -336,6 +338,7 @@ impl Shared {
             stream_retention: options.stream_retention,
             shard_roll: options.shard_roll_interval,
             ttl_sweep_interval: options.ttl_sweep_interval,
+            changes: Arc::new(tokio::sync::Notify::new()),
             clock_offset_us: std::sync::atomic::AtomicI64::new(0),
             next_uid: AtomicU64::new(1),
         };

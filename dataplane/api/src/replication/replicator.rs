@@ -23,8 +23,9 @@ const READ_BATCH: usize = 1000;
 const SEND_BATCH: usize = 250;
 /// Most items per full-copy page.
 const COPY_BATCH: usize = 250;
-/// How often an idle replicator looks for new changes.
-const POLL: Duration = Duration::from_millis(10);
+/// How long an idle replicator waits for a change-log notification
+/// before looking anyway.
+const POLL: Duration = Duration::from_millis(200);
 /// How often an idle replicator checks that its peer answers.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -61,7 +62,13 @@ pub(crate) async fn run(
     let mut backoff = BACKOFF_MIN;
     let mut last_contact = Instant::now();
     tracing::info!(table = %table, region = %region, "replicator started");
+    let changes = repl.store.change_notifier();
     loop {
+        // Registered before the step looks, so a commit during the step
+        // still wakes the wait below.
+        let notified = changes.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         match step(&repl, &table, &table_id, &region, &mut client).await {
             Ok(Next::Done) => {
                 tracing::info!(table = %table, region = %region, "replicator stopped");
@@ -82,7 +89,7 @@ pub(crate) async fn run(
                         mark_reachable(&repl, &table, &region);
                     }
                 }
-                tokio::time::sleep(POLL).await;
+                let _ = tokio::time::timeout(POLL, notified).await;
             }
             Err(e) => {
                 tracing::debug!(table = %table, region = %region, error = %e, "replication step failed");
