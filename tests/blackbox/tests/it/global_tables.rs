@@ -1086,3 +1086,113 @@ async fn replica_updates_without_replication_are_refused() {
     assert_eq!(e.code, "ValidationException");
     assert!(e.message.contains("--replication"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn replica_sets_declared_in_the_replication_file_are_created() {
+    if skip_without_own_server("replica_sets_declared_in_the_replication_file_are_created") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let table = unique_name("declared");
+    create_global_source(regions.client(0), &table).await;
+    put(regions.client(0), &table, "existing", "1").await;
+    // What the operator renders: `tables` names the replica regions.
+    let names = regions.names();
+    let mut file: serde_json::Value =
+        serde_json::from_str(&replication_file(&names, &regions.ports, 0, false)).expect("json");
+    file["tables"] = serde_json::json!({ table.clone(): ["eu-west-1"] });
+    std::fs::write(regions.dir.path().join("us-east-1.json"), file.to_string())
+        .expect("write file");
+    wait_replicas_active(&regions, &table).await;
+    wait_item(&regions, &table, "existing", Some("1")).await;
+    put(regions.client(1), &table, "back", "2").await;
+    wait_item(&regions, &table, "back", Some("2")).await;
+    let status = replication_status(regions.regions[0].admin_port);
+    let entry = status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["tableName"] == table.as_str())
+        .cloned()
+        .expect("table in status");
+    assert_eq!(entry["replicas"][0]["regionName"], "eu-west-1");
+    assert_eq!(entry["replicas"][0]["replicaStatus"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn with_auth_a_user_allowed_partita_replicate_may_replicate() {
+    if skip_without_own_server("with_auth_a_user_allowed_partita_replicate_may_replicate") {
+        return;
+    }
+    let auth_dir = tempfile::tempdir().expect("temp dir");
+    let auth_path = auth_dir.path().join("auth.yaml");
+    // eu-west-1 enforces auth: the key us-east-1 signs with belongs to a
+    // user allowed partita:Replicate; another user may only use DynamoDB.
+    let replicator_key = access_key("us-east-1", "eu-west-1");
+    std::fs::write(
+        &auth_path,
+        format!(
+            "users:\n  - name: replicator\n    accessKeyId: {replicator_key}\n    secretAccessKey: {}\n    policies: [replicate]\n  - name: admin\n    accessKeyId: AKIAADMIN0000000001\n    secretAccessKey: admin-secret\n    policies: [admin]\npolicies:\n  replicate: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"partita:Replicate\", Resource: \"*\"}}]}}\n  admin: {{Version: \"2012-10-17\", Statement: [{{Effect: Allow, Action: \"dynamodb:*\", Resource: \"*\"}}]}}\n",
+            secret("us-east-1", "eu-west-1")
+        ),
+    )
+    .expect("write auth file");
+    let auth_arg = auth_path.display().to_string();
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |i| {
+        if i == 1 {
+            vec!["--auth".into(), auth_arg.clone()]
+        } else {
+            vec![]
+        }
+    });
+    // eu-west-1's replication file accepts no inbound key of its own.
+    let names = regions.names();
+    let mut file: serde_json::Value =
+        serde_json::from_str(&replication_file(&names, &regions.ports, 1, false)).expect("json");
+    file["inbound"] = serde_json::json!([]);
+    std::fs::write(regions.dir.path().join("eu-west-1.json"), file.to_string())
+        .expect("write file");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b_admin = partita_blackbox_tests::client_with_credentials(
+        &regions.regions[1].server.endpoint(),
+        "eu-west-1",
+        "AKIAADMIN0000000001",
+        "admin-secret",
+        None,
+    );
+    let table = unique_name("authrepl");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    put(regions.client(0), &table, "k", "v").await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if get(&b_admin, &table, "k").await.is_some() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not replicated through the auth user"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The admin user may use DynamoDB but not replicate.
+    let host = format!("127.0.0.1:{}", regions.ports[1]);
+    let body = serde_json::json!({"TableName": table, "SourceRegion": "us-east-1", "Changes": []})
+        .to_string();
+    let denied = raw_http(
+        &regions.regions[1].server.endpoint(),
+        "POST",
+        "/",
+        &signed_replication_call(
+            &host,
+            "ApplyChanges",
+            body.as_bytes(),
+            ("AKIAADMIN0000000001", "admin-secret"),
+            "eu-west-1",
+        ),
+        body.as_bytes(),
+    );
+    assert_eq!(denied.error_type(), "AccessDeniedException");
+    let message = denied.error_message().unwrap_or_default();
+    assert!(message.contains("partita:Replicate"), "{message}");
+}
