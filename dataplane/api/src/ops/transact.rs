@@ -32,8 +32,6 @@
 mod executor;
 mod tokens;
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use partita_expr::ExpressionKind;
 use partita_model::value::item_size;
 use partita_model::Item;
@@ -73,11 +71,16 @@ const WRITE_ACTIONS: [(&str, &str); 4] = [
 
 /// Returns a fingerprint of a request member, for ClientRequestToken
 /// comparisons. serde_json objects iterate in key order, so equal requests
-/// render equally.
+/// render equally. The hash (64-bit FNV-1a) is fixed by this code, not by
+/// the standard library: in cluster mode fingerprints are replicated and
+/// compared by other gateway processes, possibly of another build.
 pub(crate) fn request_fingerprint(value: &Value) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    value.to_string().hash(&mut hasher);
-    hasher.finish()
+    value
+        .to_string()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
 }
 
 /// Renders a list the way DynamoDB echoes it in a length violation.
@@ -492,4 +495,23 @@ pub async fn transact_get_items(api: &Api, req: Request) -> Result<Value, ApiErr
     );
     out.insert("Responses".into(), Value::Array(responses));
     Ok(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_fingerprints_are_stable_across_builds() {
+        // Pinned: replicated token records compare fingerprints made by
+        // other processes.
+        assert_eq!(
+            request_fingerprint(&serde_json::json!({"a": 1})),
+            0x9c3e_82dd_6fca_e8b1
+        );
+        assert_ne!(
+            request_fingerprint(&serde_json::json!({"a": 1})),
+            request_fingerprint(&serde_json::json!({"a": 2}))
+        );
+    }
 }
