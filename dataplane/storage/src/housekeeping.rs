@@ -45,6 +45,10 @@ pub(crate) fn start(
 fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
     let trim_every = trim_interval(shared.stream_retention);
     let mut next_trim = Instant::now() + trim_every;
+    // Tombstones are purged a quarter of the retention apart: the sweep
+    // reads every version record of the replicated tables.
+    let purge_every = (shared.stream_retention / 4).max(Duration::from_millis(50));
+    let mut next_purge = Instant::now() + purge_every;
     // An interval too long to schedule (Duration::MAX) disables the sweeper.
     let after = |d: Duration| Instant::now().checked_add(d);
     let mut next_sweep = after(shared.ttl_sweep_interval);
@@ -55,12 +59,16 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
             if let Err(e) = stream::maintain(shared) {
                 tracing::warn!(error = %e, "change log maintenance failed");
             }
+
+            next_trim = Instant::now() + trim_every;
+        }
+        if now >= next_purge {
             match crate::replica::purge_tombstones(shared) {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "purged replication tombstones"),
                 Err(e) => tracing::warn!(error = %e, "purging replication tombstones failed"),
             }
-            next_trim = Instant::now() + trim_every;
+            next_purge = Instant::now() + purge_every;
         }
         if next_sweep.is_some_and(|at| now >= at) {
             let now_secs = (stream::now_ms() / 1000) as i64;

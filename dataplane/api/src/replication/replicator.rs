@@ -3,6 +3,7 @@
 //! deletes the peer's replica when this region removes it. See the module
 //! docs of `replication` for the protocol.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use partita_model::Item;
@@ -29,6 +30,8 @@ const POLL: Duration = Duration::from_millis(200);
 /// How often an idle replicator checks that its peer answers.
 const HEARTBEAT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Attempts to announce a replica set to one member (about 2 minutes).
+const ANNOUNCE_ATTEMPTS: usize = 30;
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +55,13 @@ enum Next {
 
 /// Runs the replicator of (`table` incarnation `table_id`, `region`) until
 /// the replica leaves the set or the table is gone.
-pub(crate) async fn run(
-    repl: std::sync::Arc<Replication>,
-    table: String,
-    table_id: String,
-    region: String,
-) {
+pub(crate) async fn run(repl: Arc<Replication>, table: String, table_id: String, region: String) {
     let mut client = PeerClient::default();
     let mut backoff = BACKOFF_MIN;
-    let mut last_contact = Instant::now();
+    // Check the peer at once: the status shows it reachable or not early.
+    let mut last_contact = Instant::now()
+        .checked_sub(HEARTBEAT)
+        .unwrap_or_else(Instant::now);
     tracing::info!(table = %table, region = %region, "replicator started");
     let changes = repl.store.change_notifier();
     loop {
@@ -141,7 +142,7 @@ async fn heartbeat(
 }
 
 async fn step(
-    repl: &Replication,
+    repl: &Arc<Replication>,
     table: &str,
     table_id: &str,
     region: &str,
@@ -177,6 +178,41 @@ async fn step(
     }
 }
 
+/// Announces a replica set to every member of `state`, each retried in
+/// the background for a while (a member down now learns it when back).
+fn spawn_announce(
+    repl: Arc<Replication>,
+    table: String,
+    state: ReplicationState,
+    announce: UpdateReplicaSet,
+) {
+    let announce = Arc::new(announce);
+    for member in state.replicas {
+        let (repl, table, announce) = (repl.clone(), table.clone(), announce.clone());
+        tokio::spawn(async move {
+            let mut backoff = BACKOFF_MIN;
+            for _ in 0..ANNOUNCE_ATTEMPTS {
+                let file = repl.file();
+                let Some(peer) = file.peer(&member.region) else {
+                    return;
+                };
+                match PeerClient::default()
+                    .call::<_, Value>(peer, "UpdateReplicaSet", &*announce)
+                    .await
+                {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::debug!(table = %table, region = %member.region, error = %e, "announcing a replica set failed; retrying");
+                    }
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            tracing::warn!(table = %table, region = %member.region, "gave up announcing a replica set");
+        });
+    }
+}
+
 /// Calls `op` on every member of `state` but `except`, each with its own
 /// connection.
 async fn tell_members<Q: serde::Serialize>(
@@ -202,7 +238,7 @@ async fn tell_members<Q: serde::Serialize>(
 }
 
 async fn create_replica(
-    repl: &Replication,
+    repl: &Arc<Replication>,
     table: &str,
     def: partita_model::TableDefinition,
     state: &ReplicationState,
@@ -254,14 +290,12 @@ async fn create_replica(
         source_region: repl.region.clone(),
         replicas: members(&repl.region, &state.replicas),
     };
-    if let Err(e) = tell_members(repl, &state, "", "UpdateReplicaSet", &announce).await {
-        tracing::warn!(table = %table, error = %e, "announcing an active replica failed");
-    }
+    spawn_announce(repl.clone(), table.to_string(), state.clone(), announce);
     Ok(())
 }
 
 async fn delete_replica(
-    repl: &Replication,
+    repl: &Arc<Replication>,
     table: &str,
     state: &ReplicationState,
     peer: &PeerRegion,
@@ -307,9 +341,7 @@ async fn delete_replica(
         source_region: repl.region.clone(),
         replicas: members(&repl.region, &rest.replicas),
     };
-    if let Err(e) = tell_members(repl, &rest, "", "UpdateReplicaSet", &announce).await {
-        tracing::warn!(table = %table, error = %e, "announcing a deleted replica failed");
-    }
+    spawn_announce(repl.clone(), table.to_string(), rest, announce);
     repl.poke();
     Ok(())
 }
