@@ -207,10 +207,42 @@ impl Replication {
                         reachable: view.reachable,
                         lag_seconds: view.lag_seconds,
                         pending_changes: view.pending,
-                        last_error: view.last_error.or_else(|| declared.get(&name).cloned()),
+                        last_error: view.last_error,
                     }
                 })
                 .collect();
+            tables.push(TableReplication {
+                table_name: name,
+                replicas,
+            });
+        }
+        // Declared replica sets that could not be set up (e.g. no stream
+        // with new and old images) show as CREATION_FAILED with the reason.
+        let file = self.file();
+        for (name, message) in declared {
+            if tables
+                .iter()
+                .any(|t: &TableReplication| t.table_name == name)
+            {
+                continue;
+            }
+            let replicas = file
+                .tables
+                .get(&name)
+                .map(|regions| {
+                    regions
+                        .iter()
+                        .map(|region| ReplicaState {
+                            region_name: region.clone(),
+                            replica_status: "CREATION_FAILED".to_string(),
+                            reachable: false,
+                            lag_seconds: 0.0,
+                            pending_changes: 0,
+                            last_error: Some(message.clone()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
             tables.push(TableReplication {
                 table_name: name,
                 replicas,

@@ -1100,7 +1100,17 @@ async fn replica_sets_declared_in_the_replication_file_are_created() {
     let names = regions.names();
     let mut file: serde_json::Value =
         serde_json::from_str(&replication_file(&names, &regions.ports, 0, false)).expect("json");
-    file["tables"] = serde_json::json!({ table.clone(): ["eu-west-1"] });
+    // A declared table without a suitable stream is reported, not created.
+    let plain = unique_name("nostream");
+    partita_blackbox_tests::create_table(
+        regions.client(0),
+        &plain,
+        ("pk", ScalarAttributeType::S),
+        None,
+    )
+    .await;
+    file["tables"] =
+        serde_json::json!({ table.clone(): ["eu-west-1"], plain.clone(): ["eu-west-1"] });
     std::fs::write(regions.dir.path().join("us-east-1.json"), file.to_string())
         .expect("write file");
     wait_replicas_active(&regions, &table).await;
@@ -1117,6 +1127,28 @@ async fn replica_sets_declared_in_the_replication_file_are_created() {
         .expect("table in status");
     assert_eq!(entry["replicas"][0]["regionName"], "eu-west-1");
     assert_eq!(entry["replicas"][0]["replicaStatus"], "ACTIVE");
+    let failed = status["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["tableName"] == plain.as_str())
+        .cloned()
+        .expect("declared table in status");
+    assert_eq!(failed["replicas"][0]["replicaStatus"], "CREATION_FAILED");
+    let error = failed["replicas"][0]["lastError"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("NEW_AND_OLD_IMAGES"), "{failed}");
+    assert!(api_err(
+        regions
+            .client(1)
+            .describe_table()
+            .table_name(&plain)
+            .send()
+            .await
+    )
+    .code
+    .contains("ResourceNotFound"));
 }
 
 #[tokio::test]
