@@ -56,6 +56,7 @@ pub(crate) async fn handle(
     authenticate(api, repl, &http, body)?;
     let answer = match op {
         "ApplyChanges" => apply_changes(repl, parse(body)?).await?,
+        "FinishCopy" => finish_copy(repl, parse(body)?).await?,
         "CreateReplica" => create_replica(repl, parse(body)?)?,
         "UpdateReplicaSet" => update_replica_set(repl, parse(body)?)?,
         "DeleteReplica" => delete_replica(repl, parse(body)?)?,
@@ -170,11 +171,26 @@ async fn apply_changes(repl: &Replication, req: ApplyChanges) -> Result<Value, A
         .iter()
         .map(|c| c.decode())
         .collect::<Result<Vec<_>, _>>()?;
+    let fingerprints: Vec<u64> = match req.copy_session {
+        Some(_) => changes
+            .iter()
+            .map(|c| super::wire::key_fingerprint(&c.keys))
+            .collect(),
+        None => Vec::new(),
+    };
     let outcomes = repl
         .store
         .apply_replicated(table, changes)
         .await
         .map_err(|e| storage(table, e))?;
+    if let Some(session) = req.copy_session {
+        repl.copy_sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry((table.clone(), req.source_region.clone(), session))
+            .or_default()
+            .extend(fingerprints);
+    }
     let mut answer = Applied::default();
     for outcome in outcomes {
         match outcome {
@@ -185,6 +201,84 @@ async fn apply_changes(repl: &Replication, req: ApplyChanges) -> Result<Value, A
     repl.metrics
         .applied(table, &req.source_region, answer.applied, answer.superseded);
     serde_json::to_value(answer).map_err(|_| ApiError::internal())
+}
+
+/// Ends a full copy: deletes the items that originated in the source
+/// before the copy started and were not in it (see `wire::FinishCopy`),
+/// each with the smallest version that beats the item's, so any later
+/// write still wins. Without the session (this process restarted during
+/// the copy) nothing is deleted.
+async fn finish_copy(repl: &Replication, req: super::wire::FinishCopy) -> Result<Value, ApiError> {
+    let table = &req.table_name;
+    let seen = repl
+        .copy_sessions
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&(table.clone(), req.source_region.clone(), req.copy_session));
+    let Some(seen) = seen else {
+        return Ok(json!({ "Pruned": 0 }));
+    };
+    let schema = repl
+        .store
+        .table(table)
+        .map_err(|e| storage(table, e))?
+        .key_schema;
+    let partitions = repl
+        .store
+        .partition_count(table)
+        .map_err(|e| storage(table, e))?;
+    let mut deletes = Vec::new();
+    for p in 0..partitions {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = repl
+                .store
+                .copy_page(table, p, after.as_deref(), 1000)
+                .map_err(|e| storage(table, e))?;
+            for (item, version) in &page.items {
+                if version.region != req.source_region || version.ts_us >= req.started_at {
+                    continue;
+                }
+                let Some(keys) = schema.extract_key(item) else {
+                    continue;
+                };
+                if seen.contains(&super::wire::key_fingerprint(&keys)) {
+                    continue;
+                }
+                deletes.push(partita_storage::ReplicatedChange {
+                    keys,
+                    new: None,
+                    version: partita_storage::Version {
+                        ts_us: version.ts_us + 1,
+                        region: version.region.clone(),
+                    },
+                });
+            }
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+    }
+    let mut pruned = 0u64;
+    while !deletes.is_empty() {
+        let rest = deletes.split_off(deletes.len().min(500));
+        let chunk = std::mem::replace(&mut deletes, rest);
+        let outcomes = repl
+            .store
+            .apply_replicated(table, chunk)
+            .await
+            .map_err(|e| storage(table, e))?;
+        pruned += outcomes
+            .iter()
+            .filter(|o| **o == ReplicaApply::Applied)
+            .count() as u64;
+    }
+    if pruned > 0 {
+        tracing::info!(table = %table, source = %req.source_region, pruned, "full copy: deleted items the source no longer has");
+        repl.metrics.applied(table, &req.source_region, pruned, 0);
+    }
+    Ok(json!({ "Pruned": pruned }))
 }
 
 /// Returns the next change-log number of every partition of `table`.

@@ -113,6 +113,9 @@ pub struct Replication {
     declared_errors: Mutex<BTreeMap<String, String>>,
     /// Serializes read-modify-writes of replica sets.
     set_lock: Mutex<()>,
+    /// Keys received per full copy in progess: (table, source region,
+    /// session) → key fingerprints (see `wire::FinishCopy`).
+    pub(crate) copy_sessions: Mutex<HashMap<(String, String, u64), std::collections::HashSet<u64>>>,
     /// Pause before each full-copy page (tests only: makes CREATING
     /// observable).
     pub(crate) copy_delay: Duration,
@@ -131,6 +134,7 @@ impl Replication {
             wake: Notify::new(),
             declared_errors: Mutex::new(BTreeMap::new()),
             set_lock: Mutex::new(()),
+            copy_sessions: Mutex::new(HashMap::new()),
             copy_delay: Duration::ZERO,
         })
     }

@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::client::{CallError, PeerClient};
 use super::endpoint::log_heads;
 use super::wire::{
-    members, Applied, ApplyChanges, CreateReplica, DeleteReplica, UpdateReplicaSet, WireChange,
+    members, Applied, ApplyChanges, CreateReplica, DeleteReplica, FinishCopy, UpdateReplicaSet,
+    WireChange,
 };
 use super::Replication;
 
@@ -358,6 +359,8 @@ async fn full_copy(
     let store = &repl.store;
     let heads = log_heads(repl, table)?;
     let schema = store.table(table)?.key_schema;
+    let started_at = crate::ops::describe::now_ms() * 1000;
+    let session = started_at ^ u64::from(std::process::id()).rotate_left(32);
     tracing::info!(table = %table, region = %peer.region, "full copy started");
     let mut copied = 0u64;
     for p in 0..heads.len() as u32 {
@@ -377,7 +380,7 @@ async fn full_copy(
                 .collect();
             if !changes.is_empty() {
                 let n = changes.len() as u64;
-                send(repl, table, peer, client, changes).await?;
+                send(repl, table, peer, client, changes, Some(session)).await?;
                 repl.metrics.sent(table, &peer.region, n);
                 copied += n;
             }
@@ -387,6 +390,18 @@ async fn full_copy(
             }
         }
     }
+    client
+        .call::<_, Value>(
+            peer,
+            "FinishCopy",
+            &FinishCopy {
+                table_name: table.to_string(),
+                source_region: repl.region.clone(),
+                copy_session: session,
+                started_at,
+            },
+        )
+        .await?;
     let cursors: Vec<(u32, Option<u64>)> = heads
         .iter()
         .enumerate()
@@ -403,11 +418,13 @@ async fn send(
     peer: &PeerRegion,
     client: &mut PeerClient,
     changes: Vec<WireChange>,
+    copy_session: Option<u64>,
 ) -> Result<(), StepError> {
     let request = ApplyChanges {
         table_name: table.to_string(),
         source_region: repl.region.clone(),
         changes,
+        copy_session,
     };
     client
         .call::<_, Applied>(peer, "ApplyChanges", &request)
@@ -477,7 +494,7 @@ async fn tail(
             let tail = rest.split_off(rest.len().min(SEND_BATCH));
             let chunk = std::mem::replace(&mut rest, tail);
             let n = chunk.len() as u64;
-            send(repl, table, peer, client, chunk).await?;
+            send(repl, table, peer, client, chunk, None).await?;
             repl.metrics.sent(table, region, n);
         }
         store.set_replication_cursors(table, region, &[(p, Some(next))])?;

@@ -18,6 +18,32 @@ pub struct ApplyChanges {
     pub table_name: String,
     pub source_region: String,
     pub changes: Vec<WireChange>,
+    /// Set on the pages of a full copy: the receiver remembers their keys
+    /// until `FinishCopy` of the same session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_session: Option<u64>,
+}
+
+/// `FinishCopy`: the full copy `CopySession`, started at `StartedAt` (µs,
+/// the source's clock), is complete. The receiver deletes the items that
+/// originated in `SourceRegion` before that time and were not in the copy:
+/// the source deleted them while the receiver could not hear of it (its
+/// delete records and tombstones were past the retention).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FinishCopy {
+    pub table_name: String,
+    pub source_region: String,
+    pub copy_session: u64,
+    pub started_at: u64,
+}
+
+/// Returns a stable fingerprint of an item's keys (copy sessions).
+pub fn key_fingerprint(keys: &Item) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    item_to_json(keys).to_string().hash(&mut h);
+    h.finish()
 }
 
 /// One change: keys, new image (absent for a delete), origin version.

@@ -734,17 +734,35 @@ async fn a_peer_down_longer_than_the_retention_gets_a_full_copy() {
     add_replica(regions.client(0), &table, "eu-west-1").await;
     wait_replicas_active(&regions, &table).await;
     put(regions.client(0), &table, "before", "x").await;
+    put(regions.client(0), &table, "gone", "x").await;
     wait_item(&regions, &table, "before", Some("x")).await;
+    wait_item(&regions, &table, "gone", Some("x")).await;
     regions.regions[1].server.kill9();
     for i in 0..20 {
         put(regions.client(0), &table, &format!("k{i}"), "during-outage").await;
     }
+    // A delete whose record and tombstone expire before the peer is back:
+    // the full copy's end removes the item there too.
+    regions
+        .client(0)
+        .delete_item()
+        .table_name(&table)
+        .key("pk", s("gone"))
+        .send()
+        .await
+        .expect("delete");
     // Longer than the retention: those records are trimmed.
     tokio::time::sleep(Duration::from_secs(4)).await;
     put(regions.client(0), &table, "late", "y").await;
     regions.regions[1].server.restart();
     let items = wait_converged(&regions, &table).await;
     assert_eq!(items.len(), 22, "{items:?}");
+    assert!(!items.contains_key("gone"));
+    let log_b = regions.regions[1].server.log_text();
+    assert!(
+        log_b.contains("full copy: deleted items the source no longer has"),
+        "{log_b}"
+    );
     let log = regions.regions[0].server.log_text();
     assert!(
         log.contains("fell behind the change log's retention"),
