@@ -387,6 +387,77 @@ fn replication_status(admin_port: u16) -> serde_json::Value {
     r.json()
 }
 
+/// (eventName, pk) of every record of `table`'s stream in the region at
+/// `endpoint`, shard by shard.
+async fn stream_events(endpoint: &str, client: &Client, table: &str) -> Vec<(String, String)> {
+    use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("eu-west-1"))
+        .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+        .endpoint_url(endpoint)
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(config);
+    let arn = client
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .expect("describe")
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .expect("stream arn")
+        .to_string();
+    let desc = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .expect("describe stream");
+    let mut out = Vec::new();
+    for shard in desc.stream_description().expect("description").shards() {
+        let mut iterator = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(shard.shard_id().unwrap_or_default())
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .expect("iterator")
+            .shard_iterator()
+            .map(str::to_string);
+        while let Some(it) = iterator {
+            let page = streams
+                .get_records()
+                .shard_iterator(it)
+                .send()
+                .await
+                .expect("records");
+            if page.records().is_empty() {
+                break;
+            }
+            for r in page.records() {
+                let event = r
+                    .event_name()
+                    .map(|e| e.as_str().to_string())
+                    .unwrap_or_default();
+                let pk = r
+                    .dynamodb()
+                    .and_then(|d| d.keys())
+                    .and_then(|k| k.get("pk"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                out.push((event, pk));
+            }
+            iterator = page.next_shard_iterator().map(str::to_string);
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn two_regions_copy_existing_items_then_replicate_both_ways() {
     if skip_without_own_server("two_regions_copy_existing_items_then_replicate_both_ways") {
@@ -469,8 +540,26 @@ async fn two_regions_copy_existing_items_then_replicate_both_ways() {
     wait_item(&regions, &table, "old3", None).await;
     let items = wait_converged(&regions, &table).await;
     assert_eq!(items.len(), 30);
-    // The replicated write shows up in B's own stream with the usual
-    // records (a stream reader in B sees every change).
+    // B's own stream shows the replicated changes like local ones: the
+    // copied items, A's insert and A's delete.
+    let events = stream_events(&regions.regions[1].server.endpoint(), b, &table).await;
+    let copied = events
+        .iter()
+        .filter(|(e, pk)| e == "INSERT" && pk.starts_with("old"))
+        .count();
+    assert_eq!(copied, 30, "{events:?}");
+    for want in [
+        ("INSERT", "from-a"),
+        ("INSERT", "from-b"),
+        ("MODIFY", "from-a"),
+        ("REMOVE", "from-b"),
+        ("REMOVE", "old3"),
+    ] {
+        assert!(
+            events.contains(&(want.0.to_string(), want.1.to_string())),
+            "{want:?} not in {events:?}"
+        );
+    }
     let status = replication_status(regions.regions[0].admin_port);
     assert_eq!(status["region"], "us-east-1");
     let replica = &status["tables"]
