@@ -62,6 +62,37 @@ pub struct GatewayArgs {
     /// Port of the HTTPS listener.
     #[arg(long, env = "PARTITA_TLS_PORT", default_value_t = 8443)]
     pub tls_port: u16,
+    /// The replication file of global tables (rendered by the operator from
+    /// GlobalTable resources; may not exist yet). Checked at start; cluster
+    /// mode does not replicate yet (see `check_replication_file`).
+    #[arg(long, env = "PARTITA_REPLICATION")]
+    pub replication: Option<PathBuf>,
+}
+
+/// Checks the replication file a gateway was given. Cluster mode has no
+/// change log to replicate from yet (streams are not implemented on
+/// nodes), so the gateway does not replicate: a missing file is fine (the
+/// chart mounts the operator's Secret as optional), an invalid one is
+/// refused like `partita serve` refuses it, and a valid one that declares
+/// replica sets is logged as not acted on. The gateway serves no
+/// `/replication` status, so the operator reports the status unavailable
+/// rather than a made-up state.
+fn check_replication_file(path: &std::path::Path, region: &str) -> anyhow::Result<()> {
+    if !path.exists() {
+        tracing::info!(path = %path.display(), "no replication file: no global tables");
+        return Ok(());
+    }
+    let file = partita_api::replication::load_file(path, region)
+        .map_err(|e| anyhow::anyhow!("replication file refused: {e}"))?;
+    if !file.tables.is_empty() || !file.peers.is_empty() {
+        tracing::warn!(
+            path = %path.display(),
+            peers = file.peers.len(),
+            tables = file.tables.len(),
+            "global tables are not replicated in cluster mode yet: the replication file is valid but not acted on"
+        );
+    }
+    Ok(())
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -75,6 +106,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let auth = load_auth(args.auth.as_deref())?;
+    if let Some(path) = &args.replication {
+        check_replication_file(path, &args.region)?;
+    }
     let tls = args.rpc_tls.load()?;
     let https = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_https(cert, key)?),

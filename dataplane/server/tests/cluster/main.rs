@@ -4,6 +4,7 @@
 
 mod harness;
 mod linearizability;
+mod replication_flag;
 mod tls;
 mod tokens;
 
