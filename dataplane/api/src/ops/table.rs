@@ -204,6 +204,7 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
     }
     let mut description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
     crate::replication::manage::describe(api, &name, &mut description);
+    crate::replication::manage::propagate(api, "UpdateTable", &name, &req);
     Ok(json!({ "TableDescription": description }))
 }
 

@@ -74,6 +74,7 @@ pub async fn update_time_to_live(api: &Api, req: Request) -> Result<Value, ApiEr
         return Err(e);
     }
     result.map_err(|e| storage_error(&name, e))?;
+    crate::replication::manage::propagate(api, "UpdateTimeToLive", &name, &req);
     Ok(json!({
         "TimeToLiveSpecification": {"Enabled": enable, "AttributeName": attribute}
     }))

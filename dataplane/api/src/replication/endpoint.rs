@@ -57,6 +57,7 @@ pub(crate) async fn handle(
     let answer = match op {
         "ApplyChanges" => apply_changes(repl, parse(body)?).await?,
         "FinishCopy" => finish_copy(repl, parse(body)?).await?,
+        "UpdateSettings" => update_settings(api, repl, parse(body)?).await?,
         "CreateReplica" => create_replica(repl, parse(body)?)?,
         "UpdateReplicaSet" => update_replica_set(repl, parse(body)?)?,
         "DeleteReplica" => delete_replica(repl, parse(body)?)?,
@@ -201,6 +202,41 @@ async fn apply_changes(repl: &Replication, req: ApplyChanges) -> Result<Value, A
     repl.metrics
         .applied(table, &req.source_region, answer.applied, answer.superseded);
     serde_json::to_value(answer).map_err(|_| ApiError::internal())
+}
+
+/// Applies an UpdateTable or UpdateTimeToLive another replica made.
+async fn update_settings(
+    api: &Api,
+    repl: &Replication,
+    req: super::wire::UpdateSettings,
+) -> Result<Value, ApiError> {
+    let table = &req.table_name;
+    let state = repl
+        .store
+        .replication(table)
+        .map_err(|e| storage(table, e))?
+        .ok_or_else(|| not_a_replica(table, &repl.region))?;
+    if !state.replicas.iter().any(|r| r.region == req.source_region) {
+        return Err(not_a_replica(table, &req.source_region));
+    }
+    let op = super::manage::ALIGNED_OPERATIONS
+        .iter()
+        .find(|o| **o == req.operation)
+        .ok_or_else(|| {
+            ApiError::validation(format!("{} cannot be applied to a replica", req.operation))
+        })?;
+    let serde_json::Value::Object(body) = req.request else {
+        return Err(ApiError::serialization(
+            "UpdateSettings Request must be an object",
+        ));
+    };
+    if body.get("TableName").and_then(Value::as_str) != Some(table.as_str()) {
+        return Err(ApiError::validation(
+            "UpdateSettings names two different tables",
+        ));
+    }
+    tracing::info!(table = %table, source = %req.source_region, operation = op, "applying a replica's settings change");
+    super::manage::apply_settings(api, op, crate::request::Request::from_object(body)).await
 }
 
 /// Ends a full copy: deletes the items that originated in the source

@@ -13,6 +13,66 @@ use super::Replication;
 use crate::error::{ApiError, ErrorKind};
 use crate::Api;
 
+tokio::task_local! {
+    /// Set while a settings change from another replica is applied, so it
+    /// is not propagated back.
+    static FROM_REPLICA: ();
+}
+
+/// Operations whose changes every replica of a table applies too (DynamoDB
+/// keeps throughput, indexes and TTL aligned across replicas).
+pub const ALIGNED_OPERATIONS: [&str; 2] = ["UpdateTable", "UpdateTimeToLive"];
+
+/// After a successful `op` on a table with replicas in this region: sends
+/// the same request to every replica (in the background, retried while a
+/// replica is unreachable). Changes that came from a replica are not sent
+/// on.
+pub(crate) fn propagate(api: &Api, op: &'static str, table: &str, req: &crate::request::Request) {
+    if FROM_REPLICA.try_with(|_| ()).is_ok() {
+        return;
+    }
+    let Some(repl) = &api.replication else {
+        return;
+    };
+    let Some(state) = repl.replicated(table) else {
+        return;
+    };
+    // Deletion protection and table class are each replica's own.
+    if req.has("DeletionProtectionEnabled") || req.has("TableClass") {
+        return;
+    }
+    let request = super::wire::UpdateSettings {
+        table_name: table.to_string(),
+        source_region: repl.region.clone(),
+        operation: op.to_string(),
+        request: Value::Object(req.as_object().clone()),
+    };
+    let regions = state
+        .replicas
+        .iter()
+        .filter(|r| r.status != ReplicaStatus::Deleting)
+        .map(|r| r.region.clone())
+        .collect();
+    super::replicator::spawn_call(
+        repl.clone(),
+        table.to_string(),
+        regions,
+        "UpdateSettings",
+        request,
+    );
+}
+
+/// Applies a settings change another replica made (see [`propagate`]).
+pub(crate) async fn apply_settings(
+    api: &Api,
+    op: &str,
+    req: crate::request::Request,
+) -> Result<Value, ApiError> {
+    FROM_REPLICA
+        .scope((), crate::ops::dispatch(api, op, req))
+        .await
+}
+
 /// DescribeTable's GlobalTableVersion of a table with replicas.
 pub const GLOBAL_TABLE_VERSION: &str = "2019.11.21";
 

@@ -179,37 +179,57 @@ async fn step(
     }
 }
 
-/// Announces a replica set to every member of `state`, each retried in
-/// the background for a while (a member down now learns it when back).
+/// Announces a replica set to every member of `state` (see
+/// [`spawn_call`]).
 fn spawn_announce(
     repl: Arc<Replication>,
     table: String,
     state: ReplicationState,
     announce: UpdateReplicaSet,
 ) {
-    let announce = Arc::new(announce);
-    for member in state.replicas {
-        let (repl, table, announce) = (repl.clone(), table.clone(), announce.clone());
+    let regions = state.replicas.into_iter().map(|r| r.region).collect();
+    spawn_call(repl, table, regions, "UpdateReplicaSet", announce);
+}
+
+/// Calls `op` with `request` on each of `regions` in the background,
+/// retrying while a region is unreachable (about 2 minutes); a region
+/// that answers with an error is not asked again.
+pub(crate) fn spawn_call<Q>(
+    repl: Arc<Replication>,
+    table: String,
+    regions: Vec<String>,
+    op: &'static str,
+    request: Q,
+) where
+    Q: serde::Serialize + Send + Sync + 'static,
+{
+    let request = Arc::new(request);
+    for region in regions {
+        let (repl, table, request) = (repl.clone(), table.clone(), request.clone());
         tokio::spawn(async move {
             let mut backoff = BACKOFF_MIN;
             for _ in 0..ANNOUNCE_ATTEMPTS {
                 let file = repl.file();
-                let Some(peer) = file.peer(&member.region) else {
+                let Some(peer) = file.peer(&region) else {
                     return;
                 };
                 match PeerClient::default()
-                    .call::<_, Value>(peer, "UpdateReplicaSet", &*announce)
+                    .call::<_, Value>(peer, op, &*request)
                     .await
                 {
                     Ok(_) => return,
+                    Err(e @ CallError::Refused { .. }) => {
+                        tracing::warn!(table = %table, region = %region, op, error = %e, "a replica refused a call");
+                        return;
+                    }
                     Err(e) => {
-                        tracing::debug!(table = %table, region = %member.region, error = %e, "announcing a replica set failed; retrying");
+                        tracing::debug!(table = %table, region = %region, op, error = %e, "calling a replica failed; retrying");
                     }
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
-            tracing::warn!(table = %table, region = %member.region, "gave up announcing a replica set");
+            tracing::warn!(table = %table, region = %region, op, "gave up calling a replica");
         });
     }
 }

@@ -100,6 +100,18 @@ pub struct UpdateReplicaSet {
     pub replicas: Vec<WireReplica>,
 }
 
+/// `UpdateSettings`: apply the same `Operation` (`UpdateTable` or
+/// `UpdateTimeToLive`) with the same `Request` to the callee's replica, so
+/// throughput, indexes, TTL and the like stay aligned across replicas.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct UpdateSettings {
+    pub table_name: String,
+    pub source_region: String,
+    pub operation: String,
+    pub request: Value,
+}
+
 /// `DeleteReplica`: delete the callee's replica of `TableName`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -1335,3 +1335,150 @@ async fn with_auth_a_user_allowed_partita_replicate_may_replicate() {
     let message = denied.error_message().unwrap_or_default();
     assert!(message.contains("partita:Replicate"), "{message}");
 }
+
+#[tokio::test]
+async fn indexes_ttl_and_throughput_stay_aligned_across_replicas() {
+    if skip_without_own_server("indexes_ttl_and_throughput_stay_aligned_across_replicas") {
+        return;
+    }
+    use partita_blackbox_tests::aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
+        ProvisionedThroughput, TimeToLiveSpecification, TimeToLiveStatus,
+    };
+    let regions = Regions::start(&["us-east-1", "eu-west-1"], |_| vec![]);
+    let (a, b) = (regions.client(0), regions.client(1));
+    let table = unique_name("aligned");
+    create_global_source(a, &table).await;
+    add_replica(a, &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    // Throughput changed in B is changed in A.
+    b.update_table()
+        .table_name(&table)
+        .billing_mode(BillingMode::Provisioned)
+        .provisioned_throughput(
+            ProvisionedThroughput::builder()
+                .read_capacity_units(7)
+                .write_capacity_units(9)
+                .build()
+                .expect("throughput"),
+        )
+        .send()
+        .await
+        .expect("throughput");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let wcu = a
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("describe")
+            .table()
+            .and_then(|t| t.provisioned_throughput())
+            .and_then(|p| p.write_capacity_units());
+        if wcu == Some(9) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "throughput not aligned: {wcu:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A GSI added in A appears in B, backfilled with B's items.
+    a.put_item()
+        .table_name(&table)
+        .item("pk", s("p1"))
+        .item("g", s("blue"))
+        .send()
+        .await
+        .expect("put");
+    a.update_table()
+        .table_name(&table)
+        .attribute_definitions(attr_def("g", ScalarAttributeType::S))
+        .global_secondary_index_updates(
+            GlobalSecondaryIndexUpdate::builder()
+                .create(
+                    CreateGlobalSecondaryIndexAction::builder()
+                        .index_name("by_g")
+                        .key_schema(key_elem("g", KeyType::Hash))
+                        .projection(
+                            Projection::builder()
+                                .projection_type(ProjectionType::All)
+                                .build(),
+                        )
+                        .provisioned_throughput(
+                            ProvisionedThroughput::builder()
+                                .read_capacity_units(1)
+                                .write_capacity_units(1)
+                                .build()
+                                .expect("throughput"),
+                        )
+                        .build()
+                        .expect("gsi"),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("add gsi");
+    // TTL enabled in A is enabled in B.
+    a.update_time_to_live()
+        .table_name(&table)
+        .time_to_live_specification(
+            TimeToLiveSpecification::builder()
+                .enabled(true)
+                .attribute_name("expires")
+                .build()
+                .expect("ttl"),
+        )
+        .send()
+        .await
+        .expect("ttl");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found = b
+            .query()
+            .table_name(&table)
+            .index_name("by_g")
+            .key_condition_expression("g = :g")
+            .expression_attribute_values(":g", s("blue"))
+            .send()
+            .await
+            .map(|q| q.count())
+            .unwrap_or(0);
+        let ttl = b
+            .describe_time_to_live()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("describe ttl")
+            .time_to_live_description()
+            .and_then(|d| d.time_to_live_status().cloned());
+        let wcu = a
+            .describe_table()
+            .table_name(&table)
+            .send()
+            .await
+            .expect("describe")
+            .table()
+            .and_then(|t| t.provisioned_throughput())
+            .and_then(|p| p.write_capacity_units());
+        if found == 1 && ttl == Some(TimeToLiveStatus::Enabled) && wcu == Some(9) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not aligned: gsi {found}, ttl {ttl:?}, wcu {wcu:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Nothing bounced back: each region logged applying exactly one change
+    // from the other.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let count = |i: usize| {
+        regions.regions[i]
+            .server
+            .log_text()
+            .matches("applying a replica's settings change")
+            .count()
+    };
+    assert_eq!((count(0), count(1)), (1, 2));
+}
