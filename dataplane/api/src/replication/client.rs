@@ -1,7 +1,8 @@
 //! Calls to a peer region's replication endpoint: HTTP/1.1 POSTs signed
 //! with SigV4 (service `dynamodb`, the peer's region) using the peer's
 //! credentials from the replication file, over one kept-alive connection.
-//! `http://` endpoints only for now (see the README's "Global tables").
+//! `https://` endpoints use TLS (rustls, ring) and trust the PEM bundle
+//! named by `SSL_CERT_FILE`, else the system bundle at the usual paths.
 
 use std::time::Duration;
 
@@ -32,8 +33,10 @@ pub enum CallError {
         kind: String,
         message: String,
     },
-    #[error("peer endpoint {0:?} is not supported (use http://host:port)")]
+    #[error("peer endpoint {0:?} is not supported (use http://host:port or https://host:port)")]
     Endpoint(String),
+    #[error("TLS to the peer: {0}")]
+    Tls(String),
 }
 
 impl CallError {
@@ -53,19 +56,83 @@ pub struct PeerClient {
     conn: Option<(String, SendRequest<Full<Bytes>>)>,
 }
 
-fn authority(endpoint: &str) -> Result<String, CallError> {
-    let rest = endpoint
-        .strip_prefix("http://")
-        .ok_or_else(|| CallError::Endpoint(endpoint.to_string()))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
+/// Where a peer endpoint points: `host:port`, the host name alone, and
+/// whether it is TLS.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    authority: String,
+    host: String,
+    tls: bool,
+}
+
+fn target(endpoint: &str) -> Result<Target, CallError> {
+    let (rest, tls, port) = if let Some(rest) = endpoint.strip_prefix("http://") {
+        (rest, false, 80)
+    } else if let Some(rest) = endpoint.strip_prefix("https://") {
+        (rest, true, 443)
+    } else {
+        return Err(CallError::Endpoint(endpoint.to_string()));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
         return Err(CallError::Endpoint(endpoint.to_string()));
     }
-    Ok(if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
+    let (host, authority) = match authority.rsplit_once(':') {
+        Some((host, _)) if !authority.ends_with(']') => (host, authority.to_string()),
+        _ => (authority, format!("{authority}:{port}")),
+    };
+    Ok(Target {
+        authority,
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        tls,
     })
+}
+
+#[cfg(test)]
+fn authority(endpoint: &str) -> Result<String, CallError> {
+    target(endpoint).map(|t| t.authority)
+}
+
+/// The TLS client configuration of peer calls, built once.
+fn tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, CallError> {
+    type Built = Result<std::sync::Arc<rustls::ClientConfig>, String>;
+    static CONFIG: std::sync::OnceLock<Built> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            use rustls::pki_types::pem::PemObject;
+            use rustls::pki_types::CertificateDer;
+            let candidates = [
+                std::env::var("SSL_CERT_FILE").unwrap_or_default(),
+                "/etc/ssl/certs/ca-certificates.crt".to_string(),
+                "/etc/pki/tls/certs/ca-bundle.crt".to_string(),
+                "/etc/ssl/cert.pem".to_string(),
+            ];
+            let path = candidates
+                .iter()
+                .find(|p| !p.is_empty() && std::path::Path::new(p).exists())
+                .ok_or("no CA bundle (set SSL_CERT_FILE)")?;
+            let pem = std::fs::read(path).map_err(|e| format!("reading {path}: {e}"))?;
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("reading {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("a certificate of {path}: {e}"))?;
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| format!("TLS versions: {e}"))?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Ok(std::sync::Arc::new(config))
+        })
+        .clone()
+        .map_err(CallError::Tls)
 }
 
 fn now_secs() -> i64 {
@@ -130,7 +197,8 @@ impl PeerClient {
         op: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Bytes), CallError> {
-        let host = authority(&peer.endpoint)?;
+        let dest = target(&peer.endpoint)?;
+        let host = dest.authority.clone();
         let target = format!("{}{op}", super::TARGET_PREFIX);
         let amz_date = format_amz_date(now_secs());
         let signed = "content-type;host;x-amz-date;x-amz-target";
@@ -164,7 +232,7 @@ impl PeerClient {
             .header("authorization", authorization)
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| CallError::Unreachable(e.to_string()))?;
-        let sender = self.connection(&host).await?;
+        let sender = self.connection(&dest).await?;
         let response = sender
             .send_request(request)
             .await
@@ -179,20 +247,31 @@ impl PeerClient {
         Ok((status, bytes))
     }
 
-    async fn connection(&mut self, host: &str) -> Result<&mut SendRequest<Full<Bytes>>, CallError> {
-        let reusable = matches!(&self.conn, Some((h, s)) if h == host && !s.is_closed());
+    async fn connection(
+        &mut self,
+        target: &Target,
+    ) -> Result<&mut SendRequest<Full<Bytes>>, CallError> {
+        let scheme = if target.tls { "https://" } else { "http://" };
+        let key = format!("{scheme}{}", target.authority);
+        let reusable = matches!(&self.conn, Some((h, s)) if *h == key && !s.is_closed());
         if !reusable {
+            let host = &target.authority;
             let stream = TcpStream::connect(host)
                 .await
                 .map_err(|e| CallError::Unreachable(format!("connecting to {host}: {e}")))?;
             let _ = stream.set_nodelay(true);
-            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .map_err(|e| CallError::Unreachable(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            self.conn = Some((host.to_string(), sender));
+            let sender = if target.tls {
+                let name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                    .map_err(|e| CallError::Tls(format!("server name {}: {e}", target.host)))?;
+                let tls = tokio_rustls::TlsConnector::from(tls_config()?)
+                    .connect(name, stream)
+                    .await
+                    .map_err(|e| CallError::Unreachable(format!("TLS with {host}: {e}")))?;
+                handshake(tls).await?
+            } else {
+                handshake(stream).await?
+            };
+            self.conn = Some((key, sender));
         }
         match &mut self.conn {
             Some((_, sender)) => {
@@ -205,6 +284,20 @@ impl PeerClient {
             None => Err(CallError::Unreachable("no connection".into())),
         }
     }
+}
+
+/// Starts HTTP/1.1 on `io`; the connection runs in its own task.
+async fn handshake<IO>(io: IO) -> Result<SendRequest<Full<Bytes>>, CallError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| CallError::Unreachable(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
 }
 
 #[cfg(test)]
@@ -221,8 +314,17 @@ mod tests {
             authority("http://peer.example/").unwrap(),
             "peer.example:80"
         );
+        assert_eq!(
+            target("https://peer.example").unwrap(),
+            Target {
+                authority: "peer.example:443".into(),
+                host: "peer.example".into(),
+                tls: true
+            }
+        );
+        assert_eq!(target("https://localhost:8443").unwrap().host, "localhost");
         assert!(matches!(
-            authority("https://peer.example"),
+            authority("ftp://peer.example"),
             Err(CallError::Endpoint(_))
         ));
         assert!(authority("http://").is_err());

@@ -82,6 +82,15 @@ fn replication_file(names: &[&str], ports: &[u16], i: usize, cut: bool) -> Strin
 impl Regions {
     /// Starts one server per region name; `extra(i)` adds flags.
     fn start(names: &[&str], extra: impl Fn(usize) -> Vec<String>) -> Regions {
+        Regions::start_env(names, extra, |_| Vec::new())
+    }
+
+    /// Like [`Regions::start`], with environment variables per region.
+    fn start_env(
+        names: &[&str],
+        extra: impl Fn(usize) -> Vec<String>,
+        env: impl Fn(usize) -> Vec<(String, String)>,
+    ) -> Regions {
         let dir = tempfile::tempdir().expect("temp dir");
         let ports: Vec<u16> = names.iter().map(|_| free_loopback_port()).collect();
         let mut regions = Vec::new();
@@ -99,7 +108,10 @@ impl Regions {
             ];
             args.extend(extra(i));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let server = Server::start_on(Some(ports[i]), &args, &[]);
+            let env = env(i);
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let server = Server::start_on(Some(ports[i]), &args, &env);
             let client = client_for(&server.endpoint());
             regions.push(Region {
                 name: name.to_string(),
@@ -1481,4 +1493,67 @@ async fn indexes_ttl_and_throughput_stay_aligned_across_replicas() {
             .count()
     };
     assert_eq!((count(0), count(1)), (1, 2));
+}
+
+#[tokio::test]
+async fn peers_are_reached_over_https() {
+    if skip_without_own_server("peers_are_reached_over_https") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("cert");
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, certified.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, certified.signing_key.serialize_pem()).expect("write key");
+    let tls_port = free_loopback_port();
+    let (cert, key) = (
+        cert_path.display().to_string(),
+        key_path.display().to_string(),
+    );
+    // eu-west-1 also listens for HTTPS; us-east-1 trusts its certificate.
+    let regions = Regions::start_env(
+        &["us-east-1", "eu-west-1"],
+        |i| {
+            if i == 1 {
+                vec![
+                    "--tls-cert".into(),
+                    cert.clone(),
+                    "--tls-key".into(),
+                    key.clone(),
+                    "--tls-port".into(),
+                    tls_port.to_string(),
+                ]
+            } else {
+                vec![]
+            }
+        },
+        |i| {
+            if i == 0 {
+                vec![("SSL_CERT_FILE".to_string(), cert.clone())]
+            } else {
+                vec![]
+            }
+        },
+    );
+    let names = regions.names();
+    let mut file: serde_json::Value =
+        serde_json::from_str(&replication_file(&names, &regions.ports, 0, false)).expect("json");
+    file["peers"][0]["endpoint"] = serde_json::json!(format!("https://localhost:{tls_port}"));
+    std::fs::write(regions.dir.path().join("us-east-1.json"), file.to_string())
+        .expect("write file");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let table = unique_name("https");
+    create_global_source(regions.client(0), &table).await;
+    put(regions.client(0), &table, "before", "1").await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    put(regions.client(0), &table, "after", "2").await;
+    put(regions.client(1), &table, "back", "3").await;
+    let items = wait_converged(&regions, &table).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    let status = replication_status(regions.regions[0].admin_port);
+    let replica = status["tables"][0]["replicas"][0].clone();
+    assert_eq!(replica["reachable"], true, "{status}");
 }
