@@ -1557,3 +1557,36 @@ async fn peers_are_reached_over_https() {
     let replica = status["tables"][0]["replicas"][0].clone();
     assert_eq!(replica["reachable"], true, "{status}");
 }
+
+#[tokio::test]
+async fn delete_table_in_one_region_removes_that_replica_only() {
+    if skip_without_own_server("delete_table_in_one_region_removes_that_replica_only") {
+        return;
+    }
+    let regions = Regions::start(&["us-east-1", "eu-west-1", "ap-south-1"], |_| vec![]);
+    let table = unique_name("dropone");
+    create_global_source(regions.client(0), &table).await;
+    add_replica(regions.client(0), &table, "eu-west-1").await;
+    add_replica(regions.client(0), &table, "ap-south-1").await;
+    wait_replicas_active(&regions, &table).await;
+    partita_blackbox_tests::delete_table(regions.client(1), &table).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, a, _) = describe(regions.client(0), &table).await;
+        let (_, c, _) = describe(regions.client(2), &table).await;
+        if a == vec![("ap-south-1".to_string(), "ACTIVE".to_string())]
+            && c == vec![("us-east-1".to_string(), "ACTIVE".to_string())]
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not removed: {a:?} {c:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other two keep replicating.
+    put(regions.client(2), &table, "k", "v").await;
+    let deadline = Instant::now() + WAIT;
+    while get(regions.client(0), &table, "k").await.is_none() {
+        assert!(Instant::now() < deadline, "not replicated");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
