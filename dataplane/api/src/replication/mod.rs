@@ -9,9 +9,10 @@
 //!
 //! Map:
 //! - [`wire`]: the JSON of the internal calls (target prefix
-//!   [`TARGET_PREFIX`]: `ApplyChanges`, `CreateReplica`, `UpdateReplicaSet`,
-//!   `DeleteReplica`).
-//! - [`client`]: SigV4-signed calls to a peer region.
+//!   [`TARGET_PREFIX`]: `ApplyChanges`, `FinishCopy`, `CreateReplica`,
+//!   `UpdateReplicaSet`, `DeleteReplica`, `UpdateSettings`, `Ping`).
+//! - [`client`]: SigV4-signed calls to a peer region (`http://` or
+//!   `https://`).
 //! - [`endpoint`]: the receiving side; always authenticated against the
 //!   file's `inbound` credentials (or, with `--auth`, users allowed
 //!   `partita:Replicate`).
@@ -23,7 +24,15 @@
 //!   duplicates no-ops. A cursor below the log's trim horizon (a peer down
 //!   longer than the retention) means a full copy again.
 //! - [`manage`]: ReplicaUpdates (Create/Delete), declared replica sets of
-//!   the file, DeleteTable of a replicated table, DescribeTable's replicas.
+//!   the file, DeleteTable of a replicated table, DescribeTable's replicas,
+//!   and settings kept aligned: UpdateTable and UpdateTimeToLive in one
+//!   region are applied by every replica (`UpdateSettings`, never sent back).
+//!
+//! A full copy (a new replica, or a peer that fell behind the change log's
+//! retention) sends every live item with its version, then `FinishCopy`:
+//! the receiver deletes the items that originated in the copying region
+//! before the copy started and were not in it (their deletes and
+//! tombstones expired while it was away).
 //!
 //! Replica sets: every member holds the full set (minus itself) in its
 //! table's [`ReplicationState`]. The region that adds a replica (`adding`)
