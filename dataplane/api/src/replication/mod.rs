@@ -8,22 +8,22 @@
 //! and the `partita_replication_*` metrics.
 //!
 //! Map:
-//! - [`wire`]: the JSON of the internal calls (target prefix
+//! - `wire`: the JSON of the internal calls (target prefix
 //!   [`TARGET_PREFIX`]: `ApplyChanges`, `FinishCopy`, `CreateReplica`,
 //!   `UpdateReplicaSet`, `DeleteReplica`, `UpdateSettings`, `Ping`).
-//! - [`client`]: SigV4-signed calls to a peer region (`http://` or
+//! - `client`: SigV4-signed calls to a peer region (`http://` or
 //!   `https://`).
-//! - [`endpoint`]: the receiving side; always authenticated against the
+//! - `endpoint`: the receiving side; always authenticated against the
 //!   file's `inbound` credentials (or, with `--auth`, users allowed
 //!   `partita:Replicate`).
-//! - [`replicator`]: one task per (table, peer): creates the peer's replica
+//! - `replicator`: one task per (table, peer): creates the peer's replica
 //!   and copies the items (full copy), then tails every partition's change
 //!   log from a durable cursor, shipping only changes that originated here
 //!   (so nothing echoes back), and advances the cursor once the peer
 //!   acknowledged. At-least-once; the peer's last-writer-wins compare makes
 //!   duplicates no-ops. A cursor below the log's trim horizon (a peer down
 //!   longer than the retention) means a full copy again.
-//! - [`manage`]: ReplicaUpdates (Create/Delete), declared replica sets of
+//! - `manage`: ReplicaUpdates (Create/Delete), declared replica sets of
 //!   the file, DeleteTable of a replicated table, DescribeTable's replicas,
 //!   and settings kept aligned: UpdateTable and UpdateTimeToLive in one
 //!   region are applied by every replica (`UpdateSettings`, never sent back).
