@@ -2,6 +2,7 @@
 //! the Helm values).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Settings the builders need besides the Table itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +26,11 @@ pub struct OperatorConfig {
     pub log_format: String,
     /// Extra labels put on every object the operator creates.
     pub extra_labels: BTreeMap<String, String>,
+    /// Directory holding the internal RPC's CA (`tls.crt`, `tls.key`; the
+    /// chart mounts Secret `partita-rpc-ca` there). `Some`: mutual TLS — the
+    /// operator issues each Table's certificate Secret and renders the
+    /// `--rpc-tls-*` flags (see [`crate::tls`]); `None`: plaintext.
+    pub rpc_ca_dir: Option<PathBuf>,
 }
 
 impl Default for OperatorConfig {
@@ -40,6 +46,7 @@ impl Default for OperatorConfig {
             gateway_endpoint: "http://partita-gateway.partita-system.svc:8000".into(),
             log_format: "json".into(),
             extra_labels: BTreeMap::new(),
+            rpc_ca_dir: None,
         }
     }
 }

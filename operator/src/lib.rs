@@ -10,7 +10,7 @@
 //! The controllers in
 //! [`controller`] drive it; [`metrics`] and [`leader`] are the process's
 //! plumbing. This crate knows Kubernetes; the data plane's formats come from
-//! `partita-topology`.
+//! `partita-topology`. [`tls`] issues the internal RPC's mTLS certificates.
 
 pub mod apply;
 pub mod build;
@@ -21,4 +21,5 @@ pub mod global;
 pub mod leader;
 pub mod metrics;
 pub mod status;
+pub mod tls;
 pub mod validate;

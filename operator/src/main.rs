@@ -13,7 +13,7 @@ use kube::runtime::{watcher, Controller};
 use kube::{Api, Client};
 
 use partita_operator::config::OperatorConfig;
-use partita_operator::controller::{access_policy, global_table, table, Context};
+use partita_operator::controller::{access_policy, global_table, rpc_tls, table, Context};
 use partita_operator::crd::Table;
 use partita_operator::global::source::HttpStatusSource;
 use partita_operator::leader::{self, LeaseConfig};
@@ -77,6 +77,12 @@ struct Args {
     leader_election: bool,
     #[arg(long, env = "PARTITA_LEASE_NAME", default_value = "partita-operator")]
     lease_name: String,
+    /// Directory with the internal RPC's CA (`tls.crt`, `tls.key`): with it,
+    /// the operator issues certificate Secrets for every Table and the
+    /// gateway and renders the `--rpc-tls-*` flags (mutual TLS); without,
+    /// the internal RPC is plaintext.
+    #[arg(long, env = "PARTITA_RPC_TLS_CA_DIR")]
+    rpc_tls_ca_dir: Option<std::path::PathBuf>,
     /// Identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME", default_value = "partita-operator")]
     identity: String,
@@ -126,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         gateway_endpoint: args.gateway_endpoint,
         log_format: args.log_format,
         extra_labels: Default::default(),
+        rpc_ca_dir: args.rpc_tls_ca_dir.clone(),
     };
     let ctx = Context::new(client.clone(), config, metrics);
     let tables = Controller::new(
@@ -152,6 +159,15 @@ async fn main() -> anyhow::Result<()> {
         name: args.gateway_name,
     };
     let gateway = access_policy::run(ctx.clone(), target.clone());
+    let gateway_certificate = {
+        let (ctx, target) = (ctx.clone(), target.clone());
+        async move {
+            match args.rpc_tls_ca_dir {
+                Some(dir) => rpc_tls::run_gateway(ctx, target, dir).await,
+                None => futures::future::pending::<()>().await,
+            }
+        }
+    };
     let global_tables = global_table::run(
         ctx.clone(),
         target,
@@ -170,6 +186,7 @@ async fn main() -> anyhow::Result<()> {
         _ = tables => tracing::info!("table controller stopped"),
         _ = gateway => tracing::info!("gateway config controller stopped"),
         _ = global_tables => tracing::info!("global table controller stopped"),
+        _ = gateway_certificate => tracing::info!("gateway certificate loop stopped"),
         _ = hold => anyhow::bail!("lost the leader lease"),
         r = server => anyhow::bail!("metrics server stopped: {r:?}"),
     }

@@ -47,9 +47,9 @@ pub const LOG_FORMAT: &str = "--log-format";
 /// topology address). Without the three: plaintext. Same flags on nodes and
 /// gateways.
 ///
-/// Note: the operator does not render these flags yet (the chart's
-/// "mutual TLS required" needs the certificates mounted into every pod and
-/// these three flags added to [`NodeFlags`] and [`GatewayFlags`]).
+/// The operator renders them through [`RpcTlsFlags`] in [`NodeFlags`] and
+/// [`GatewayFlags`] from the certificate Secrets it issues (the chart's
+/// `rpc.tls.enabled`, on by default).
 pub const RPC_TLS_CA: &str = "--rpc-tls-ca";
 /// `--rpc-tls-cert PATH`: this process's PEM certificate chain (see [`RPC_TLS_CA`]).
 pub const RPC_TLS_CERT: &str = "--rpc-tls-cert";
@@ -75,6 +75,29 @@ pub const READYZ_PATH: &str = "/readyz";
 /// Prometheus path on the admin port.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// The three mutual-TLS flags of the internal RPC ([`RPC_TLS_CA`],
+/// [`RPC_TLS_CERT`], [`RPC_TLS_KEY`]): all three or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcTlsFlags {
+    pub ca_file: String,
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl RpcTlsFlags {
+    /// Returns `--rpc-tls-ca CA --rpc-tls-cert CERT --rpc-tls-key KEY`.
+    pub fn to_args(&self) -> Vec<String> {
+        vec![
+            RPC_TLS_CA.into(),
+            self.ca_file.clone(),
+            RPC_TLS_CERT.into(),
+            self.cert_file.clone(),
+            RPC_TLS_KEY.into(),
+            self.key_file.clone(),
+        ]
+    }
+}
+
 /// The flags of one `partita node` process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeFlags {
@@ -87,6 +110,8 @@ pub struct NodeFlags {
     pub rpc_port: u16,
     pub admin_port: u16,
     pub log_format: String,
+    /// `None`: plaintext internal RPC.
+    pub rpc_tls: Option<RpcTlsFlags>,
 }
 
 impl NodeFlags {
@@ -115,6 +140,9 @@ impl NodeFlags {
             LOG_FORMAT.into(),
             self.log_format.clone(),
         ]);
+        if let Some(tls) = &self.rpc_tls {
+            args.extend(tls.to_args());
+        }
         args
     }
 }
@@ -130,6 +158,8 @@ pub struct GatewayFlags {
     pub admin_port: u16,
     pub region: String,
     pub log_format: String,
+    /// `None`: plaintext internal RPC.
+    pub rpc_tls: Option<RpcTlsFlags>,
 }
 
 impl GatewayFlags {
@@ -156,6 +186,9 @@ impl GatewayFlags {
             LOG_FORMAT.into(),
             self.log_format.clone(),
         ]);
+        if let Some(tls) = &self.rpc_tls {
+            args.extend(tls.to_args());
+        }
         args
     }
 }
@@ -163,6 +196,14 @@ impl GatewayFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn tls() -> RpcTlsFlags {
+        RpcTlsFlags {
+            ca_file: "/tls/ca.crt".into(),
+            cert_file: "/tls/tls.crt".into(),
+            key_file: "/tls/tls.key".into(),
+        }
+    }
 
     #[test]
     fn node_args_are_stable() {
@@ -175,6 +216,7 @@ mod tests {
             rpc_port: DEFAULT_RPC_PORT,
             admin_port: DEFAULT_ADMIN_PORT,
             log_format: "json".into(),
+            rpc_tls: None,
         };
         assert_eq!(
             flags.to_args().join(" "),
@@ -184,12 +226,20 @@ mod tests {
         );
         let with_partition = NodeFlags {
             partition: Some(2),
-            ..flags
+            ..flags.clone()
         };
         assert!(with_partition
             .to_args()
             .join(" ")
             .contains("--table Orders --partition 2 --zone"));
+        let with_tls = NodeFlags {
+            rpc_tls: Some(tls()),
+            ..flags
+        };
+        assert!(with_tls.to_args().join(" ").ends_with(
+            "--log-format json --rpc-tls-ca /tls/ca.crt --rpc-tls-cert /tls/tls.crt \
+             --rpc-tls-key /tls/tls.key"
+        ));
     }
 
     #[test]
@@ -202,6 +252,7 @@ mod tests {
             admin_port: DEFAULT_ADMIN_PORT,
             region: "us-east-1".into(),
             log_format: "json".into(),
+            rpc_tls: None,
         };
         assert_eq!(
             flags.to_args().join(" "),
@@ -209,5 +260,13 @@ mod tests {
              --auth /etc/partita/auth/auth.json --host 0.0.0.0 --port 8000 --admin-port 8001 \
              --region us-east-1 --log-format json"
         );
+        let with_tls = GatewayFlags {
+            rpc_tls: Some(tls()),
+            ..flags
+        };
+        assert!(with_tls.to_args().join(" ").ends_with(
+            "--log-format json --rpc-tls-ca /tls/ca.crt --rpc-tls-cert /tls/tls.crt \
+             --rpc-tls-key /tls/tls.key"
+        ));
     }
 }

@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 pub use configmap::{build_topology, build_topology_configmap, replica_address};
 pub use pdb::build_pdb;
 pub use service::build_headless_service;
-pub use statefulset::build_statefulset;
+pub use statefulset::{build_statefulset, rpc_tls_flags, with_cert_fingerprint, RPC_TLS_VOLUME};
 
 use crate::config::OperatorConfig;
 use crate::validate::{ValidatedTable, Zone};
@@ -115,6 +115,11 @@ pub fn statefulset_name(table: &ValidatedTable, zone: &Zone) -> String {
 /// Name of the headless Service governing the data pods: `<table>-nodes`.
 pub fn headless_service_name(table: &ValidatedTable) -> String {
     format!("{}-nodes", table.resource_name)
+}
+
+/// Name of the internal RPC certificate Secret: `<table>-rpc-tls`.
+pub fn rpc_tls_secret_name(table: &ValidatedTable) -> String {
+    format!("{}-rpc-tls", table.resource_name)
 }
 
 /// Name of the topology ConfigMap: `<table>-topology`.

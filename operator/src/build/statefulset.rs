@@ -13,25 +13,58 @@ use k8s_openapi::api::core::v1::{
     EnvVar, EnvVarSource, HTTPGetAction, NodeAffinity, NodeSelector, NodeSelectorRequirement,
     NodeSelectorTerm, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecurityContext, Volume, VolumeMount, VolumeResourceRequirements,
-    WeightedPodAffinityTerm,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use partita_topology::flags::{
-    NodeFlags, DEFAULT_ADMIN_PORT, DEFAULT_RPC_PORT, HEALTHZ_PATH, PARTITION_ENV, READYZ_PATH,
+    NodeFlags, RpcTlsFlags, DEFAULT_ADMIN_PORT, DEFAULT_RPC_PORT, HEALTHZ_PATH, PARTITION_ENV,
+    READYZ_PATH,
 };
 use partita_topology::topology::FILE_NAME;
 
 use super::{
-    common_labels, headless_service_name, meta, statefulset_name, topology_configmap_name,
-    zone_selector_labels, DATA_MOUNT, PARTITIONS_ANNOTATION, RUN_AS, TOPOLOGY_MOUNT,
-    ZONE_ANNOTATION, ZONE_LABEL,
+    common_labels, headless_service_name, meta, rpc_tls_secret_name, statefulset_name,
+    topology_configmap_name, zone_selector_labels, DATA_MOUNT, PARTITIONS_ANNOTATION, RUN_AS,
+    TOPOLOGY_MOUNT, ZONE_ANNOTATION, ZONE_LABEL,
 };
 use crate::config::OperatorConfig;
 use crate::crd::table::VolumeRetentionPolicy;
+use crate::tls;
 use crate::validate::{ValidatedTable, Zone};
+
+/// Volume name of the table's RPC certificate Secret in data pods.
+pub const RPC_TLS_VOLUME: &str = "rpc-tls";
+
+/// The `--rpc-tls-*` flags pointing at the mounted certificate Secret.
+pub fn rpc_tls_flags() -> RpcTlsFlags {
+    RpcTlsFlags {
+        ca_file: format!("{}/{}", tls::MOUNT, tls::SECRET_CA),
+        cert_file: format!("{}/{}", tls::MOUNT, tls::SECRET_CERT),
+        key_file: format!("{}/{}", tls::MOUNT, tls::SECRET_KEY),
+    }
+}
+
+/// Returns `sts` with the fingerprint of its pods' certificate in the pod
+/// template ([`tls::CERT_FINGERPRINT_ANNOTATION`]): a re-issued certificate
+/// changes the template and rolls the pods, which read it once at start.
+pub fn with_cert_fingerprint(sts: &StatefulSet, fingerprint: &str) -> StatefulSet {
+    let mut out = sts.clone();
+    if let Some(spec) = out.spec.as_mut() {
+        spec.template
+            .metadata
+            .get_or_insert_with(ObjectMeta::default)
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .insert(
+                tls::CERT_FINGERPRINT_ANNOTATION.into(),
+                fingerprint.to_string(),
+            );
+    }
+    out
+}
 
 /// Builds `<table>-<zone>` with one replica per partition (0 when stopped).
 pub fn build_statefulset(
@@ -140,6 +173,7 @@ fn pod_spec(
         rpc_port: DEFAULT_RPC_PORT,
         admin_port: DEFAULT_ADMIN_PORT,
         log_format: config.log_format.clone(),
+        rpc_tls: config.rpc_ca_dir.is_some().then(rpc_tls_flags),
     };
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
@@ -151,6 +185,58 @@ fn pod_spec(
         failure_threshold: Some(failures),
         ..Probe::default()
     };
+    let mut volume_mounts = vec![
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_MOUNT.into(),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "topology".into(),
+            mount_path: TOPOLOGY_MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..VolumeMount::default()
+        },
+    ];
+    let mut volumes = vec![
+        Volume {
+            name: "topology".into(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: topology_configmap_name(table),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+    ];
+    if config.rpc_ca_dir.is_some() {
+        volume_mounts.push(VolumeMount {
+            name: RPC_TLS_VOLUME.into(),
+            mount_path: tls::MOUNT.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+        // Not optional: a pod without its certificate must not start (it
+        // would refuse no plaintext peer, but nothing would accept it).
+        volumes.push(Volume {
+            name: RPC_TLS_VOLUME.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(rpc_tls_secret_name(table)),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+    }
     PodSpec {
         affinity: Some(Affinity {
             node_affinity: Some(NodeAffinity {
@@ -243,41 +329,10 @@ fn pod_spec(
                 }),
                 ..SecurityContext::default()
             }),
-            volume_mounts: Some(vec![
-                VolumeMount {
-                    name: "data".into(),
-                    mount_path: DATA_MOUNT.into(),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: "topology".into(),
-                    mount_path: TOPOLOGY_MOUNT.into(),
-                    read_only: Some(true),
-                    ..VolumeMount::default()
-                },
-                VolumeMount {
-                    name: "tmp".into(),
-                    mount_path: "/tmp".into(),
-                    ..VolumeMount::default()
-                },
-            ]),
+            volume_mounts: Some(volume_mounts),
             ..Container::default()
         }],
-        volumes: Some(vec![
-            Volume {
-                name: "topology".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: topology_configmap_name(table),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(volumes),
         ..PodSpec::default()
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod access_policy;
 pub mod global_table;
+pub mod rpc_tls;
 pub mod table;
 
 use std::sync::Arc;

@@ -14,10 +14,12 @@ use kube::runtime::events::EventType;
 use kube::ResourceExt;
 use serde_json::json;
 
+use super::rpc_tls::{ensure_table_certificate, CertError};
 use super::{owner_reference, Context};
 use crate::apply::{apply_object, apply_params, delete_orphans, ApplyError};
 use crate::build::{
-    build_table_objects, EPOCH_ANNOTATION, PARTITIONS_ANNOTATION, TABLE_LABEL, ZONE_ANNOTATION,
+    build_table_objects, with_cert_fingerprint, EPOCH_ANNOTATION, PARTITIONS_ANNOTATION,
+    TABLE_LABEL, ZONE_ANNOTATION,
 };
 use crate::crd::table::{Table, TableStatus, VolumeRetentionPolicy};
 use crate::status::{self, build_status, invalid_spec_status, Observed, DEGRADED, SPLIT_REQUIRED};
@@ -55,6 +57,12 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("internal RPC certificate of table {table}: {source}")]
+    Certificate {
+        table: String,
+        #[source]
+        source: CertError,
+    },
     #[error("deleting volumes of table {table}: {source}")]
     DeleteVolumes {
         table: String,
@@ -72,6 +80,7 @@ impl Error {
             Error::Apply(_) => "ApplyFailed",
             Error::Status { .. } => "StatusFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
+            Error::Certificate { source, .. } => source.category(),
             Error::DeleteVolumes { .. } => "VolumeCleanupFailed",
         }
     }
@@ -181,9 +190,24 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     apply_object(client, &desired.pdb).await?;
     delete_orphans::<PodDisruptionBudget>(client, &ns, &selector, &[desired.pdb.name_any()])
         .await?;
+    // The certificate Secret before the pods that mount it.
+    let cert_fingerprint = match &ctx.config.rpc_ca_dir {
+        Some(dir) => Some(
+            ensure_table_certificate(table, ctx, &validated, &owner, dir)
+                .await
+                .map_err(|source| Error::Certificate {
+                    table: name.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     let mut applied = Vec::with_capacity(desired.statefulsets.len());
     for sts in &desired.statefulsets {
-        let sts = with_spec_hash(sts);
+        let sts = match &cert_fingerprint {
+            Some(fingerprint) => with_spec_hash(&with_cert_fingerprint(sts, fingerprint)),
+            None => with_spec_hash(sts),
+        };
         let current = existing_sts.iter().find(|e| e.name_any() == sts.name_any());
         match current {
             // Unchanged since the last apply: skip the write (no needless
