@@ -538,8 +538,9 @@ fn rbac_covers_what_the_global_table_controller_does() {
             "ClusterRole lacks {verb} {group}/{resource}"
         );
     }
-    // Writing Secrets only in the release namespace.
-    assert!(!grants(cluster, "", "secrets", "patch"));
+    // Writing Secrets cluster-wide only for the per-Table RPC certificates
+    // (rpc.tls.enabled, the default; see chart_renders_mutual_tls_...).
+    assert!(grants(cluster, "", "secrets", "patch"));
     let role = find_doc(&docs, "Role", "partita-operator");
     assert_eq!(role["metadata"]["namespace"], "partita-system");
     assert!(grants(role, "", "secrets", "create") && grants(role, "", "secrets", "patch"));
@@ -631,4 +632,142 @@ fn global_table_schema_shapes() {
     let mut typo = global_table();
     typo["spec"]["inboundCredentialSecretRef"] = json!({"name": "x"});
     assert!(check_global_table(&typo).is_err());
+}
+
+/// The chart's helm: `target/tools/helm/helm` (scripts/test unpacks it
+/// there) or `helm` on PATH.
+fn helm() -> PathBuf {
+    let tools = root().join("target/tools/helm/helm");
+    if tools.exists() {
+        return tools;
+    }
+    PathBuf::from("helm")
+}
+
+/// `helm template partita charts/partita -n partita-system` with `sets`.
+fn render_chart(sets: &[&str]) -> Vec<Value> {
+    let mut cmd = std::process::Command::new(helm());
+    cmd.current_dir(root()).args([
+        "template",
+        "partita",
+        "charts/partita",
+        "--namespace",
+        "partita-system",
+    ]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!(
+            "running {} (run scripts/test's helm step first): {e}",
+            helm().display()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_yaml::Deserializer::from_str(&String::from_utf8(out.stdout).unwrap())
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| serde_json::to_value(v).unwrap())
+        .collect()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .map(|x| x.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn named<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list.as_array()?.iter().find(|x| x["name"] == name)
+}
+
+#[test]
+fn chart_renders_mutual_tls_by_default_and_none_when_disabled() {
+    use partita_operator::build::rpc_tls_flags;
+    use partita_operator::tls::MOUNT;
+
+    let docs = render_chart(&[]);
+    for doc in &docs {
+        check_k8s_object(doc)
+            .unwrap_or_else(|e| panic!("{} {}: {e}", doc["kind"], doc["metadata"]["name"]));
+    }
+    // The CA Secret, generated.
+    let ca = find_doc(&docs, "Secret", "partita-rpc-ca");
+    assert_eq!(ca["type"], "kubernetes.io/tls");
+    assert!(ca["data"]["tls.crt"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(ca["data"]["tls.key"]
+        .as_str()
+        .is_some_and(|s| !s.is_empty()));
+    // The gateway: the three flags (the same as the operator renders for
+    // nodes) and its operator-issued Secret, required.
+    let gateway = find_doc(&docs, "Deployment", "partita-gateway");
+    let pod = &gateway["spec"]["template"]["spec"];
+    let args = strings(&pod["containers"][0]["args"]);
+    let flags = rpc_tls_flags().to_args();
+    assert!(
+        args.windows(flags.len()).any(|w| w == flags.as_slice()),
+        "{args:?} lacks {flags:?}"
+    );
+    let mount =
+        named(&pod["containers"][0]["volumeMounts"], "rpc-tls").expect("gateway rpc-tls mount");
+    assert_eq!(mount["mountPath"], MOUNT);
+    assert_eq!(mount["readOnly"], true);
+    let volume = named(&pod["volumes"], "rpc-tls").expect("gateway rpc-tls volume");
+    assert_eq!(volume["secret"]["secretName"], "partita-gateway-rpc-tls");
+    assert!(volume["secret"].get("optional").is_none());
+    // The operator: the CA mounted where PARTITA_RPC_TLS_CA_DIR points.
+    let operator = find_doc(&docs, "Deployment", "partita-operator");
+    let opod = &operator["spec"]["template"]["spec"];
+    let env = named(&opod["containers"][0]["env"], "PARTITA_RPC_TLS_CA_DIR").expect("CA dir env");
+    let mount = named(&opod["containers"][0]["volumeMounts"], "rpc-ca").expect("operator CA mount");
+    assert_eq!(mount["mountPath"], env["value"]);
+    let volume = named(&opod["volumes"], "rpc-ca").expect("operator CA volume");
+    assert_eq!(volume["secret"]["secretName"], "partita-rpc-ca");
+    // RBAC for what the operator does with it.
+    let cluster = find_doc(&docs, "ClusterRole", "partita-partita-operator");
+    assert!(grants(cluster, "", "secrets", "create") && grants(cluster, "", "secrets", "patch"));
+    let role = find_doc(&docs, "Role", "partita-operator");
+    assert!(grants(role, "apps", "deployments", "patch"));
+
+    // Disabled: no CA, no flags, no mounts, no extra grants.
+    let docs = render_chart(&["rpc.tls.enabled=false"]);
+    assert!(!docs.iter().any(|d| d["kind"] == "Secret"));
+    let text = serde_json::to_string(&docs).unwrap();
+    for absent in ["--rpc-tls", "rpc-tls", "rpc-ca", "PARTITA_RPC_TLS_CA_DIR"] {
+        assert!(
+            !text.contains(absent),
+            "{absent} rendered with rpc.tls.enabled=false"
+        );
+    }
+    let cluster = find_doc(&docs, "ClusterRole", "partita-partita-operator");
+    assert!(!grants(cluster, "", "secrets", "patch"));
+    let role = find_doc(&docs, "Role", "partita-operator");
+    assert!(!grants(role, "apps", "deployments", "patch"));
+}
+
+#[test]
+fn chart_mounts_an_existing_ca_secret_instead_of_generating_one() {
+    let docs = render_chart(&["rpc.tls.existingCASecret=my-ca"]);
+    assert!(!docs.iter().any(|d| d["kind"] == "Secret"));
+    let operator = find_doc(&docs, "Deployment", "partita-operator");
+    let volume =
+        named(&operator["spec"]["template"]["spec"]["volumes"], "rpc-ca").expect("CA volume");
+    assert_eq!(volume["secret"]["secretName"], "my-ca");
+    // manifests/install.yaml is rendered that way (no CA key in the repo).
+    let install = documents("manifests/install.yaml");
+    assert!(!install.iter().any(|d| d["kind"] == "Secret"));
+    let operator = find_doc(&install, "Deployment", "partita-operator");
+    let volume =
+        named(&operator["spec"]["template"]["spec"]["volumes"], "rpc-ca").expect("CA volume");
+    assert_eq!(volume["secret"]["secretName"], "partita-rpc-ca");
 }

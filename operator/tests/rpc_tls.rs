@@ -156,3 +156,61 @@ async fn a_peer_with_a_certificate_from_another_ca_is_refused() {
     // ... and the node's server certificate by the intruder's client.
     assert!(handshake(&node, &intruder, address).await.is_err());
 }
+
+/// The CA the chart generates (`genCA`: an RSA key in PKCS#1) signs, through
+/// the operator, certificates the data plane accepts.
+#[tokio::test]
+async fn the_chart_generated_ca_issues_certificates_the_data_plane_accepts() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tools = root.join("target/tools/helm/helm");
+    let helm = if tools.exists() { tools } else { "helm".into() };
+    let out = std::process::Command::new(&helm)
+        .current_dir(&root)
+        .args([
+            "template",
+            "partita",
+            "charts/partita",
+            "--namespace",
+            "partita-system",
+            "--show-only",
+            "templates/rpc-ca.yaml",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("running {} (scripts/test's helm step): {e}", helm.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_slice(&out.stdout).unwrap();
+    let data = secret.data.unwrap();
+    let pem = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    assert!(pem("tls.key").starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let ca = RpcCa::from_pem(&pem("tls.crt"), &pem("tls.key")).unwrap();
+
+    let now = SystemTime::now();
+    let node = rpc_tls(
+        &ca.issue("orders", &table_names("orders-nodes", "shop"), now)
+            .unwrap(),
+    );
+    let gateway = rpc_tls(
+        &ca.issue(
+            "partita-gateway",
+            &gateway_names("partita-gateway", "partita-system"),
+            now,
+        )
+        .unwrap(),
+    );
+    handshake(
+        &gateway,
+        &node,
+        "orders-zone-b-3.orders-nodes.shop.svc:7000",
+    )
+    .await
+    .unwrap();
+    assert!(
+        handshake(&gateway, &node, "orders-zone-b-3.other-nodes.shop.svc:7000")
+            .await
+            .is_err()
+    );
+}

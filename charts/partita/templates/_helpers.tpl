@@ -19,6 +19,7 @@ securityContext:
   runAsNonRoot: true
   runAsUser: 65532
   runAsGroup: 65532
+  fsGroup: 65532
   seccompProfile:
     type: RuntimeDefault
 {{- end -}}
@@ -30,4 +31,9 @@ securityContext:
   runAsNonRoot: true
   capabilities:
     drop: [ALL]
+{{- end -}}
+
+{{- /* The Secret holding the internal RPC's CA (tls.crt, tls.key). */ -}}
+{{- define "partita.rpcCASecret" -}}
+{{ .Values.rpc.tls.existingCASecret | default "partita-rpc-ca" }}
 {{- end -}}
