@@ -69,6 +69,19 @@ done
 kubectl -n "$ns_app" get tables
 test "$(kubectl -n "$ns_app" get table accounts -o jsonpath='{.status.partitionCount}')" = 2
 
+log "internal RPC: mutual TLS, certificates issued, CA kept across an upgrade"
+kubectl -n "$ns_app" get secret orders-rpc-tls accounts-rpc-tls >/dev/null
+kubectl -n "$ns_system" get secret partita-gateway-rpc-tls >/dev/null
+kubectl -n "$ns_app" logs orders-zone-a-0 | grep -q 'internal RPC: mutual TLS'
+ca_before=$(kubectl -n "$ns_system" get secret partita-rpc-ca -o jsonpath='{.data.tls\.crt}')
+cert_before=$(kubectl -n "$ns_app" get secret orders-rpc-tls -o jsonpath='{.data.tls\.crt}')
+helm upgrade partita charts/partita --namespace "$ns_system" --reuse-values \
+    --wait --timeout "$timeout"
+sleep 10
+ca_after=$(kubectl -n "$ns_system" get secret partita-rpc-ca -o jsonpath='{.data.tls\.crt}')
+cert_after=$(kubectl -n "$ns_app" get secret orders-rpc-tls -o jsonpath='{.data.tls\.crt}')
+[[ -n $ca_before && $ca_before == "$ca_after" && $cert_before == "$cert_after" ]]
+
 log "port-forward the gateway and the operator metrics"
 kubectl -n "$ns_system" port-forward svc/partita-gateway 18000:8000 18001:8001 >/dev/null &
 pids+=($!)
