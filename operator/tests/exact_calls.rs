@@ -346,3 +346,102 @@ mod global_table {
         assert!(handle.next_request().await.is_none());
     }
 }
+
+mod rpc_certificate {
+    use super::*;
+    use partita_operator::controller::rpc_tls::ensure_secret;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+
+    fn write_ca(dir: &std::path::Path) {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(DnType::CommonName, "ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    }
+
+    /// A missing Secret: one GET (404), one server-side apply of the issued
+    /// Secret. An up-to-date Secret: the GET only — nothing is rewritten.
+    #[tokio::test]
+    async fn issuing_is_one_get_and_one_apply_and_keeping_is_one_get() {
+        let dir = tempfile::tempdir().unwrap();
+        write_ca(dir.path());
+        let names = vec!["*.orders-nodes.shop.svc".to_string()];
+
+        let (client, mut handle) = mock_client();
+        let (d, n) = (dir.path().to_path_buf(), names.clone());
+        let task = tokio::spawn(async move {
+            ensure_secret(
+                &client,
+                &d,
+                "orders-rpc-tls",
+                "shop",
+                "orders",
+                &n,
+                Default::default(),
+                None,
+            )
+            .await
+            .map(|e| e.issued)
+        });
+        let (request, send) = handle.next_request().await.expect("a request");
+        assert_eq!(request.method(), http::Method::GET);
+        assert_eq!(
+            request.uri().path_and_query().unwrap().as_str(),
+            "/api/v1/namespaces/shop/secrets/orders-rpc-tls"
+        );
+        send.send_response(
+            Response::builder()
+                .status(404)
+                .body(Body::from(
+                    serde_json::to_vec(&json!({"kind": "Status", "apiVersion": "v1",
+                        "status": "Failure", "reason": "NotFound", "code": 404,
+                        "message": "secrets \"orders-rpc-tls\" not found"}))
+                    .unwrap(),
+                ))
+                .unwrap(),
+        );
+        let applied = expect_patch(
+            &mut handle,
+            "/api/v1/namespaces/shop/secrets/orders-rpc-tls?&force=true&fieldManager=partita-operator",
+            "application/apply-patch+yaml",
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "orders-rpc-tls", "namespace": "shop"}}),
+        )
+        .await;
+        assert_eq!(task.await.unwrap().unwrap(), Some("Missing"));
+        assert!(handle.next_request().await.is_none());
+        assert_eq!(applied["type"], "kubernetes.io/tls");
+        let mut keys: Vec<&String> = applied["data"].as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["ca.crt", "tls.crt", "tls.key"]);
+
+        // The same Secret read back: no write.
+        let (client, mut handle) = mock_client();
+        let (d, n) = (dir.path().to_path_buf(), names.clone());
+        let task = tokio::spawn(async move {
+            ensure_secret(
+                &client,
+                &d,
+                "orders-rpc-tls",
+                "shop",
+                "orders",
+                &n,
+                Default::default(),
+                None,
+            )
+            .await
+            .map(|e| e.issued)
+        });
+        expect_call(
+            &mut handle,
+            http::Method::GET,
+            "/api/v1/namespaces/shop/secrets/orders-rpc-tls",
+            applied,
+        )
+        .await;
+        assert_eq!(task.await.unwrap().unwrap(), None);
+        assert!(handle.next_request().await.is_none());
+    }
+}
