@@ -1,4 +1,4 @@
-//! Global secondary index write amplification.
+//! Secondary index write amplification.
 //!
 //! A base-table write that changes an index entry consumes write units on
 //! the index too, computed from the item before and after the write (the
@@ -14,8 +14,11 @@
 //! - nothing projected changed: no write.
 //!
 //! Each write costs 1 unit per started KB of the index entry (the projected
-//! item), doubled inside a transaction. Local secondary indexes are not
-//! charged separately (their writes share the table's units).
+//! item), doubled inside a transaction. Local secondary indexes follow the
+//! same rules, but their units are the table's (an LSI shares the table's
+//! throughput, as in DynamoDB): they are charged to the table's bucket and
+//! counted in the table's metrics, and only the response's INDEXES
+//! breakdown names them (`LocalSecondaryIndexes`).
 //!
 //! The charges are observed by [`MeteredBackend`], a pass-through wrapper
 //! of the API's backend that sees every write's outcome, and recorded into
@@ -36,13 +39,15 @@ use partita_storage::{
 use crate::backend::{Backend, BoxFuture, OnceOutcome, TableChange};
 
 /// One index write charge: the index, its units and the partition of the
-/// entry's key.
+/// entry's key (global indexes; a local index's units are the table's).
 #[derive(Clone, Debug, PartialEq)]
 pub struct IndexCharge {
     pub table: String,
     pub index: String,
     pub units: f64,
     pub partition: Option<u32>,
+    /// A local secondary index.
+    pub local: bool,
 }
 
 /// Returns the index write charges of a write from `old` to `new` on the
@@ -54,7 +59,9 @@ pub fn index_write_charges(
     factor: f64,
 ) -> Vec<IndexCharge> {
     let mut out = Vec::new();
-    for index in &def.global_indexes {
+    let global = def.global_indexes.iter().map(|i| (i, false));
+    let local = def.local_indexes.iter().map(|i| (i, true));
+    for (index, is_local) in global.chain(local) {
         let old_entry = old
             .filter(|i| is_indexed(index, i))
             .map(|i| project(&def.key_schema, index, i));
@@ -85,12 +92,14 @@ pub fn index_write_charges(
         let partition = entry_for_partition
             .get(&index.key_schema.hash.name)
             .and_then(|v| partition_hash(v).ok())
-            .map(|h| range_index(h, count));
+            .map(|h| range_index(h, count))
+            .filter(|_| !is_local);
         out.push(IndexCharge {
             table: def.name.clone(),
             index: index.name.clone(),
             units: writes * factor,
             partition,
+            local: is_local,
         });
     }
     out
@@ -451,5 +460,29 @@ mod tests {
         let old = item(&[("pk", "a"), ("h", "1"), ("data", big.as_str())]);
         let c = index_write_charges(&d, Some(&old), None, 1.0);
         assert_eq!(units(&c, "by_h"), 3.0);
+    }
+
+    #[test]
+    fn local_indexes_are_charged_like_global_ones_and_marked_local() {
+        let mut d = def();
+        d.key_schema.range = Some(key("sk"));
+        d.local_indexes.push(IndexDefinition {
+            name: "by_l".into(),
+            key_schema: KeySchema {
+                hash: key("pk"),
+                range: Some(key("l")),
+            },
+            projection: Projection::All,
+            throughput: None,
+        });
+        let old = item(&[("pk", "a"), ("sk", "1"), ("l", "x")]);
+        let new = item(&[("pk", "a"), ("sk", "1"), ("l", "y")]);
+        let c = index_write_charges(&d, Some(&old), Some(&new), 2.0);
+        let local: Vec<&IndexCharge> = c.iter().filter(|c| c.local).collect();
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].index, "by_l");
+        assert_eq!(local[0].units, 4.0, "a key change is two writes, doubled");
+        assert_eq!(local[0].partition, None, "the table's units");
+        assert!(c.iter().filter(|c| !c.local).all(|c| c.index != "by_l"));
     }
 }

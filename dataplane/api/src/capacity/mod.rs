@@ -153,7 +153,8 @@ pub(crate) fn write_estimate(bytes: usize) -> f64 {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Consumed {
     pub table: String,
-    /// A global secondary index, or None for the table.
+    /// A global secondary index, or None for the table (local secondary
+    /// indexes use the table's units).
     pub index: Option<String>,
     pub kind: Kind,
     pub units: f64,
@@ -314,7 +315,7 @@ pub(crate) async fn run(api: &Api, op: &str, mut req: Request) -> Metered {
             } else {
                 consumed_from_response(response, &plan, &usage.index_writes)
             };
-            complete_response(response, &consumed, forced);
+            complete_response(response, &consumed, &usage.index_writes, &plan, forced);
             consumed
         }
         Err(e)
@@ -646,13 +647,8 @@ fn consumed_of<'a>(
         add(&mut out, table, index, kind, units);
     }
     for w in index_writes {
-        add(
-            &mut out,
-            &w.table,
-            Some(w.index.clone()),
-            Kind::Write,
-            w.units,
-        );
+        let index = (!w.local).then(|| w.index.clone());
+        add(&mut out, &w.table, index, Kind::Write, w.units);
     }
     out
 }
@@ -672,9 +668,18 @@ fn add(out: &mut Vec<Consumed>, table: &str, index: Option<String>, kind: Kind, 
     }
 }
 
-/// Puts the global index units into the response's ConsumedCapacity (or
-/// removes the member when the caller did not ask for it).
-fn complete_response(response: &mut Value, consumed: &[Consumed], forced: bool) {
+/// Puts the secondary index units into the response's ConsumedCapacity (or
+/// removes the member when the caller did not ask for it): global indexes
+/// from `consumed`, local indexes from the `index_writes` (writes) or the
+/// plan's local index reads (the reported units are then the index's and
+/// the table's own part is zero, as DynamoDB reports them).
+fn complete_response(
+    response: &mut Value,
+    consumed: &[Consumed],
+    index_writes: &[indexes::IndexCharge],
+    plan: &Plan,
+    forced: bool,
+) {
     let Some(obj) = response.as_object_mut() else {
         return;
     };
@@ -715,18 +720,41 @@ fn complete_response(response: &mut Value, consumed: &[Consumed], forced: bool) 
             gsis.insert(name, json!({"CapacityUnits": c.units, split: c.units}));
             index_total += c.units;
         }
-        if gsis.is_empty() {
-            continue;
-        }
         let reported = entry
             .get("CapacityUnits")
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
+        let mut lsis = JsonMap::new();
+        let mut local_total = 0.0;
+        if kind == Kind::Write {
+            for w in index_writes.iter().filter(|w| w.local && w.table == table) {
+                let units = lsis
+                    .get(&w.index)
+                    .and_then(|v| v.get("CapacityUnits"))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0)
+                    + w.units;
+                lsis.insert(
+                    w.index.clone(),
+                    json!({"CapacityUnits": units, split: units}),
+                );
+                local_total += w.units;
+            }
+        } else if let Some((_, index)) = plan.local_reads.iter().find(|(t, _)| *t == table) {
+            lsis.insert(
+                index.clone(),
+                json!({"CapacityUnits": reported, split: reported}),
+            );
+        }
+        if gsis.is_empty() && lsis.is_empty() {
+            continue;
+        }
         let (table_units, total) = if kind == Kind::Read {
             // A read of an index: the reported units are the index's.
             (0.0, reported)
         } else {
-            (reported, reported + index_total)
+            // The op reported the table's own units.
+            (reported, reported + local_total + index_total)
         };
         entry.insert("CapacityUnits".into(), json!(total));
         entry.insert(split.into(), json!(total));
@@ -735,7 +763,12 @@ fn complete_response(response: &mut Value, consumed: &[Consumed], forced: bool) 
                 "Table".into(),
                 json!({"CapacityUnits": table_units, split: table_units}),
             );
-            entry.insert("GlobalSecondaryIndexes".into(), Value::Object(gsis));
+            if !lsis.is_empty() {
+                entry.insert("LocalSecondaryIndexes".into(), Value::Object(lsis));
+            }
+            if !gsis.is_empty() {
+                entry.insert("GlobalSecondaryIndexes".into(), Value::Object(gsis));
+            }
         }
     }
 }
@@ -803,7 +836,7 @@ fn settle(
             res.charge(partition, c.units * t.estimate / weight, now);
         }
     }
-    for w in index_writes {
+    for w in index_writes.iter().filter(|w| !w.local) {
         let Some(def) = plan.defs.get(&w.table) else {
             continue;
         };

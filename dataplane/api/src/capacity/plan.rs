@@ -45,6 +45,9 @@ pub struct Plan {
     pub item: Option<Item>,
     /// A control-plane operation (rate-limited, not capacity-limited).
     pub control_plane: bool,
+    /// (table, local secondary index) of a Query/Scan on a local index: its
+    /// units are the table's, reported as the index's.
+    pub local_reads: Vec<(String, String)>,
 }
 
 /// Operations charged per table/index (everything else carries no units).
@@ -264,6 +267,9 @@ impl Planner<'_> {
             None
         };
         let estimate = read_estimate(flag(body, "ConsistentRead"));
+        if let Some(l) = lsi {
+            self.plan.local_reads.push((name.clone(), l.name.clone()));
+        }
         self.plan.targets.push(Target {
             table: name,
             index: gsi.map(|g| g.name.clone()),

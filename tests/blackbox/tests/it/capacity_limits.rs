@@ -915,6 +915,141 @@ async fn metrics_scrape_moves_and_the_dashboard_queries_seen_series() {
     }
 }
 
+/// Local secondary indexes: writes cost the same index units as global
+/// ones (a changed index key is a delete and a put), charged to the table
+/// (its metrics count them) and named under `LocalSecondaryIndexes` with
+/// INDEXES; a Query of a local index reports its units as the index's.
+/// The numbers are DynamoDB Local's for the same requests.
+#[tokio::test]
+async fn local_index_units_are_the_tables_and_broken_out_with_indexes() {
+    let Some(env) = Env::start("capacity_lsi", 1.0, &[]) else {
+        return;
+    };
+    let endpoint = env.server.endpoint();
+    let call = |op: &str, body: serde_json::Value| {
+        let target = format!("DynamoDB_20120810.{op}");
+        let r = raw_post(&endpoint, Some(&target), body.to_string().as_bytes());
+        assert_eq!(r.status, 200, "{op}: {}", String::from_utf8_lossy(&r.body));
+        r.json()
+    };
+    let t = unique_name("cap_lsi");
+    let key = |name: &str, kind: &str| serde_json::json!({"AttributeName": name, "KeyType": kind});
+    let attr = |name: &str| serde_json::json!({"AttributeName": name, "AttributeType": "S"});
+    call(
+        "CreateTable",
+        serde_json::json!({
+            "TableName": t,
+            "AttributeDefinitions": [attr("pk"), attr("sk"), attr("l"), attr("g")],
+            "KeySchema": [key("pk", "HASH"), key("sk", "RANGE")],
+            "BillingMode": "PAY_PER_REQUEST",
+            "LocalSecondaryIndexes": [{"IndexName": "byL",
+                "KeySchema": [key("pk", "HASH"), key("l", "RANGE")],
+                "Projection": {"ProjectionType": "ALL"}}],
+            "GlobalSecondaryIndexes": [{"IndexName": "byG",
+                "KeySchema": [key("g", "HASH")],
+                "Projection": {"ProjectionType": "ALL"}}]
+        }),
+    );
+    wait_active(&env.client, &t).await;
+    let s_ = |v: &str| serde_json::json!({"S": v});
+    let units = |cc: &serde_json::Value, path: &[&str]| {
+        let mut v = cc;
+        for p in path {
+            v = &v[*p];
+        }
+        v["CapacityUnits"].as_f64()
+    };
+    let put = |item: serde_json::Value| {
+        call(
+            "PutItem",
+            serde_json::json!({"TableName": t, "Item": item, "ReturnConsumedCapacity": "INDEXES"}),
+        )["ConsumedCapacity"]
+            .clone()
+    };
+    // New item in both indexes: table 1, LSI 1, GSI 1.
+    let cc = put(serde_json::json!({"pk": s_("a"), "sk": s_("1"), "l": s_("x"), "g": s_("y")}));
+    assert_eq!(units(&cc, &[]), Some(3.0), "{cc}");
+    assert_eq!(units(&cc, &["Table"]), Some(1.0), "{cc}");
+    assert_eq!(
+        units(&cc, &["LocalSecondaryIndexes", "byL"]),
+        Some(1.0),
+        "{cc}"
+    );
+    assert_eq!(
+        units(&cc, &["GlobalSecondaryIndexes", "byG"]),
+        Some(1.0),
+        "{cc}"
+    );
+    // The LSI key changes (delete + put: 2); the GSI entry only changes a
+    // projected attribute (1).
+    let cc = put(serde_json::json!({"pk": s_("a"), "sk": s_("1"), "l": s_("x2"), "g": s_("y")}));
+    assert_eq!(units(&cc, &[]), Some(4.0), "{cc}");
+    assert_eq!(
+        units(&cc, &["LocalSecondaryIndexes", "byL"]),
+        Some(2.0),
+        "{cc}"
+    );
+    // In neither index: the table only, and no index members.
+    let cc = put(serde_json::json!({"pk": s_("a"), "sk": s_("2")}));
+    assert_eq!(units(&cc, &[]), Some(1.0), "{cc}");
+    assert!(cc.get("LocalSecondaryIndexes").is_none(), "{cc}");
+    // TOTAL mode counts the local index too.
+    let cc = call(
+        "PutItem",
+        serde_json::json!({"TableName": t, "ReturnConsumedCapacity": "TOTAL",
+            "Item": {"pk": s_("b"), "sk": s_("1"), "l": s_("x")}}),
+    )["ConsumedCapacity"]
+        .clone();
+    assert_eq!(units(&cc, &[]), Some(2.0), "{cc}");
+    assert!(cc.get("Table").is_none(), "{cc}");
+
+    let query = |index: &str, key: &str, value: &str| {
+        call(
+            "Query",
+            serde_json::json!({"TableName": t, "IndexName": index,
+                "KeyConditionExpression": format!("{key} = :v"),
+                "ExpressionAttributeValues": {":v": s_(value)},
+                "ReturnConsumedCapacity": "INDEXES"}),
+        )["ConsumedCapacity"]
+            .clone()
+    };
+    let cc = query("byL", "pk", "a");
+    assert_eq!(units(&cc, &[]), Some(0.5), "{cc}");
+    assert_eq!(units(&cc, &["Table"]), Some(0.0), "{cc}");
+    assert_eq!(
+        units(&cc, &["LocalSecondaryIndexes", "byL"]),
+        Some(0.5),
+        "{cc}"
+    );
+    assert!(cc.get("GlobalSecondaryIndexes").is_none(), "{cc}");
+
+    let m = env.scrape();
+    let table = t.as_str();
+    assert_eq!(
+        m.sum(
+            "partita_consumed_capacity_units_total",
+            &[("table", table), ("index", ""), ("kind", "write")]
+        ),
+        (1.0 + 1.0) + (1.0 + 2.0) + 1.0 + (1.0 + 1.0),
+        "table writes include the local index's"
+    );
+    assert_eq!(
+        m.sum(
+            "partita_consumed_capacity_units_total",
+            &[("table", table), ("index", "byG"), ("kind", "write")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        m.sum(
+            "partita_consumed_capacity_units_total",
+            &[("table", table), ("index", "byL")]
+        ),
+        0.0,
+        "a local index has no series of its own"
+    );
+}
+
 /// Stream lag: a GetRecords that returns a record written a while ago
 /// reports that record's age; a reader caught up at the tip reports zero.
 #[tokio::test]
