@@ -227,6 +227,7 @@ impl From<StorageError> for ApiError {
                 ErrorKind::ItemCollectionSizeLimitExceeded,
                 "Item collection size limit exceeded",
             ),
+            StorageError::Unsupported(message) => ApiError::validation(message),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()

@@ -640,8 +640,8 @@ impl Router {
                     if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
                         && *q == p => {}
                 Some(_) => {
-                    return Err(fail(unavailable(
-                        "transactions across Raft groups (partitions) are not supported in cluster mode yet".into(),
+                    return Err(fail(StorageError::Unsupported(
+                        "Transactions whose items are in different partitions are not supported in cluster mode yet".into(),
                     )))
                 }
             }

@@ -127,6 +127,7 @@ pub enum WireError {
         actual: String,
     },
     ItemCollectionSizeLimitExceeded,
+    Unsupported(String),
 }
 
 /// Type names an `IndexKeyInvalid` may report, as `&'static str`.
@@ -174,6 +175,7 @@ impl From<&StorageError> for WireError {
             StorageError::ItemCollectionSizeLimitExceeded => {
                 WireError::ItemCollectionSizeLimitExceeded
             }
+            StorageError::Unsupported(m) => WireError::Unsupported(m.clone()),
         }
     }
 }
@@ -230,6 +232,7 @@ impl From<WireError> for StorageError {
             WireError::ItemCollectionSizeLimitExceeded => {
                 StorageError::ItemCollectionSizeLimitExceeded
             }
+            WireError::Unsupported(m) => StorageError::Unsupported(m),
         }
     }
 }

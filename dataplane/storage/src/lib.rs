@@ -165,6 +165,11 @@ pub enum StorageError {
     /// key and their local index entries) past the limit. Nothing was written.
     #[error("item collection size limit exceeded")]
     ItemCollectionSizeLimitExceeded,
+    /// A request this deployment cannot run (e.g. a transaction across
+    /// partitions in cluster mode). Nothing was written; the message says
+    /// what and is shown to the caller.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// One typed mutation of one item: the commands of the partition state machine.

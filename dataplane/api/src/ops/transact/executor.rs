@@ -290,6 +290,8 @@ fn reason_of(err: StorageError, return_old: bool) -> Result<Reason, ApiError> {
         }),
         StorageError::TableNotFound(_) => Err(ApiError::table_not_found()),
         StorageError::InvalidKey(_) => Ok(Reason::validation(SCHEMA_MISMATCH)),
+        // The whole request cannot run here: a request error, not a reason.
+        StorageError::Unsupported(message) => Err(ApiError::validation(message)),
         other => {
             let mapped = ApiError::from(other);
             match mapped.kind {
