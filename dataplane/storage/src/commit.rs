@@ -201,26 +201,28 @@ impl Writer {
 
     /// Queues commands and waits until they are applied and durable.
     pub async fn submit(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
-        self.enqueue(commands, false).await
+        self.enqueue(as_writes(commands), false).await
     }
 
     /// Queues a transaction and waits until it is applied and durable, or
     /// refused as a whole (see `transact`).
     pub async fn submit_transaction(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
-        self.enqueue(commands, true).await
+        self.enqueue(as_writes(commands), true).await
     }
 
-    async fn enqueue(&self, commands: Vec<(String, WriteCommand)>, atomic: bool) -> Answers {
+    /// Queues writer commands (e.g. replicated changes) and waits until
+    /// they are applied and durable.
+    pub async fn submit_commands(&self, commands: Vec<(String, Command)>) -> Answers {
+        self.enqueue(commands, false).await
+    }
+
+    async fn enqueue(&self, commands: Vec<(String, Command)>, atomic: bool) -> Answers {
         let count = commands.len();
         let all_failed = || (0..count).map(|_| Err(stopped())).collect();
         let (reply, answer) = oneshot::channel();
         let Some(queue) = &self.queue else {
             return all_failed();
         };
-        let commands = commands
-            .into_iter()
-            .map(|(table, command)| (table, Command::Write(command)))
-            .collect();
         if queue
             .send(Request {
                 commands,
@@ -229,26 +231,6 @@ impl Writer {
             })
             .is_err()
         {
-            return all_failed();
-        }
-        answer.await.unwrap_or_else(|_| all_failed())
-    }
-
-    /// Queues writer commands (e.g. replicated changes) and waits until
-    /// they are applied and durable.
-    pub async fn submit_commands(&self, commands: Vec<(String, Command)>) -> Answers {
-        let count = commands.len();
-        let all_failed = || (0..count).map(|_| Err(stopped())).collect();
-        let (reply, answer) = oneshot::channel();
-        let Some(queue) = &self.queue else {
-            return all_failed();
-        };
-        let request = Request {
-            commands,
-            reply,
-            atomic: false,
-        };
-        if queue.send(request).is_err() {
             return all_failed();
         }
         answer.await.unwrap_or_else(|_| all_failed())
@@ -281,6 +263,14 @@ pub(crate) fn segment_roll(retention: Duration) -> Duration {
 
 /// Longest the writer waits for stragglers before applying a group.
 const MAX_LINGER: Duration = Duration::from_micros(100);
+
+/// Client writes as writer commands.
+fn as_writes(commands: Vec<(String, WriteCommand)>) -> Vec<(String, Command)> {
+    commands
+        .into_iter()
+        .map(|(table, command)| (table, Command::Write(command)))
+        .collect()
+}
 
 fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
     let mut last_group = 0;

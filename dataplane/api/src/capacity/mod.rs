@@ -75,7 +75,7 @@ pub mod indexes;
 mod plan;
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -724,28 +724,29 @@ fn complete_response(
             .get("CapacityUnits")
             .and_then(Value::as_f64)
             .unwrap_or(0.0);
-        let mut lsis = JsonMap::new();
-        let mut local_total = 0.0;
+        // Local index units by index name.
+        let mut local: BTreeMap<&str, f64> = BTreeMap::new();
         if kind == Kind::Write {
             for w in index_writes.iter().filter(|w| w.local && w.table == table) {
-                let units = lsis
-                    .get(&w.index)
-                    .and_then(|v| v.get("CapacityUnits"))
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0)
-                    + w.units;
-                lsis.insert(
-                    w.index.clone(),
-                    json!({"CapacityUnits": units, split: units}),
-                );
-                local_total += w.units;
+                *local.entry(w.index.as_str()).or_default() += w.units;
             }
         } else if let Some((_, index)) = plan.local_reads.iter().find(|(t, _)| *t == table) {
-            lsis.insert(
-                index.clone(),
-                json!({"CapacityUnits": reported, split: reported}),
-            );
+            local.insert(index.as_str(), reported);
         }
+        let local_total: f64 = if kind == Kind::Write {
+            local.values().sum()
+        } else {
+            0.0
+        };
+        let lsis: JsonMap<String, Value> = local
+            .into_iter()
+            .map(|(name, units)| {
+                (
+                    name.to_string(),
+                    json!({"CapacityUnits": units, split: units}),
+                )
+            })
+            .collect();
         if gsis.is_empty() && lsis.is_empty() {
             continue;
         }
