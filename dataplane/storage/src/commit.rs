@@ -391,7 +391,7 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         collection_limit: shared.collection_limit,
         tables: &tables,
         engine: &shared.engine,
-        now_ms: stream::now_ms(),
+        now_ms: shared.now_ms(),
         roll_ms: segment_roll(shared.stream_retention).as_millis() as u64,
     };
     let mut answers: Vec<Answers> = group

@@ -99,11 +99,11 @@ pub use replica::{
 };
 pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
 pub use stream::{
-    ChangeEvent, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
+    ChangeEvent, ChangeLogExport, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
     DEFAULT_SHARD_ROLL, DEFAULT_STREAM_RETENTION,
 };
 pub use transact::TransactionFailure;
-pub use ttl::SweepStats;
+pub use ttl::{Expiry, SweepStats};
 
 /// How often the TTL sweeper runs by default.
 pub const DEFAULT_TTL_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -228,6 +228,13 @@ pub struct StoreOptions {
     /// disables it (replicas of a replicated partition must not sweep on
     /// their own).
     pub ttl_sweep_interval: Duration,
+    /// Set by the replicas of a Raft group (cluster mode): no background
+    /// work changes state outside the replicated log. The housekeeping
+    /// thread does not run (no TTL sweeps, change-log trimming, shard
+    /// rolls or tombstone purges); the state machine applies them as
+    /// commands instead ([`Store::maintain_streams`], [`Store::expire`])
+    /// with the clock the command carries ([`Store::set_clock`]).
+    pub replicated: bool,
 }
 
 impl Default for StoreOptions {
@@ -238,6 +245,7 @@ impl Default for StoreOptions {
             stream_retention: DEFAULT_STREAM_RETENTION,
             shard_roll_interval: DEFAULT_SHARD_ROLL,
             ttl_sweep_interval: DEFAULT_TTL_SWEEP_INTERVAL,
+            replicated: false,
         }
     }
 }
@@ -258,8 +266,10 @@ impl Store {
         let writer = commit::Writer::start(shared.clone())?;
         let delivery = outbox::start(shared.clone())?;
         let housekeeping = match writer.handle() {
-            Some(handle) => Some(housekeeping::start(shared.clone(), handle)?),
-            None => None,
+            Some(handle) if !options.replicated => {
+                Some(housekeeping::start(shared.clone(), handle)?)
+            }
+            _ => None,
         };
         let store = Store {
             shared,
@@ -747,9 +757,89 @@ impl Store {
     }
 
     /// Trims the change logs and rolls shards now (the housekeeping thread
-    /// does so periodically).
+    /// does so periodically), by the store's clock.
     pub fn maintain_streams(&self) -> Result<(), StorageError> {
         stream::maintain(&self.shared)
+    }
+
+    /// Sets the clock of what the store records with a time — change-log
+    /// records, stream and shard creation and closing, trimming — to
+    /// `now_ms` (ms since the epoch); 0 returns to the wall clock. A
+    /// replica of a Raft group sets it to the time the command it applies
+    /// carries before applying it, so every replica writes the same
+    /// records, shards and trim horizons.
+    pub fn set_clock(&self, now_ms: u64) {
+        self.shared.clock_ms.store(now_ms, Ordering::Release);
+    }
+
+    /// Returns up to `limit` items expired at `now_secs` (see [`ttl`]),
+    /// read from one snapshot per table: what a replica's leader proposes
+    /// to delete through the log ([`Store::expire`]).
+    pub fn expired(&self, now_secs: i64, limit: usize) -> Result<Vec<Expiry>, StorageError> {
+        ttl::expired(&self.shared, now_secs, limit)
+    }
+
+    /// Deletes the items of `expiries` that are still expired at
+    /// `now_secs` (the condition is evaluated again at apply time, and the
+    /// stream records name the TTL service), then applies `writes`, all in
+    /// one group commit. Returns the outcomes of the expiries (`old` is set
+    /// for the items deleted) and then those of `writes`.
+    pub async fn expire(
+        &self,
+        expiries: Vec<Expiry>,
+        now_secs: i64,
+        writes: Vec<(String, WriteCommand)>,
+    ) -> Vec<Result<WriteOutcome, StorageError>> {
+        let commands = expiries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.table,
+                    commit::Command::Expire {
+                        table_id: e.table_id,
+                        key: e.key,
+                        attribute: e.attribute,
+                        now_secs,
+                    },
+                )
+            })
+            .chain(
+                writes
+                    .into_iter()
+                    .map(|(t, w)| (t, commit::Command::Write(w))),
+            )
+            .collect();
+        self.writer.submit_commands(commands).await
+    }
+
+    /// Returns a copy of a table's change logs and streams, to carry them
+    /// in a replica's snapshot ([`Store::import_change_log`]).
+    pub fn export_change_log(&self, table: &str) -> Result<ChangeLogExport, StorageError> {
+        stream::export(&self.shared, table)
+    }
+
+    /// Replaces a table's change logs and streams with `export` (taken
+    /// from a table of the same shape by [`Store::export_change_log`]):
+    /// the same records under the same numbers, the same segments, shards
+    /// and stream labels.
+    pub fn import_change_log(
+        &self,
+        table: &str,
+        export: ChangeLogExport,
+    ) -> Result<(), StorageError> {
+        stream::import(&self.shared, table, export)
+    }
+
+    /// Returns the 32-byte secret named `name`, storing `candidate` as it
+    /// when there is none yet: the first stored value wins. Replicas apply
+    /// the same command, so they keep the same secret.
+    pub fn secret_or(&self, name: &str, candidate: [u8; 32]) -> Result<[u8; 32], StorageError> {
+        self.shared.secret_or(name, Some(candidate))
+    }
+
+    /// Returns every stored secret by name (for a replica's snapshot).
+    pub fn secrets(&self) -> Result<Vec<(String, [u8; 32])>, StorageError> {
+        self.shared.secrets()
     }
 
     /// Returns the storage engine's statistics (disk, flushes, compactions).

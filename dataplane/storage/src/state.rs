@@ -287,6 +287,12 @@ pub(crate) struct Shared {
     pub changes: Arc<tokio::sync::Notify>,
     /// Added to the clock of local writes' versions (µs; tests only).
     pub clock_offset_us: std::sync::atomic::AtomicI64,
+    /// The clock of change-log records, stream and shard times and
+    /// trimming, in ms since the epoch; 0 follows the wall clock. A
+    /// replicated store sets it to the time carried by the command it
+    /// applies, so every replica writes the same records (see
+    /// [`crate::Store::set_clock`]).
+    pub clock_ms: AtomicU64,
     next_uid: AtomicU64,
 }
 
@@ -340,10 +346,20 @@ impl Shared {
             ttl_sweep_interval: options.ttl_sweep_interval,
             changes: Arc::new(tokio::sync::Notify::new()),
             clock_offset_us: std::sync::atomic::AtomicI64::new(0),
+            clock_ms: AtomicU64::new(0),
             next_uid: AtomicU64::new(1),
         };
         shared.recover()?;
         Ok(shared)
+    }
+
+    /// Returns the store's clock (ms since the epoch): the one set with
+    /// [`crate::Store::set_clock`], else the wall clock.
+    pub fn now_ms(&self) -> u64 {
+        match self.clock_ms.load(Ordering::Acquire) {
+            0 => stream::now_ms(),
+            set => set,
+        }
     }
 
     fn recover(&self) -> Result<(), StorageError> {
@@ -581,7 +597,12 @@ impl Shared {
         Ok(self.new_log(name, next, segments))
     }
 
-    fn new_log(&self, name: String, next: u64, segments: BTreeMap<u64, Segment>) -> Arc<ChangeLog> {
+    pub(crate) fn new_log(
+        &self,
+        name: String,
+        next: u64,
+        segments: BTreeMap<u64, Segment>,
+    ) -> Arc<ChangeLog> {
         Arc::new(ChangeLog {
             uid: self.next_uid.fetch_add(1, Ordering::Relaxed),
             name,
@@ -699,7 +720,7 @@ impl Shared {
             stream: None,
             ..def.clone()
         };
-        let streams = stream::transition(Vec::new(), &no_stream, def, &logs, stream::now_ms());
+        let streams = stream::transition(Vec::new(), &no_stream, def, &logs, self.now_ms());
         let mut globals = Vec::new();
         for (g, index_def) in record.global_indexes.iter().zip(&def.global_indexes) {
             globals.push(Arc::new(GlobalIndex {
@@ -842,7 +863,7 @@ impl Shared {
             &table.def,
             &def,
             &table.logs,
-            stream::now_ms(),
+            self.now_ms(),
         );
         let state = TableState {
             def,
@@ -978,37 +999,53 @@ impl Shared {
     /// value `0x01 ++ 32 bytes`), creating it at random and storing it
     /// durably on first use.
     pub fn secret(&self, name: &str) -> Result<[u8; 32], StorageError> {
-        use std::hash::{BuildHasher, Hasher};
-        let mut key = b"k".to_vec();
+        self.secret_or(name, None)
+    }
+
+    /// [`Shared::secret`], storing `candidate` (when given) instead of a
+    /// random value on first use.
+    pub fn secret_or(
+        &self,
+        name: &str,
+        candidate: Option<[u8; 32]>,
+    ) -> Result<[u8; 32], StorageError> {
+        let mut key = SECRET_PREFIX.to_vec();
         key.extend_from_slice(name.as_bytes());
         let _commit = self.commit_lock.lock();
         if let Some(value) = self.engine.read_view().get(&self.meta, &key)? {
-            return match &value[..] {
-                [1, rest @ ..] => rest.try_into().map_err(|_| StorageError::Corrupt {
-                    what: "secret",
-                    detail: format!("{} bytes", rest.len()),
-                }),
-                _ => Err(StorageError::Corrupt {
-                    what: "secret",
-                    detail: "unknown format version".into(),
-                }),
-            };
+            return decode_secret(&value);
         }
-        let mut secret = [0u8; 32];
-        for (i, chunk) in secret.chunks_mut(8).enumerate() {
-            // std's RandomState is seeded from the OS's randomness.
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_usize(i);
-            h.write_u64(stream::now_ms());
-            h.write_u32(std::process::id());
-            chunk.copy_from_slice(&h.finish().to_le_bytes());
-        }
+        let secret = candidate.unwrap_or_else(random_secret);
         let mut value = vec![1u8];
         value.extend_from_slice(&secret);
         let mut batch = self.engine.batch();
         batch.put(&self.meta, &key, value);
         self.engine.commit(batch, true)?;
         Ok(secret)
+    }
+
+    /// Returns every stored secret by name.
+    pub fn secrets(&self) -> Result<Vec<(String, [u8; 32])>, StorageError> {
+        let view = self.engine.read_view();
+        let mut out = Vec::new();
+        let mut upper = SECRET_PREFIX.to_vec();
+        upper.push(0xff);
+        for entry in view.range(
+            &self.meta,
+            Bound::Included(SECRET_PREFIX.to_vec()),
+            Bound::Excluded(upper),
+            false,
+        ) {
+            let (key, value) = entry?;
+            let Some(name) = key.strip_prefix(SECRET_PREFIX) else {
+                continue;
+            };
+            out.push((
+                String::from_utf8_lossy(name).into_owned(),
+                decode_secret(&value)?,
+            ));
+        }
+        Ok(out)
     }
 
     pub fn table_stats(&self, name: &str) -> Result<(u64, u64), StorageError> {
@@ -1111,4 +1148,35 @@ mod tests {
             .unwrap()
             .is_none());
     }
+}
+
+/// Prefix of the secrets' keys in `meta`.
+const SECRET_PREFIX: &[u8] = b"k";
+
+fn decode_secret(value: &[u8]) -> Result<[u8; 32], StorageError> {
+    match value {
+        [1, rest @ ..] => rest.try_into().map_err(|_| StorageError::Corrupt {
+            what: "secret",
+            detail: format!("{} bytes", rest.len()),
+        }),
+        _ => Err(StorageError::Corrupt {
+            what: "secret",
+            detail: "unknown format version".into(),
+        }),
+    }
+}
+
+/// Returns 32 random bytes.
+fn random_secret() -> [u8; 32] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut secret = [0u8; 32];
+    for (i, chunk) in secret.chunks_mut(8).enumerate() {
+        // std's RandomState is seeded from the OS's randomness.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_usize(i);
+        h.write_u64(stream::now_ms());
+        h.write_u32(std::process::id());
+        chunk.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    secret
 }

@@ -81,7 +81,7 @@ const HAS_NEW: u8 = 2;
 const BY_TTL: u8 = 4;
 
 /// What a change did to its item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChangeEvent {
     Insert,
     Modify,
@@ -154,7 +154,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// One change-log record.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ChangeRecord {
     /// Position in its partition's log.
     pub seq: u64,
@@ -502,7 +502,7 @@ pub fn shard_id(table_id: &str, label: &str, shard: &ShardState) -> String {
 }
 
 /// A shard as readers see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardInfo {
     pub id: String,
     pub parent: Option<String>,
@@ -515,7 +515,7 @@ pub struct ShardInfo {
 }
 
 /// A stream as readers see it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamInfo {
     pub label: String,
     pub view_type: StreamViewType,
@@ -526,7 +526,7 @@ pub struct StreamInfo {
 }
 
 /// A page of one partition's change log.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ChangePage {
     pub records: Vec<ChangeRecord>,
     /// The first number still stored; a read from below it missed trimmed
@@ -722,7 +722,7 @@ pub(crate) fn describe(
 /// segment is dropped or the streams change.
 pub(crate) fn maintain(shared: &crate::state::Shared) -> Result<(), StorageError> {
     let _commit = shared.commit_lock.lock();
-    let now = now_ms();
+    let now = shared.now_ms();
     let cutoff = now.saturating_sub(shared.stream_retention.as_millis() as u64);
     let tables: Vec<_> = shared.tables.read().values().cloned().collect();
     for table in tables {
@@ -757,6 +757,132 @@ pub(crate) fn maintain(shared: &crate::state::Shared) -> Result<(), StorageError
         }
         shared.drop_spaces(dropped);
     }
+    Ok(())
+}
+
+/// A table's change logs and streams as carried in a replica's snapshot
+/// (see [`crate::Store::export_change_log`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChangeLogExport {
+    pub streams: Vec<StreamState>,
+    /// One per table partition.
+    pub logs: Vec<LogExport>,
+}
+
+/// One partition's change log: its next number and its segments.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogExport {
+    pub next_seq: u64,
+    pub segments: Vec<SegmentExport>,
+}
+
+/// One segment: its first number and its records, encoded as stored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SegmentExport {
+    pub first: u64,
+    pub records: Vec<(u64, Vec<u8>)>,
+}
+
+/// Copies a table's change logs and streams (under the commit lock: no
+/// group appends meanwhile).
+pub(crate) fn export(
+    shared: &crate::state::Shared,
+    table: &str,
+) -> Result<ChangeLogExport, StorageError> {
+    let _commit = shared.commit_lock.lock();
+    let state = shared.table(table)?;
+    let view = shared.engine.read_view();
+    let mut logs = Vec::with_capacity(state.logs.len());
+    for log in &state.logs {
+        let segments: Vec<(u64, Segment)> = log
+            .segments
+            .lock()
+            .iter()
+            .map(|(k, s)| (*k, s.clone()))
+            .collect();
+        let mut out = Vec::with_capacity(segments.len());
+        for (first, segment) in segments {
+            let mut records = Vec::new();
+            for entry in view.range(&segment.space, Bound::Unbounded, Bound::Unbounded, false) {
+                let (k, v) = entry?;
+                records.push((decode_seq(&k)?, v.to_vec()));
+            }
+            out.push(SegmentExport { first, records });
+        }
+        logs.push(LogExport {
+            next_seq: log.next_seq.load(Ordering::Acquire),
+            segments: out,
+        });
+    }
+    Ok(ChangeLogExport {
+        streams: state.streams.clone(),
+        logs,
+    })
+}
+
+/// Replaces a table's change logs and streams with `export`. The table's
+/// logs must hold no records yet (a table just created by a snapshot
+/// install): segment spaces are named after the table incarnation, so an
+/// import into a used log could meet its own names.
+pub(crate) fn import(
+    shared: &crate::state::Shared,
+    table: &str,
+    export: ChangeLogExport,
+) -> Result<(), StorageError> {
+    let _commit = shared.commit_lock.lock();
+    let state = shared.table(table)?;
+    if export.logs.len() != state.logs.len() {
+        return Err(StorageError::InvalidTableDefinition(format!(
+            "change log of {} partitions imported into a table of {}",
+            export.logs.len(),
+            state.logs.len()
+        )));
+    }
+    if state.logs.iter().any(|l| !l.segments.lock().is_empty()) {
+        return Err(StorageError::InvalidTableDefinition(format!(
+            "change log of table {table} imported over existing records"
+        )));
+    }
+    let mut batch = shared.engine.batch();
+    let mut logs = Vec::with_capacity(state.logs.len());
+    for (log, imported) in state.logs.iter().zip(export.logs) {
+        let mut segments = BTreeMap::new();
+        for segment in imported.segments {
+            let (Some((_, first_record)), Some((_, last_record))) =
+                (segment.records.first(), segment.records.last())
+            else {
+                continue;
+            };
+            let first_ms = decode_record(segment.first, first_record)?.created_ms;
+            let last_ms = decode_record(segment.first, last_record)?.created_ms;
+            let name = log.segment_name(segment.first);
+            let space = shared.engine.space(&name)?;
+            for (seq, value) in &segment.records {
+                batch.put(&space, &seq_key(*seq), value.clone());
+            }
+            segments.insert(
+                segment.first,
+                Segment {
+                    space,
+                    name,
+                    first_ms,
+                    last_ms,
+                },
+            );
+        }
+        batch.put(
+            &shared.meta,
+            &next_seq_key(&log.name),
+            encode_next_seq(imported.next_seq),
+        );
+        logs.push(shared.new_log(log.name.clone(), imported.next_seq, segments));
+    }
+    let new_state = crate::state::TableState {
+        streams: export.streams,
+        logs,
+        ..(*state).clone()
+    };
+    shared.install(new_state, batch)?;
     Ok(())
 }
 

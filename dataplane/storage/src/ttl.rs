@@ -60,35 +60,36 @@ pub struct SweepStats {
     pub deleted: u64,
 }
 
-/// Runs one sweep over every table with TTL enabled at `now_secs`.
-pub(crate) fn sweep(
-    shared: &Arc<Shared>,
-    writer: &WriterHandle,
+/// An item found expired: what [`crate::Store::expire`] deletes if it is
+/// still expired when the delete applies.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Expiry {
+    pub table: String,
+    /// The table incarnation the item was read from.
+    pub table_id: String,
+    pub key: partita_model::Item,
+    /// The table's TTL attribute when the item was read.
+    pub attribute: String,
+}
+
+/// Visits the items expired at `now_secs` of every table with TTL enabled
+/// (one snapshot per table) until `visit` returns false or the store stops.
+fn for_each_expired(
+    shared: &Shared,
     now_secs: i64,
-) -> Result<SweepStats, StorageError> {
+    visit: &mut dyn FnMut(Expiry) -> bool,
+) -> Result<(), StorageError> {
     let tables: Vec<_> = shared.tables.read().values().cloned().collect();
-    let mut stats = SweepStats::default();
     for table in tables {
         let Some(ttl) = table.def.ttl.as_ref().filter(|t| t.enabled) else {
             continue;
         };
         let condition = still_expired(&ttl.attribute_name, now_secs);
         let view = shared.engine.read_view();
-        let mut chunk = Vec::new();
-        let flush = |chunk: &mut Vec<(String, Command)>, stats: &mut SweepStats| {
-            if chunk.is_empty() {
-                return;
-            }
-            let answers = writer.submit_blocking(std::mem::take(chunk));
-            stats.deleted += answers
-                .iter()
-                .filter(|a| a.as_ref().is_ok_and(|o| o.old.is_some()))
-                .count() as u64;
-        };
         for partition in &table.partitions {
             for entry in view.range(&partition.space, Bound::Unbounded, Bound::Unbounded, false) {
                 if shared.stopping.load(Ordering::Acquire) {
-                    return Ok(stats);
+                    return Ok(());
                 }
                 let (_, value) = entry?;
                 let item = decode_item(&value).map_err(|e| StorageError::Corrupt {
@@ -101,23 +102,73 @@ pub(crate) fn sweep(
                 let Some(key) = table.def.key_schema.extract_key(&item) else {
                     continue;
                 };
-                stats.candidates += 1;
-                chunk.push((
-                    table.def.name.clone(),
-                    Command::Expire {
-                        table_id: table.def.table_id.clone(),
-                        key,
-                        attribute: ttl.attribute_name.clone(),
-                        now_secs,
-                    },
-                ));
-                if chunk.len() >= SWEEP_CHUNK {
-                    flush(&mut chunk, &mut stats);
+                let more = visit(Expiry {
+                    table: table.def.name.clone(),
+                    table_id: table.def.table_id.clone(),
+                    key,
+                    attribute: ttl.attribute_name.clone(),
+                });
+                if !more {
+                    return Ok(());
                 }
             }
         }
-        flush(&mut chunk, &mut stats);
     }
+    Ok(())
+}
+
+/// Returns up to `limit` items expired at `now_secs`.
+pub(crate) fn expired(
+    shared: &Shared,
+    now_secs: i64,
+    limit: usize,
+) -> Result<Vec<Expiry>, StorageError> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    for_each_expired(shared, now_secs, &mut |e| {
+        out.push(e);
+        out.len() < limit
+    })?;
+    Ok(out)
+}
+
+/// Runs one sweep over every table with TTL enabled at `now_secs`.
+pub(crate) fn sweep(
+    shared: &Arc<Shared>,
+    writer: &WriterHandle,
+    now_secs: i64,
+) -> Result<SweepStats, StorageError> {
+    let mut stats = SweepStats::default();
+    let mut chunk = Vec::new();
+    let flush = |chunk: &mut Vec<(String, Command)>, stats: &mut SweepStats| {
+        if chunk.is_empty() {
+            return;
+        }
+        let answers = writer.submit_blocking(std::mem::take(chunk));
+        stats.deleted += answers
+            .iter()
+            .filter(|a| a.as_ref().is_ok_and(|o| o.old.is_some()))
+            .count() as u64;
+    };
+    for_each_expired(shared, now_secs, &mut |e| {
+        stats.candidates += 1;
+        chunk.push((
+            e.table,
+            Command::Expire {
+                table_id: e.table_id,
+                key: e.key,
+                attribute: e.attribute,
+                now_secs,
+            },
+        ));
+        if chunk.len() >= SWEEP_CHUNK {
+            flush(&mut chunk, &mut stats);
+        }
+        true
+    })?;
+    flush(&mut chunk, &mut stats);
     Ok(stats)
 }
 
