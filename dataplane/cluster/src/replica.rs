@@ -43,7 +43,7 @@ use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
 use crate::state_machine::{SnapshotCounters, StateMachine, META_TABLE};
 use crate::tokens::TOKENS_TABLE;
-use crate::types::{Raft, TypeConfig};
+use crate::types::{Command, Raft, Reply, TypeConfig};
 use crate::ClusterError;
 
 /// Settings of a replica.
@@ -56,6 +56,12 @@ pub struct ReplicaOptions {
     pub election_timeout_max_ms: u64,
     /// TLS client configuration for calls to Raft peers (`None`: plaintext).
     pub peer_tls: Option<Arc<rustls::ClientConfig>>,
+    /// How often the leader proposes change-log maintenance (trimming,
+    /// shard rolls) through the log.
+    pub stream_maintenance_interval: Duration,
+    /// How often the leader looks for expired items and proposes their
+    /// deletion through the log.
+    pub ttl_interval: Duration,
 }
 
 impl Default for ReplicaOptions {
@@ -66,6 +72,8 @@ impl Default for ReplicaOptions {
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
             peer_tls: None,
+            stream_maintenance_interval: Duration::from_secs(60),
+            ttl_interval: partita_storage::DEFAULT_TTL_SWEEP_INTERVAL,
         }
     }
 }
@@ -264,7 +272,7 @@ impl Replica {
                 tracing::info!(error = %e, "raft group already initialized by a peer");
             }
         }
-        Ok(Arc::new(Replica {
+        let replica = Arc::new(Replica {
             raft,
             store,
             node_id,
@@ -274,7 +282,53 @@ impl Replica {
             addresses,
             committed,
             snapshots,
-        }))
+        });
+        tokio::spawn(leader_housekeeping(Arc::downgrade(&replica), options));
+        Ok(replica)
+    }
+
+    /// True when this replica is its group's leader now.
+    fn is_leader(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        m.current_leader == Some(self.node_id)
+    }
+
+    /// Proposes `command` at the leader's clock (leader only).
+    async fn propose_timed(&self, command: Command) -> Result<Reply, NodeError> {
+        let now_ms = wall_ms();
+        match self
+            .raft
+            .client_write(Command::Timed(now_ms, Box::new(command)))
+            .await
+        {
+            Ok(response) => Ok(response.data),
+            Err(e) => Err(NodeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Finds items expired now and proposes their deletion, a chunk at a
+    /// time; returns how many were deleted.
+    async fn expire_now(&self) -> Result<usize, NodeError> {
+        let mut deleted = 0;
+        loop {
+            let now_secs = (wall_ms() / 1000) as i64;
+            let store = self.store.clone();
+            let expired =
+                tokio::task::spawn_blocking(move || store.expired(now_secs, EXPIRE_CHUNK))
+                    .await
+                    .map_err(|e| NodeError::Unavailable(e.to_string()))?
+                    .map_err(storage)?;
+            if expired.is_empty() {
+                return Ok(deleted);
+            }
+            let full = expired.len() == EXPIRE_CHUNK;
+            if let Reply::Expired(done) = self.propose_timed(Command::Expire(expired)).await? {
+                deleted += done.iter().filter(|d| **d).count();
+            }
+            if !full {
+                return Ok(deleted);
+            }
+        }
     }
 
     /// Returns the last committed index + 1 this replica saved (0: none).
@@ -511,6 +565,30 @@ impl Replica {
                 }
                 .await,
             ),
+            Request::Streams { target, table } => Response::Streams(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store.streams(&table).map_err(storage)
+                }
+                .await,
+            ),
+            Request::ReadChanges {
+                target,
+                table,
+                from,
+                until,
+                limit,
+            } => Response::Changes(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store
+                        .read_changes(&table, 0, from, until, limit as usize)
+                        .map_err(storage)
+                }
+                .await,
+            ),
         }
     }
 
@@ -561,6 +639,50 @@ impl Replica {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Expired items proposed per log entry.
+const EXPIRE_CHUNK: usize = 256;
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The group's background work that changes state, done by its leader
+/// through the log (the stores of replicas run no housekeeping of their
+/// own, see `StoreOptions::replicated`): change-log maintenance and TTL
+/// expiry. Ends when the replica is dropped.
+async fn leader_housekeeping(replica: std::sync::Weak<Replica>, options: ReplicaOptions) {
+    let tick = Duration::from_millis(200);
+    let mut next_maintenance = tokio::time::Instant::now() + options.stream_maintenance_interval;
+    let mut next_ttl = tokio::time::Instant::now() + options.ttl_interval;
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(replica) = replica.upgrade() else {
+            return;
+        };
+        if !replica.is_leader() {
+            continue;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= next_maintenance {
+            if let Err(e) = replica.propose_timed(Command::MaintainStreams).await {
+                tracing::debug!(error = %e, "change-log maintenance not proposed");
+            }
+            next_maintenance = now + options.stream_maintenance_interval;
+        }
+        if now >= next_ttl {
+            match replica.expire_now().await {
+                Ok(0) => {}
+                Ok(deleted) => tracing::debug!(deleted, "expired items deleted"),
+                Err(e) => tracing::debug!(error = %e, "ttl expiry not proposed"),
+            }
+            next_ttl = tokio::time::Instant::now() + options.ttl_interval;
         }
     }
 }

@@ -58,6 +58,8 @@ use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, Wri
 use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
+mod streams;
+
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
 use crate::types::{Command, OnceReply, Reply, TokenClaim, WireError};
 
@@ -106,12 +108,28 @@ pub struct Router {
     /// Where the topology was read from; reloaded on a stale-epoch answer
     /// and by [`Router::reload`].
     path: Option<PathBuf>,
+    /// Replicated secrets already read (see `streams`).
+    secrets: Mutex<HashMap<String, [u8; 32]>>,
 }
 
 fn unavailable(what: String) -> StorageError {
     StorageError::Engine {
         operation: "cluster",
         message: what,
+    }
+}
+
+/// Returns `command` stamped with the gateway's clock (unless it is).
+fn timed(command: Command) -> Command {
+    match command {
+        timed @ Command::Timed(..) => timed,
+        other => {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            Command::Timed(now_ms, Box::new(other))
+        }
     }
 }
 
@@ -142,6 +160,7 @@ impl Router {
             options,
             suspects: Mutex::new(HashMap::new()),
             path: None,
+            secrets: Mutex::new(HashMap::new()),
         }
     }
 
@@ -251,6 +270,8 @@ impl Router {
         topo: &TableTopology,
         command: Command,
     ) -> Result<TableDefinition, StorageError> {
+        // One clock for every group: the same stream times everywhere.
+        let command = timed(command);
         let mut first = None;
         for p in &topo.partitions {
             let reply = self.write_group(topo, p.id, command.clone()).await?;
@@ -444,6 +465,7 @@ impl Router {
         partition: u32,
         command: Command,
     ) -> Result<Reply, StorageError> {
+        let command = timed(command);
         self.call(
             table,
             partition,
@@ -919,6 +941,25 @@ impl Router {
 }
 
 impl Backend for Router {
+    fn streams(
+        &self,
+        table: &str,
+    ) -> Result<(String, Vec<partita_storage::StreamInfo>), StorageError> {
+        self.block(self.cluster_streams(table))?
+    }
+    fn read_changes(
+        &self,
+        table: &str,
+        partition: u32,
+        from: u64,
+        until: Option<u64>,
+        limit: usize,
+    ) -> Result<partita_storage::ChangePage, StorageError> {
+        self.block(self.cluster_read_changes(table, partition, from, until, limit))?
+    }
+    fn secret(&self, name: &str) -> Result<[u8; 32], StorageError> {
+        self.block(self.cluster_secret(name))?
+    }
     fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
         if self.topology.read().table(&def.name).is_some() {
             return Err(StorageError::TableExists(def.name));

@@ -101,6 +101,20 @@ pub enum Request {
     Status(Target),
     /// The tables this replica holds (dynamic tables; leader, linearizable).
     ListTables(Target),
+    /// The table's incarnation id and streams (leader, linearizable).
+    Streams {
+        target: Target,
+        table: String,
+    },
+    /// A page of the table's change log (leader, linearizable): this
+    /// replica's store holds the partition as its partition 0.
+    ReadChanges {
+        target: Target,
+        table: String,
+        from: u64,
+        until: Option<u64>,
+        limit: u32,
+    },
 }
 
 /// A page of items; `more` when the replica stopped at `limit`.
@@ -164,6 +178,8 @@ pub enum Response {
     /// The node could not decode the call (e.g. a newer wire version).
     BadRequest(String),
     Names(Result<Vec<String>, NodeError>),
+    Streams(Result<(String, Vec<partita_storage::StreamInfo>), NodeError>),
+    Changes(Result<partita_storage::ChangePage, NodeError>),
 }
 
 /// Why a call failed before a node answered.

@@ -51,7 +51,7 @@ use partita_model::schema::{
     AttributeDefinition, BillingMode, KeyAttribute, KeySchema, ScalarType,
 };
 use partita_model::{AttributeValue, Item, TableDefinition};
-use partita_storage::{Store, Visit, WriteCommand};
+use partita_storage::{ChangeLogExport, Store, Visit, WriteCommand};
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::{current_sizes, Lookup, TokenRecords};
@@ -62,8 +62,10 @@ use crate::types::{
 /// Hidden table of each replica's store holding the applied state.
 pub const META_TABLE: &str = "__partita_raft";
 const META_KEY: &str = "applied";
-/// Version byte of snapshot data.
-const SNAPSHOT_VERSION: u8 = 1;
+/// Version byte of snapshot data: 2 is [`SnapshotData`]; 1 (tables and
+/// items only) is still installed.
+const SNAPSHOT_VERSION: u8 = 2;
+const SNAPSHOT_VERSION_1: u8 = 1;
 /// Items written per group when installing a snapshot.
 const INSTALL_CHUNK: usize = 512;
 
@@ -148,6 +150,53 @@ pub struct StateMachine {
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
     counters: Arc<SnapshotCounters>,
     tokens: TokenRecords,
+    /// The clock of the last timed command applied (ms; 0 before any):
+    /// the store's clock while applying (see [`Command::Timed`]).
+    clock_ms: u64,
+}
+
+/// What a snapshot holds (after its version byte).
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    tables: Vec<TableSnapshot>,
+    /// The store's secrets (the stream iterator key among them).
+    secrets: Vec<(String, [u8; 32])>,
+    clock_ms: u64,
+}
+
+/// One table of a snapshot.
+#[derive(Serialize, Deserialize)]
+struct TableSnapshot {
+    def: TableDefinition,
+    items: Vec<Item>,
+    /// Its change logs and streams (`None` in version 1 snapshots: the
+    /// table then starts a new stream of its own).
+    changes: Option<ChangeLogExport>,
+}
+
+impl SnapshotData {
+    fn from_v1(tables: Vec<(TableDefinition, Vec<Item>)>) -> SnapshotData {
+        SnapshotData {
+            tables: tables
+                .into_iter()
+                .map(|(def, items)| TableSnapshot {
+                    def,
+                    items,
+                    changes: None,
+                })
+                .collect(),
+            secrets: Vec::new(),
+            clock_ms: 0,
+        }
+    }
+}
+
+/// Write groups of consecutive entries, applied in one group commit.
+#[derive(Default)]
+struct PendingWrites {
+    group: Vec<(String, WriteCommand)>,
+    /// (entry position, number of its commands in `group`).
+    owners: Vec<(usize, usize)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -201,6 +250,7 @@ impl StateMachine {
             current,
             counters: Arc::default(),
             tokens,
+            clock_ms: 0,
         })
     }
 
@@ -246,27 +296,143 @@ impl StateMachine {
     }
 
     fn export(&self) -> Result<Vec<u8>, StorageError<u64>> {
-        let mut tables: Vec<(TableDefinition, Vec<Item>)> = Vec::new();
+        let read = |e| sm_err(ErrorVerb::Read, e);
+        let mut tables = Vec::new();
         for name in self.store.list_tables() {
             if name == META_TABLE {
                 continue;
             }
-            let def = self
-                .store
-                .table(&name)
-                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            let def = self.store.table(&name).map_err(read)?;
             let mut items = Vec::new();
             self.store
                 .scan(&name, 0, 1, None, &mut |item| {
                     items.push(item);
                     Visit::Continue
                 })
-                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
-            tables.push((def, items));
+                .map_err(read)?;
+            let changes = self.store.export_change_log(&name).map_err(read)?;
+            tables.push(TableSnapshot {
+                def,
+                items,
+                changes: Some(changes),
+            });
         }
-        let mut data = vec![SNAPSHOT_VERSION];
-        data.extend(bincode::serialize(&tables).map_err(|e| sm_err(ErrorVerb::Read, e))?);
-        Ok(data)
+        let data = SnapshotData {
+            tables,
+            secrets: self.store.secrets().map_err(read)?,
+            clock_ms: self.clock_ms,
+        };
+        let mut bytes = vec![SNAPSHOT_VERSION];
+        bytes.extend(bincode::serialize(&data).map_err(|e| sm_err(ErrorVerb::Read, e))?);
+        Ok(bytes)
+    }
+
+    /// Creates `table` from a snapshot: its definition, its items, then
+    /// its change log and streams as the leader had them (the items are
+    /// written with the stream off, so they append no records of their own).
+    async fn install_table(&self, table: TableSnapshot) -> Result<(), StorageError<u64>> {
+        let write = |e| sm_err(ErrorVerb::Write, e);
+        let name = table.def.name.clone();
+        let streamless = TableDefinition {
+            stream: None,
+            stream_label: None,
+            ..table.def.clone()
+        };
+        let def = table.def;
+        self.store.create_table(streamless).map_err(write)?;
+        for chunk in table.items.chunks(INSTALL_CHUNK) {
+            let commands = chunk
+                .iter()
+                .map(|item| {
+                    (
+                        name.clone(),
+                        WriteCommand::Put {
+                            item: item.clone(),
+                            condition: None,
+                        },
+                    )
+                })
+                .collect();
+            for result in self.store.write_many(commands).await {
+                result.map_err(write)?;
+            }
+        }
+        self.store
+            .update_table(&name, move |current| {
+                *current = def;
+                Ok(())
+            })
+            .map_err(write)?;
+        match table.changes {
+            Some(changes) => self.store.import_change_log(&name, changes).map_err(write),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies the writes gathered in `pending` (if any) with the applied
+    /// state of entry `previous`: the one before the entry being applied.
+    async fn flush_before(
+        &mut self,
+        previous: Option<LogId>,
+        pending: &mut PendingWrites,
+        replies: &mut [Reply],
+    ) -> Result<(), StorageError<u64>> {
+        if pending.owners.is_empty() {
+            return Ok(());
+        }
+        let this = self.applied.last;
+        self.applied.last = previous;
+        let flushed = self
+            .flush_writes(&mut pending.group, &mut pending.owners, replies)
+            .await;
+        self.applied.last = this;
+        flushed
+    }
+
+    /// Applies a command that is not a plain write group, on its own.
+    async fn apply_alone(&mut self, command: Command) -> Result<Reply, StorageError<u64>> {
+        Ok(match command {
+            Command::Transact(actions) => {
+                Reply::Transact(self.transact(actions, Vec::new()).await?)
+            }
+            Command::TransactOnce(actions, claim) => {
+                Reply::Once(self.transact_once(actions, claim).await?)
+            }
+            Command::MaintainStreams => {
+                self.store
+                    .maintain_streams()
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                Reply::Empty
+            }
+            Command::Expire(expiries) => {
+                if self.clock_ms == 0 {
+                    // Only the leader proposes expiries, always timed.
+                    return Ok(Reply::Expired(Vec::new()));
+                }
+                let count = expiries.len();
+                let now_secs = (self.clock_ms / 1000) as i64;
+                let mut results = self
+                    .store
+                    .expire(expiries, now_secs, vec![meta_put(&self.applied)?])
+                    .await;
+                if let Some(Err(e)) = results.pop() {
+                    return Err(sm_err(ErrorVerb::Write, e));
+                }
+                results.truncate(count);
+                Reply::Expired(
+                    results
+                        .iter()
+                        .map(|r| r.as_ref().is_ok_and(|o| o.old.is_some()))
+                        .collect(),
+                )
+            }
+            Command::Secret(name, candidate) => Reply::Secret(
+                self.store
+                    .secret_or(&name, candidate)
+                    .map_err(WireError::from),
+            ),
+            ddl => self.apply_ddl(ddl),
+        })
     }
 
     /// Applies a table definition command; replaying one after a crash
@@ -291,7 +457,7 @@ impl StateMachine {
             Command::DeleteGlobalIndex(table, index) => {
                 self.store.delete_global_index(&table, &index)
             }
-            Command::Write(_) | Command::Transact(_) | Command::TransactOnce(..) => {
+            _ => {
                 return Reply::Table(Err(WireError::InvalidTableDefinition(
                     "not a table command".into(),
                 )))
@@ -411,70 +577,51 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut replies = vec![Reply::Empty; entries.len()];
-        let mut group: Vec<(String, WriteCommand)> = Vec::new();
-        let mut owners: Vec<(usize, usize)> = Vec::new();
+        let mut pending = PendingWrites::default();
         for (i, entry) in entries.into_iter().enumerate() {
             let previous = self.applied.last;
             self.applied.last = Some(entry.log_id);
-            match entry.payload {
-                EntryPayload::Blank => {}
+            let command = match entry.payload {
+                EntryPayload::Blank => continue,
                 EntryPayload::Membership(m) => {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
+                    continue;
                 }
-                EntryPayload::Normal(Command::Write(commands)) => {
-                    owners.push((i, commands.len()));
-                    group.extend(commands);
+                EntryPayload::Normal(command) => command,
+            };
+            let mut command = command;
+            while let Command::Timed(now_ms, inner) = command {
+                if now_ms != self.clock_ms {
+                    // Writes gathered so far apply at their own clock.
+                    self.flush_before(previous, &mut pending, &mut replies)
+                        .await?;
+                    self.clock_ms = now_ms;
+                    self.store.set_clock(now_ms);
                 }
-                EntryPayload::Normal(
-                    ddl @ (Command::CreateTable(_)
-                    | Command::DeleteTable(_)
-                    | Command::UpdateTable(_)
-                    | Command::CreateGlobalIndex(..)
-                    | Command::DeleteGlobalIndex(..)),
-                ) => {
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
-                    replies[i] = self.apply_ddl(ddl);
+                command = *inner;
+            }
+            match command {
+                Command::Write(commands) => {
+                    pending.owners.push((i, commands.len()));
+                    pending.group.extend(commands);
                 }
-                EntryPayload::Normal(Command::Transact(actions)) => {
+                other => {
                     // Earlier writes first, with the applied state as of
                     // the entry before this one.
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
-                    replies[i] = Reply::Transact(self.transact(actions, Vec::new()).await?);
-                }
-                EntryPayload::Normal(Command::TransactOnce(actions, claim)) => {
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
-                    replies[i] = Reply::Once(self.transact_once(actions, claim).await?);
+                    self.flush_before(previous, &mut pending, &mut replies)
+                        .await?;
+                    replies[i] = self.apply_alone(other).await?;
                 }
             }
         }
         // Blank and membership entries only: still record them.
-        let record_only = owners.is_empty() && group.is_empty();
-        if record_only {
-            let mut batch = vec![meta_put(&self.applied)?];
-            let results = self.store.write_many(std::mem::take(&mut batch)).await;
+        if pending.owners.is_empty() {
+            let results = self.store.write_many(vec![meta_put(&self.applied)?]).await;
             if let Some(Err(e)) = results.into_iter().next() {
                 return Err(sm_err(ErrorVerb::Write, e));
             }
         } else {
-            self.flush_writes(&mut group, &mut owners, &mut replies)
+            self.flush_writes(&mut pending.group, &mut pending.owners, &mut replies)
                 .await?;
         }
         Ok(replies)
@@ -524,9 +671,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<u64>> {
         let data = snapshot.into_inner();
-        let tables: Vec<(TableDefinition, Vec<Item>)> = match data.split_first() {
+        let snapshot: SnapshotData = match data.split_first() {
             Some((&SNAPSHOT_VERSION, body)) => {
                 bincode::deserialize(body).map_err(|e| sm_err(ErrorVerb::Read, e))?
+            }
+            Some((&SNAPSHOT_VERSION_1, body)) => {
+                let tables: Vec<(TableDefinition, Vec<Item>)> =
+                    bincode::deserialize(body).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                SnapshotData::from_v1(tables)
             }
             _ => return Err(sm_err(ErrorVerb::Read, "unknown snapshot format")),
         };
@@ -537,31 +689,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             }
         }
-        let mut count = 0;
-        for (def, items) in tables {
-            let name = def.name.clone();
-            self.store
-                .create_table(def)
-                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            count += items.len();
-            for chunk in items.chunks(INSTALL_CHUNK) {
-                let commands = chunk
-                    .iter()
-                    .map(|item| {
-                        (
-                            name.clone(),
-                            WriteCommand::Put {
-                                item: item.clone(),
-                                condition: None,
-                            },
-                        )
-                    })
-                    .collect();
-                for result in self.store.write_many(commands).await {
-                    result.map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                }
-            }
+        let count: usize = snapshot.tables.iter().map(|t| t.items.len()).sum();
+        for table in snapshot.tables {
+            self.install_table(table).await?;
         }
+        for (name, secret) in snapshot.secrets {
+            self.store
+                .secret_or(&name, secret)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        }
+        self.clock_ms = snapshot.clock_ms;
+        self.store.set_clock(snapshot.clock_ms);
         self.applied = Applied {
             last: meta.last_log_id,
             membership: meta.last_membership.clone(),

@@ -12,7 +12,7 @@ use std::io::Cursor;
 use partita_model::schema::IndexDefinition;
 use partita_model::schema::ScalarType;
 use partita_model::{Item, TableDefinition};
-use partita_storage::{StorageError, WriteCommand, WriteOutcome};
+use partita_storage::{Expiry, StorageError, WriteCommand, WriteOutcome};
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
@@ -54,6 +54,21 @@ pub enum Command {
     /// at most once per token within the token lifetime (see
     /// `state_machine`'s token records).
     TransactOnce(Vec<(String, WriteCommand)>, TokenClaim),
+    /// `Command` applied with the store's clock at the given time (ms
+    /// since the epoch, the proposer's clock): change-log records, stream
+    /// and shard times and trimming then read the same clock on every
+    /// replica, so all replicas keep the same change log. Gateways send
+    /// every data and table command so.
+    Timed(u64, Box<Command>),
+    /// Trims the change logs, rolls shards and forgets expired streams by
+    /// the entry's clock (proposed, `Timed`, by the group's leader).
+    MaintainStreams,
+    /// Deletes the items that are still expired at the entry's clock (the
+    /// leader found them; each is checked again when applied).
+    Expire(Vec<Expiry>),
+    /// The secret `name` of the group's store: the first proposed value
+    /// is kept, later proposals read it ([`Reply::Secret`]).
+    Secret(String, [u8; 32]),
 }
 
 /// The ClientRequestToken of a transaction, as replicated.
@@ -93,6 +108,9 @@ pub enum Reply {
     /// The table's definition after a DDL command (before it, for a delete).
     Table(Result<Box<TableDefinition>, WireError>),
     Once(OnceReply),
+    /// Outcomes of a [`Command::Expire`] (`true` for the items deleted).
+    Expired(Vec<bool>),
+    Secret(Result<[u8; 32], WireError>),
 }
 
 /// A `StorageError` that can cross the wire.

@@ -53,6 +53,12 @@ pub struct DevClusterArgs {
     /// Forwarded to every node.
     #[arg(long, default_value_t = 10_000)]
     pub snapshot_logs: u64,
+    /// Forwarded to every node.
+    #[arg(long, default_value = "60s", value_parser = crate::serve::parse_duration)]
+    pub ttl_sweep_interval: std::time::Duration,
+    /// Forwarded to every node.
+    #[arg(long, default_value = "24h", value_parser = crate::serve::parse_duration)]
+    pub stream_retention: std::time::Duration,
     /// Forwarded to the gateway.
     #[arg(long)]
     pub follower_reads: bool,
@@ -237,6 +243,14 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                     .arg("--data-dir")
                     .arg(&dir)
                     .args(["--snapshot-logs", &args.snapshot_logs.to_string()])
+                    .args([
+                        "--ttl-sweep-interval",
+                        &format!("{}ms", args.ttl_sweep_interval.as_millis()),
+                    ])
+                    .args([
+                        "--stream-retention",
+                        &format!("{}ms", args.stream_retention.as_millis()),
+                    ])
                     .args(["--admin-port", &admin.to_string()])
                     .args(&tls_flags)
                     .stdin(Stdio::null())

@@ -14,6 +14,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -69,6 +70,14 @@ pub struct NodeArgs {
     /// Applied entries since the last snapshot that trigger a new snapshot.
     #[arg(long, env = "PARTITA_SNAPSHOT_LOGS", default_value_t = 10_000)]
     pub snapshot_logs: u64,
+    /// How often the partition's leader deletes expired items (through
+    /// the Raft log).
+    #[arg(long, env = "PARTITA_TTL_SWEEP_INTERVAL", default_value = "60s", value_parser = crate::serve::parse_duration)]
+    pub ttl_sweep_interval: Duration,
+    /// How long DynamoDB Streams records are kept (24 hours in DynamoDB);
+    /// every replica of a partition must use the same value.
+    #[arg(long, env = "PARTITA_STREAM_RETENTION", default_value = "24h", value_parser = crate::serve::parse_duration)]
+    pub stream_retention: Duration,
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
@@ -114,6 +123,9 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
             &args.data_dir.join("store"),
             StoreOptions {
                 sync: false,
+                // Expiry, trimming and shard rolls go through the log.
+                replicated: true,
+                stream_retention: args.stream_retention,
                 ..StoreOptions::default()
             },
         )
@@ -135,6 +147,10 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let options = ReplicaOptions {
         snapshot_logs: args.snapshot_logs,
         peer_tls: client_config(&tls),
+        // Trimming runs an eighth of the retention apart, as in serve.
+        stream_maintenance_interval: (args.stream_retention / 8)
+            .clamp(Duration::from_millis(50), Duration::from_secs(60)),
+        ttl_interval: args.ttl_sweep_interval,
         ..ReplicaOptions::default()
     };
     let listener = TcpListener::bind((args.rpc_host.as_str(), args.rpc_port))

@@ -89,7 +89,7 @@ pub struct ServeArgs {
 
 /// Parses a duration: a whole number with a unit (ms, s, m, h); a bare
 /// number is seconds.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     use std::time::Duration;
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (digits, unit) = s.split_at(split);

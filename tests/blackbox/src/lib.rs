@@ -169,8 +169,9 @@ impl Server {
                 .arg(self.port.to_string())
                 .arg("--data-dir")
                 .arg(self.data_dir.path())
+                .args(node_args(&self.extra_args))
                 .arg("--")
-                .args(&self.extra_args),
+                .args(gateway_args(&self.extra_args)),
             None => cmd
                 .arg("serve")
                 .arg("--host")
@@ -243,6 +244,37 @@ pub fn cluster_partitions() -> Option<u32> {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n > 0)
+}
+
+/// `serve` flags (each with one value) that `dev-cluster` takes itself
+/// and forwards to its nodes.
+const NODE_FLAGS: [&str; 2] = ["--stream-retention", "--ttl-sweep-interval"];
+
+/// The node-level flags of `serve` arguments `args`, with their values.
+fn node_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if NODE_FLAGS.contains(&a.as_str()) {
+            out.push(a.clone());
+            out.extend(it.next().cloned());
+        }
+    }
+    out
+}
+
+/// `args` without the node-level flags: what goes to the gateway.
+fn gateway_args(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if NODE_FLAGS.contains(&a.as_str()) {
+            it.next();
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
 }
 
 /// The path of the `partita` binary the harness starts.
