@@ -65,6 +65,9 @@ pub struct ValidatedTable {
     pub epoch: u64,
     /// The DynamoDB CreateTable request body for this table.
     pub create_table: Value,
+    /// The resource's creation time (ms since the epoch): the table's
+    /// CreationDateTime on every node.
+    pub created_at_ms: Option<u64>,
 }
 
 impl ValidatedTable {
@@ -283,6 +286,11 @@ pub fn validate_table(
         namespace,
         generation: table.metadata.generation.unwrap_or(0),
         create_table: build_create_table(table, &table_name),
+        created_at_ms: table
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| u64::try_from(t.0.as_millisecond()).ok()),
         table_name,
         partition_key,
         partitions,

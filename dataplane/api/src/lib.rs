@@ -29,6 +29,18 @@ use serde_json::Value;
 pub use error::{ApiError, ErrorKind};
 pub use request::Request;
 
+/// Builds the table definition a CreateTable request body describes,
+/// validated as CreateTable validates it, with the given table id and
+/// creation time, without creating anything (cluster nodes create the
+/// tables of their topology file so, identically on every replica).
+pub fn table_definition(
+    body: &[u8],
+    table_id: String,
+    created_at_ms: u64,
+) -> Result<partita_model::TableDefinition, ApiError> {
+    ops::definition_of(&Request::parse(body)?, table_id, created_at_ms)
+}
+
 /// Settings of the API layer.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {

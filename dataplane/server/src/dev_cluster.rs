@@ -177,6 +177,12 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
             epoch: Epoch(1),
             partition_key,
             create_table: spec,
+            created_at_ms: Some(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0),
+            ),
             partitions,
         });
     }

@@ -132,13 +132,24 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening {}", args.data_dir.display()))?,
     );
     let tables = store.list_tables();
-    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     if table.table_name != DYNAMIC_TABLES && !tables.contains(&table.table_name) {
+        // Every replica builds the same definition: an id derived from the
+        // table's entry and the entry's creation time, so the table's
+        // identity (ARN id, stream shard ids and times) is the group's.
         let body = serde_json::to_vec(&table.create_table)?;
-        api.call("CreateTable", &body)
-            .await
-            .map_err(|e| anyhow::anyhow!("creating table {}: {e:?}", table.table_name))?;
+        let def = partita_api::table_definition(
+            &body,
+            static_table_id(&table.table_name, &body),
+            table.created_at_ms.unwrap_or(0),
+        )
+        .map_err(|e| anyhow::anyhow!("creating table {}: {e:?}", table.table_name))?;
+        // The stream (if enabled) starts at the same time everywhere too.
+        store.set_clock(table.created_at_ms.unwrap_or(0).max(1));
+        store
+            .create_table(def)
+            .with_context(|| format!("creating table {}", table.table_name))?;
     }
+    let api = Arc::new(Api::new(store.clone(), ApiConfig::default()));
     if !tables.iter().any(|t| t == META_TABLE) {
         store
             .create_table(meta_table_definition())
@@ -227,4 +238,26 @@ fn node_hooks(replica: &Arc<Replica>, table: &str, partition: u32) -> AdminHooks
         extra_metrics,
         ready: Some(ready),
     }
+}
+
+/// Returns the id of a topology-defined table: UUID-shaped, derived from
+/// its name and CreateTable body (the same on every replica).
+fn static_table_id(name: &str, create_table: &[u8]) -> String {
+    let word = |salt: &str| {
+        let mut input = salt.as_bytes().to_vec();
+        input.extend_from_slice(name.as_bytes());
+        input.push(0);
+        input.extend_from_slice(create_table);
+        let value = partita_model::AttributeValue::B(input);
+        partita_storage::keys::partition_hash(&value).unwrap_or(0)
+    };
+    let (hi, lo) = (word("hi"), word("lo"));
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        hi >> 32,
+        (hi >> 16) & 0xffff,
+        hi & 0xffff,
+        lo >> 48,
+        lo & 0xffff_ffff_ffff
+    )
 }

@@ -71,6 +71,12 @@ pub struct TableTopology {
     /// (PascalCase JSON, as on the wire), so nodes create the table with the
     /// same validation as `partita serve`.
     pub create_table: serde_json::Value,
+    /// When the table was created (ms since the epoch): its
+    /// CreationDateTime, and the time of its stream if `createTable` enables
+    /// one. Every node creates the table with it, so every replica holds
+    /// the same definition; absent, the epoch (0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at_ms: Option<u64>,
     pub partitions: Vec<PartitionTopology>,
 }
 
@@ -254,6 +260,7 @@ mod tests {
             epoch: Epoch(1),
             partition_key: "pk".into(),
             create_table: serde_json::json!({"TableName": name}),
+            created_at_ms: None,
             partitions: split_hash_space(partitions)
                 .into_iter()
                 .enumerate()

@@ -37,6 +37,7 @@ pub fn build_topology(table: &ValidatedTable) -> TableTopology {
         epoch: Epoch(table.epoch),
         partition_key: table.partition_key.clone(),
         create_table: table.create_table.clone(),
+        created_at_ms: table.created_at_ms,
         partitions: split_hash_space(table.partitions)
             .into_iter()
             .enumerate()

@@ -10,6 +10,8 @@ pub(crate) mod partiql;
 mod query;
 pub(crate) mod streams;
 mod table;
+
+pub use table::definition_of;
 mod table_spec;
 mod table_update;
 mod tags;

@@ -7,6 +7,7 @@
 //! ACTIVE. Likewise UpdateTable answers UPDATING for asynchronous changes
 //! and DeleteTable answers DELETING, while the change is already complete.
 
+use partita_model::TableDefinition;
 use partita_storage::StorageError;
 use serde_json::{json, Value};
 
@@ -55,11 +56,21 @@ fn stats(api: &Api, name: &str) -> TableStats {
     }
 }
 
+/// Builds and validates the definition CreateTable request `req`
+/// describes, with the given table id and creation time.
+pub fn definition_of(
+    req: &Request,
+    table_id: String,
+    now_ms: u64,
+) -> Result<TableDefinition, ApiError> {
+    let parsed = parse_create_table(req)?;
+    let mut def = build_definition(&parsed, table_id, now_ms)?;
+    crate::capacity::apply_on_demand(&mut def, crate::capacity::parse_on_demand(req)?);
+    Ok(def)
+}
+
 pub async fn create_table(api: &Api, req: Request) -> Result<Value, ApiError> {
-    let parsed = parse_create_table(&req)?;
-    let now = now_ms();
-    let mut def = build_definition(&parsed, new_table_id(), now)?;
-    crate::capacity::apply_on_demand(&mut def, crate::capacity::parse_on_demand(&req)?);
+    let def = definition_of(&req, new_table_id(), now_ms())?;
     api.store.create_table(def.clone())?;
     tracing::info!(
         table = %def.name,

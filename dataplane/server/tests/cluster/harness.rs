@@ -134,8 +134,10 @@ impl Cluster {
                                   {"AttributeName": "sk", "KeyType": "RANGE"}],
                     "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
                                              {"AttributeName": "sk", "AttributeType": "S"}],
-                    "BillingMode": "PAY_PER_REQUEST"
+                    "BillingMode": "PAY_PER_REQUEST",
+                    "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "NEW_AND_OLD_IMAGES"}
                 },
+                "createdAtMs": 1_800_000_000_000u64,
                 "partitions": parts,
             }]
         });
@@ -350,14 +352,20 @@ pub fn key(pk: &str, sk: &str) -> Value {
     json!({"pk": {"S": pk}, "sk": {"S": sk}})
 }
 
-/// A minimal HTTP/1.1 client: one request per connection.
+/// A minimal HTTP/1.1 client: one request per connection. `op` is a
+/// DynamoDB operation name, or a whole target (`DynamoDBStreams_20120810.X`).
 pub fn http_call(port: u16, op: &str, body: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(body).unwrap();
+    let target = if op.contains('.') {
+        op.to_string()
+    } else {
+        format!("DynamoDB_20120810.{op}")
+    };
     let attempt = || -> std::io::Result<(u16, Value)> {
         let mut s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let head = format!(
-            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: DynamoDB_20120810.{op}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: {target}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );
         s.write_all(head.as_bytes())?;

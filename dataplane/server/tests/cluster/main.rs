@@ -5,6 +5,7 @@
 mod harness;
 mod linearizability;
 mod replication_flag;
+mod streams;
 mod tls;
 mod tokens;
 
