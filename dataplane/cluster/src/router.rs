@@ -33,6 +33,11 @@
 //! index queries every partition (each maintains the index entries of its
 //! own items) and merges the pages in index key order.
 //!
+//! DynamoDB Streams: every write and table command carries the gateway's
+//! clock ([`Command::Timed`]), so every replica of a group writes the same
+//! change log; a table's streams are the union of its groups' (see
+//! `streams`).
+//!
 //! Query and Scan pages are read on the leader after a read-index round
 //! (linearizable): the `Backend` trait does not carry `ConsistentRead` for
 //! them, so they take the strong path; only `get_with(.., false)` reads

@@ -24,8 +24,15 @@
 //!
 //! Snapshots are logical: every table definition and every item (scanned on the state
 //! machine task, so no apply runs concurrently and the items match the
-//! applied log id exactly), bincode-encoded with a version byte, plus the
-//! applied log id and membership in openraft's snapshot meta. The last
+//! applied log id exactly), each table's change logs and streams, the
+//! store's secrets and the clock, bincode-encoded with a version byte,
+//! plus the applied log id and membership in openraft's snapshot meta.
+//!
+//! Determinism: a command's clock ([`Command::Timed`]) becomes the store's
+//! clock before it applies, so change-log records, stream and shard times
+//! and trimming are the same on every replica; the store runs no
+//! background work of its own (`StoreOptions::replicated`): the leader
+//! proposes change-log maintenance and TTL expiry (`replica`). The last
 //! snapshot is kept in a file so it survives restarts. Installing one
 //! drops the tables (whole keyspaces) and rewrites them.
 //!
