@@ -6,6 +6,10 @@
 #
 # Options: --runs N  --duration S  --warmup S  --targets "partita dynalite ..."
 #          --connections N  --no-install
+#          --cluster       also measure cluster mode: partita dev-cluster with
+#                          1 and with 2 partitions of 3 replicas on loopback
+#                          (targets partita-cluster-1p, partita-cluster-2p),
+#                          reported as ratios to partita serve
 #          --indexes       also run the secondary-index benchmark on partita
 #          --indexes-only  run only that (PutItem with 2 GSIs + 1 LSI vs none,
 #                          GSI propagation delay); --runs sets its rounds
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0 ;;
         --indexes) INDEXES=1 ;;
         --indexes-only) INDEXES=only; TARGETS=partita ;;
+        --cluster) TARGETS="$TARGETS partita-cluster-1p partita-cluster-2p" ;;
         -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -142,7 +147,7 @@ build() {
     log "building partita-bench (release)"
     (cd "$ROOT" && cargo build --release -p partita-bench) > "$LOGS/build-bench.log" 2>&1 \
         || { cat "$LOGS/build-bench.log" >&2; log "cannot build the load generator"; exit 1; }
-    if [[ " $TARGETS " != *" partita "* ]]; then
+    if [[ " $TARGETS " != *" partita"* ]]; then
         return 0
     elif [ -n "${PARTITA_BIN:-}" ]; then
         PARTITA=$PARTITA_BIN
@@ -173,6 +178,7 @@ free_port() {
 storage_of() {
     case "$1:$PEERS_STORAGE" in
         partita:*) echo "disk, fsync before ack" ;;
+        partita-cluster-*) echo "Raft: 3 replicas, quorum fsync" ;;
         dynamodb-local:memory) echo "in-memory (-inMemory)" ;;
         dynamodb-local:disk) echo "disk (SQLite -dbPath)" ;;
         dynalite:memory) echo "in-memory (LevelDB memdown)" ;;
@@ -185,7 +191,8 @@ storage_of() {
 # available TARGET: prints why not and fails when the target cannot run.
 available() {
     case "$1" in
-        partita) [ -n "$PARTITA" ] || { echo "partita release binary not built"; return 1; } ;;
+        partita|partita-cluster-1p|partita-cluster-2p)
+            [ -n "$PARTITA" ] || { echo "partita release binary not built"; return 1; } ;;
         dynamodb-local)
             [ -n "$DDB_JAR" ] || { echo "DynamoDBLocal.jar not installed"; return 1; }
             command -v java >/dev/null || { echo "java not found"; return 1; } ;;
@@ -208,6 +215,12 @@ start_target() {
     case "$target" in
         partita)
             "$PARTITA" serve --host 127.0.0.1 --port "$port" --data-dir "$data" > "$logf" 2>&1 &
+            ;;
+        partita-cluster-*)
+            # A gateway on $port in front of N Raft groups of 3 node processes.
+            local partitions=${target#partita-cluster-}
+            "$PARTITA" dev-cluster --partitions "${partitions%p}" --replicas 3 \
+                --port "$port" --data-dir "$data" > "$logf" 2>&1 &
             ;;
         dynamodb-local)
             # DynamoDB Local has no bind-address option: it listens on every
@@ -237,7 +250,11 @@ start_target() {
             START_ERR="exited during startup: $(tail -n 3 "$logf" | tr '\n' ' ')"
             return 1
         fi
-        port_in_use "$port" && return 0
+        if port_in_use "$port"; then
+            [[ "$target" == partita-cluster-* ]] || return 0
+            # The gateway listens before its groups have leaders.
+            ready "$port" && return 0
+        fi
         sleep 0.2
     done
     START_ERR="not listening on $port after 60 s"
@@ -245,9 +262,17 @@ start_target() {
     return 1
 }
 
+# ready PORT: the endpoint answers ListTables.
+ready() {
+    curl -s -o /dev/null -w '%{http_code}' -X POST \
+        -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
+        -H 'Content-Type: application/x-amz-json-1.0' \
+        --data '{}' "http://127.0.0.1:$1/" 2>/dev/null | grep -q '^200$'
+}
+
 version_of() {
     case "$1" in
-        partita)
+        partita|partita-cluster-*)
             local rev dirty=""
             rev=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null) || rev="?"
             [ -z "$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null)" ] || dirty=" + uncommitted changes"

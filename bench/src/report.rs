@@ -124,7 +124,7 @@ pub fn summarize(runs: &[RunResult], subject: &str) -> Vec<OpSummary> {
         }
         let best = targets
             .iter()
-            .filter(|t| t.target != subject && t.runs > 0)
+            .filter(|t| t.target != subject && !is_variant(&t.target, subject) && t.runs > 0)
             .max_by(|a, b| a.throughput.total_cmp(&b.throughput));
         let subj = targets.iter().find(|t| t.target == subject && t.runs > 0);
         let ratio = match (subj, best) {
@@ -139,6 +139,14 @@ pub fn summarize(runs: &[RunResult], subject: &str) -> Vec<OpSummary> {
         });
     }
     out
+}
+
+/// True for a variant of the subject (`partita-cluster-2p` of `partita`):
+/// compared with the subject, not counted as a peer.
+fn is_variant(target: &str, subject: &str) -> bool {
+    target
+        .strip_prefix(subject)
+        .is_some_and(|rest| rest.starts_with('-'))
 }
 
 /// Renders the summaries as plain-text tables.
@@ -205,6 +213,33 @@ pub fn render(summaries: &[OpSummary], subject: &str, header: &str) -> String {
                 let _ = writeln!(s, "no peer measured");
             }
         }
+        let base = op
+            .targets
+            .iter()
+            .find(|t| t.target == subject && t.runs > 0);
+        for v in op
+            .targets
+            .iter()
+            .filter(|t| is_variant(&t.target, subject) && t.runs > 0)
+        {
+            match base {
+                Some(b) if b.throughput > 0.0 => {
+                    let _ = writeln!(
+                        s,
+                        "{} / {subject}: {:.2}x throughput, p50 {:.3} vs {:.3} ms, p99 {:.3} vs {:.3} ms",
+                        v.target,
+                        v.throughput / b.throughput,
+                        v.p50_ms,
+                        b.p50_ms,
+                        v.p99_ms,
+                        b.p99_ms
+                    );
+                }
+                _ => {
+                    let _ = writeln!(s, "{} / {subject}: n/a ({subject} not measured)", v.target);
+                }
+            }
+        }
     }
     s
 }
@@ -267,6 +302,20 @@ mod tests {
         assert_eq!(s[1].ratio, Some(0.25));
         let text = render(&s, "partita", "h");
         assert!(text.contains("0.25x throughput"));
+    }
+
+    #[test]
+    fn variants_are_compared_with_the_subject_not_counted_as_peers() {
+        let runs = vec![
+            run("partita", 1, [40.0, 10.0, 8.0]),
+            run("partita-cluster-1p", 1, [20.0, 5.0, 2.0]),
+            run("a", 1, [10.0, 2.0, 4.0]),
+        ];
+        let s = summarize(&runs, "partita");
+        assert_eq!(s[0].best_peer.as_deref(), Some("a"));
+        assert_eq!(s[0].ratio, Some(4.0));
+        let text = render(&s, "partita", "h");
+        assert!(text.contains("partita-cluster-1p / partita: 0.50x throughput"), "{text}");
     }
 
     #[test]
