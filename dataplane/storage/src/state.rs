@@ -1119,37 +1119,6 @@ fn validate_indexes(def: &TableDefinition) -> Result<(), StorageError> {
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_drops_spaces_and_statistics_no_table_references() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
-            // What a crash between creating the spaces and committing the
-            // catalog record of a table leaves behind.
-            let orphan = shared.engine.space("t.gone.0").unwrap();
-            let mut batch = shared.engine.batch();
-            batch.put(&orphan, b"k", b"v".to_vec());
-            batch.put(
-                &shared.meta,
-                &catalog::stats_key("t.gone.0"),
-                catalog::encode_stats(PartitionStats { items: 1, bytes: 1 }),
-            );
-            shared.engine.commit(batch, true).unwrap();
-        }
-        let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
-        assert!(!shared.engine.space_names().iter().any(|n| n == "t.gone.0"));
-        let view = shared.engine.read_view();
-        assert!(view
-            .get(&shared.meta, &catalog::stats_key("t.gone.0"))
-            .unwrap()
-            .is_none());
-    }
-}
-
 /// Prefix of the secrets' keys in `meta`.
 const SECRET_PREFIX: &[u8] = b"k";
 
@@ -1179,4 +1148,35 @@ fn random_secret() -> [u8; 32] {
         chunk.copy_from_slice(&h.finish().to_le_bytes());
     }
     secret
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_drops_spaces_and_statistics_no_table_references() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
+            // What a crash between creating the spaces and committing the
+            // catalog record of a table leaves behind.
+            let orphan = shared.engine.space("t.gone.0").unwrap();
+            let mut batch = shared.engine.batch();
+            batch.put(&orphan, b"k", b"v".to_vec());
+            batch.put(
+                &shared.meta,
+                &catalog::stats_key("t.gone.0"),
+                catalog::encode_stats(PartitionStats { items: 1, bytes: 1 }),
+            );
+            shared.engine.commit(batch, true).unwrap();
+        }
+        let shared = Shared::open(dir.path(), &StoreOptions::default()).unwrap();
+        assert!(!shared.engine.space_names().iter().any(|n| n == "t.gone.0"));
+        let view = shared.engine.read_view();
+        assert!(view
+            .get(&shared.meta, &catalog::stats_key("t.gone.0"))
+            .unwrap()
+            .is_none());
+    }
 }
