@@ -315,7 +315,10 @@ mod tests {
         assert_eq!(s[0].best_peer.as_deref(), Some("a"));
         assert_eq!(s[0].ratio, Some(4.0));
         let text = render(&s, "partita", "h");
-        assert!(text.contains("partita-cluster-1p / partita: 0.50x throughput"), "{text}");
+        assert!(
+            text.contains("partita-cluster-1p / partita: 0.50x throughput"),
+            "{text}"
+        );
     }
 
     #[test]

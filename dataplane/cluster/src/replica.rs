@@ -589,6 +589,43 @@ impl Replica {
                 }
                 .await,
             ),
+            Request::Replication { target, table } => Response::Replication(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store.replication(&table).map_err(storage)
+                }
+                .await,
+            ),
+            Request::CopyPage {
+                target,
+                table,
+                after,
+                limit,
+            } => Response::CopyPage(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store
+                        .copy_page(&table, 0, after.as_deref(), limit as usize)
+                        .map_err(storage)
+                }
+                .await,
+            ),
+            Request::Cursor {
+                target,
+                table,
+                region,
+            } => Response::Cursor(
+                async {
+                    self.check(&target)?;
+                    self.linearize().await?;
+                    self.store
+                        .replication_cursor(&table, &region, 0)
+                        .map_err(storage)
+                }
+                .await,
+            ),
         }
     }
 

@@ -63,6 +63,7 @@ use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, Wri
 use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
+mod replication;
 mod streams;
 
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
@@ -86,6 +87,8 @@ pub struct RouterOptions {
     pub follower_reads: bool,
     /// TLS client configuration for calls to nodes (`None`: plaintext).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Added to the clock stamped on commands (tests of skewed regions).
+    pub clock_offset_ms: i64,
 }
 
 impl Default for RouterOptions {
@@ -96,6 +99,7 @@ impl Default for RouterOptions {
             write_timeout: Duration::from_secs(6),
             follower_reads: false,
             tls: None,
+            clock_offset_ms: 0,
         }
     }
 }
@@ -115,6 +119,8 @@ pub struct Router {
     path: Option<PathBuf>,
     /// Replicated secrets already read (see `streams`).
     secrets: Mutex<HashMap<String, [u8; 32]>>,
+    /// Woken periodically for replicators (see `replication`).
+    change_poll: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
 }
 
 fn unavailable(what: String) -> StorageError {
@@ -124,8 +130,9 @@ fn unavailable(what: String) -> StorageError {
     }
 }
 
-/// Returns `command` stamped with the gateway's clock (unless it is).
-fn timed(command: Command) -> Command {
+/// Returns `command` stamped with the gateway's clock shifted by
+/// `offset_ms` (unless it is stamped already).
+fn timed(command: Command, offset_ms: i64) -> Command {
     match command {
         timed @ Command::Timed(..) => timed,
         other => {
@@ -133,7 +140,7 @@ fn timed(command: Command) -> Command {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0);
-            Command::Timed(now_ms, Box::new(other))
+            Command::Timed(now_ms.saturating_add_signed(offset_ms), Box::new(other))
         }
     }
 }
@@ -166,6 +173,7 @@ impl Router {
             suspects: Mutex::new(HashMap::new()),
             path: None,
             secrets: Mutex::new(HashMap::new()),
+            change_poll: std::sync::OnceLock::new(),
         }
     }
 
@@ -276,7 +284,7 @@ impl Router {
         command: Command,
     ) -> Result<TableDefinition, StorageError> {
         // One clock for every group: the same stream times everywhere.
-        let command = timed(command);
+        let command = timed(command, self.options.clock_offset_ms);
         let mut first = None;
         for p in &topo.partitions {
             let reply = self.write_group(topo, p.id, command.clone()).await?;
@@ -470,7 +478,7 @@ impl Router {
         partition: u32,
         command: Command,
     ) -> Result<Reply, StorageError> {
-        let command = timed(command);
+        let command = timed(command, self.options.clock_offset_ms);
         self.call(
             table,
             partition,

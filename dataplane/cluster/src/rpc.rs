@@ -115,6 +115,24 @@ pub enum Request {
         until: Option<u64>,
         limit: u32,
     },
+    /// The table's replication state (leader, linearizable).
+    Replication {
+        target: Target,
+        table: String,
+    },
+    /// A page of a full copy of this partition (leader, linearizable).
+    CopyPage {
+        target: Target,
+        table: String,
+        after: Option<Vec<u8>>,
+        limit: u32,
+    },
+    /// This partition's replication cursor towards `region`.
+    Cursor {
+        target: Target,
+        table: String,
+        region: String,
+    },
 }
 
 /// A page of items; `more` when the replica stopped at `limit`.
@@ -180,6 +198,9 @@ pub enum Response {
     Names(Result<Vec<String>, NodeError>),
     Streams(Result<(String, Vec<partita_storage::StreamInfo>), NodeError>),
     Changes(Result<partita_storage::ChangePage, NodeError>),
+    Replication(Result<Option<partita_storage::ReplicationState>, NodeError>),
+    CopyPage(Result<partita_storage::CopyPage, NodeError>),
+    Cursor(Result<Option<u64>, NodeError>),
 }
 
 /// Why a call failed before a node answered.

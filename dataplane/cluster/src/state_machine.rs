@@ -409,8 +409,44 @@ impl StateMachine {
                 self.store
                     .maintain_streams()
                     .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                self.store
+                    .purge_tombstones()
+                    .map_err(|e| sm_err(ErrorVerb::Write, e))?;
                 Reply::Empty
             }
+            Command::SetReplication(table, state) => Reply::Table(
+                self.store
+                    .set_replication(&table, state)
+                    .map(Box::new)
+                    .map_err(WireError::from),
+            ),
+            Command::SetCursors(table, region, cursors) => Reply::Done(
+                self.store
+                    .set_replication_cursors(&table, &region, &cursors)
+                    .map_err(WireError::from),
+            ),
+            Command::CreateReplicated(def, state) => {
+                let name = def.name.clone();
+                let id = def.table_id.clone();
+                // Replayed after a crash that kept the table but maybe not
+                // its state: the same incarnation is made replicated again.
+                let created = match self.store.create_table(*def) {
+                    Err(partita_storage::StorageError::TableExists(_))
+                        if self.store.table(&name).is_ok_and(|d| d.table_id == id) =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                }
+                .and_then(|()| self.store.set_replication(&name, Some(state)));
+                Reply::Table(created.map(Box::new).map_err(WireError::from))
+            }
+            Command::ApplyReplicated(table, changes) => Reply::Replicated(
+                self.store
+                    .apply_replicated(&table, changes)
+                    .await
+                    .map_err(WireError::from),
+            ),
             Command::Expire(expiries) => {
                 if self.clock_ms == 0 {
                     // Only the leader proposes expiries, always timed.

@@ -12,7 +12,10 @@ use std::io::Cursor;
 use partita_model::schema::IndexDefinition;
 use partita_model::schema::ScalarType;
 use partita_model::{Item, TableDefinition};
-use partita_storage::{Expiry, StorageError, WriteCommand, WriteOutcome};
+use partita_storage::{
+    Expiry, ReplicaApply, ReplicatedChange, ReplicationState, StorageError, WriteCommand,
+    WriteOutcome,
+};
 use serde::{Deserialize, Serialize};
 
 openraft::declare_raft_types!(
@@ -69,6 +72,17 @@ pub enum Command {
     /// The secret `name` of the group's store: the first proposed value
     /// is kept, later proposals read it ([`Reply::Secret`]).
     Secret(String, [u8; 32]),
+    /// Makes a table replicated to other regions with this state (or not
+    /// replicated); every partition's group gets it.
+    SetReplication(String, Option<ReplicationState>),
+    /// Stores replication cursors of (table, peer region) of this group's
+    /// partition (the store's partition 0).
+    SetCursors(String, String, Vec<(u32, Option<u64>)>),
+    /// Applies changes from another region, last writer wins.
+    ApplyReplicated(String, Vec<ReplicatedChange>),
+    /// Creates a table that is replicated to other regions from its first
+    /// write on (a global table's new replica).
+    CreateReplicated(Box<TableDefinition>, ReplicationState),
 }
 
 /// The ClientRequestToken of a transaction, as replicated.
@@ -111,6 +125,8 @@ pub enum Reply {
     /// Outcomes of a [`Command::Expire`] (`true` for the items deleted).
     Expired(Vec<bool>),
     Secret(Result<[u8; 32], WireError>),
+    Done(Result<(), WireError>),
+    Replicated(Result<Vec<ReplicaApply>, WireError>),
 }
 
 /// A `StorageError` that can cross the wire.

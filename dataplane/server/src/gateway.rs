@@ -4,7 +4,9 @@
 //! topology file is re-read every 5 s and whenever a node reports a newer
 //! epoch. Calls to nodes speak mutual TLS with the `--rpc-tls-*` flags.
 //! `--tls-cert`/`--tls-key` add an HTTPS listener on `--tls-port`, as for
-//! `partita serve`.
+//! `partita serve`. `--replication` makes it a region of global tables
+//! (see `partita_api::replication`; the router is its `ReplicaStore`), with
+//! `/replication` on the admin port.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -63,36 +65,42 @@ pub struct GatewayArgs {
     #[arg(long, env = "PARTITA_TLS_PORT", default_value_t = 8443)]
     pub tls_port: u16,
     /// The replication file of global tables (rendered by the operator from
-    /// GlobalTable resources; may not exist yet). Checked at start; cluster
-    /// mode does not replicate yet (see `check_replication_file`).
+    /// GlobalTable resources; may not exist yet), as for `partita serve`:
+    /// peer regions, inbound credentials, declared replica sets. Reloaded
+    /// when it changes.
     #[arg(long, env = "PARTITA_REPLICATION")]
     pub replication: Option<PathBuf>,
+    /// TESTS ONLY: shifts the clock this gateway stamps on commands (item
+    /// versions of global tables, change-log times) by this many
+    /// milliseconds (a region with a skewed clock).
+    #[arg(long, hide = true, default_value_t = 0, allow_hyphen_values = true)]
+    pub replication_clock_offset_ms: i64,
+    /// TESTS ONLY: pause before each page of a global-table full copy.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub replication_copy_delay_ms: u64,
 }
 
-/// Checks the replication file a gateway was given. Cluster mode has no
-/// change log to replicate from yet (streams are not implemented on
-/// nodes), so the gateway does not replicate: a missing file is fine (the
-/// chart mounts the operator's Secret as optional), an invalid one is
-/// refused like `partita serve` refuses it, and a valid one that declares
-/// replica sets is logged as not acted on. The gateway serves no
-/// `/replication` status, so the operator reports the status unavailable
-/// rather than a made-up state.
-fn check_replication_file(path: &std::path::Path, region: &str) -> anyhow::Result<()> {
+/// Loads the replication file a gateway was given: a missing file is an
+/// empty one (the chart mounts the operator's Secret as optional; the
+/// reloader picks it up once it exists), an invalid one is refused like
+/// `partita serve` refuses it.
+fn load_replication_file(
+    path: &std::path::Path,
+    region: &str,
+) -> anyhow::Result<partita_topology::replication::ReplicationFile> {
     if !path.exists() {
-        tracing::info!(path = %path.display(), "no replication file: no global tables");
-        return Ok(());
+        tracing::info!(path = %path.display(), "no replication file yet: no global tables until it appears");
+        return Ok(partita_topology::replication::ReplicationFile {
+            format_version: partita_topology::replication::FORMAT_VERSION,
+            peers: Vec::new(),
+            inbound: Vec::new(),
+            tables: Default::default(),
+        });
     }
     let file = partita_api::replication::load_file(path, region)
         .map_err(|e| anyhow::anyhow!("replication file refused: {e}"))?;
-    if !file.tables.is_empty() || !file.peers.is_empty() {
-        tracing::warn!(
-            path = %path.display(),
-            peers = file.peers.len(),
-            tables = file.tables.len(),
-            "global tables are not replicated in cluster mode yet: the replication file is valid but not acted on"
-        );
-    }
-    Ok(())
+    tracing::info!(path = %path.display(), peers = file.peers.len(), tables = file.tables.len(), region = %region, "replication file loaded: global tables enabled");
+    Ok(file)
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
@@ -106,9 +114,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
 async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     let auth = load_auth(args.auth.as_deref())?;
-    if let Some(path) = &args.replication {
-        check_replication_file(path, &args.region)?;
-    }
+    let replication_file = match &args.replication {
+        Some(path) => Some(load_replication_file(path, &args.region)?),
+        None => None,
+    };
     let tls = args.rpc_tls.load()?;
     let https = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(load_https(cert, key)?),
@@ -124,6 +133,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             RouterOptions {
                 follower_reads: args.follower_reads,
                 tls: client_config(&tls),
+                clock_offset_ms: args.replication_clock_offset_ms,
                 ..RouterOptions::default()
             },
         )
@@ -144,16 +154,32 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
             }
         })
     };
-    let api = Arc::new(
-        Api::with_backend(
-            router,
-            ApiConfig {
-                region: args.region.clone(),
-                account_id: args.account_id.clone(),
-            },
-        )
-        .with_auth(auth.clone()),
-    );
+    let mut api = Api::with_backend(
+        router.clone(),
+        ApiConfig {
+            region: args.region.clone(),
+            account_id: args.account_id.clone(),
+        },
+    )
+    .with_auth(auth.clone());
+    // Global tables: the replicators tail the groups' change logs through
+    // the router; changes from other regions go through the groups' logs.
+    let mut replication_tasks = Vec::new();
+    if let (Some(file), Some(path)) = (replication_file, &args.replication) {
+        let replication = partita_api::replication::Replication::with_copy_delay(
+            router.clone(),
+            args.region.clone(),
+            file,
+            std::time::Duration::from_millis(args.replication_copy_delay_ms),
+        );
+        api = api.with_replication(replication.clone());
+        replication_tasks.push(replication.start());
+        replication_tasks.push(partita_api::replication::spawn_reloader(
+            path.clone(),
+            replication,
+        ));
+    }
+    let api = Arc::new(api);
     let auth_reloader = args
         .auth
         .clone()
@@ -211,6 +237,9 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         let _ = admin.await;
     }
     reloader.abort();
+    for task in replication_tasks {
+        task.abort();
+    }
     if let Some(r) = auth_reloader {
         r.abort();
     }

@@ -354,6 +354,9 @@ pub(crate) struct GroupState<'a> {
     engine: &'a Engine,
     /// The group's time (ms since the epoch) and the segment roll interval.
     now_ms: u64,
+    /// Whether `now_ms` is a set clock (`Store::set_clock`) rather than
+    /// the wall clock's.
+    clock_fixed: bool,
     roll_ms: u64,
 }
 
@@ -392,6 +395,7 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
         tables: &tables,
         engine: &shared.engine,
         now_ms: shared.now_ms(),
+        clock_fixed: shared.clock_ms.load(Ordering::Acquire) != 0,
         roll_ms: segment_roll(shared.stream_retention).as_millis() as u64,
     };
     let mut answers: Vec<Answers> = group
@@ -509,6 +513,7 @@ impl<'a> GroupState<'a> {
             tables: self.tables,
             engine: self.engine,
             now_ms: self.now_ms,
+            clock_fixed: self.clock_fixed,
             roll_ms: self.roll_ms,
         }
     }
@@ -531,6 +536,7 @@ impl<'a> GroupState<'a> {
             tables: _,
             engine: _,
             now_ms: _,
+            clock_fixed: _,
             roll_ms: _,
         } = fork;
         self.batch.append(batch);
@@ -787,7 +793,14 @@ impl<'a> GroupState<'a> {
                         let seen = self
                             .current_version(&replicated.versions, partition, &key.bytes)?
                             .map_or_else(Version::zero, |r| r.version);
-                        let now = replica::now_us().saturating_add_signed(self.clock_offset_us);
+                        // A replicated store (cluster mode) takes the time
+                        // its command carries, as every replica must.
+                        let now = if self.clock_fixed {
+                            self.now_ms.saturating_mul(1000)
+                        } else {
+                            replica::now_us()
+                        };
+                        let now = now.saturating_add_signed(self.clock_offset_us);
                         replica::local_version(&seen, now, &replicated.state.region)
                     }
                 };

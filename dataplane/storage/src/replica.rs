@@ -145,7 +145,7 @@ pub struct ReplicationState {
 
 /// A change from another region: the item's keys, its new image (`None`
 /// for a delete) and the origin version.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReplicatedChange {
     pub keys: Item,
     pub new: Option<Item>,
@@ -153,7 +153,7 @@ pub struct ReplicatedChange {
 }
 
 /// What applying a replicated change did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReplicaApply {
     /// The change was newer and is now the local state.
     Applied,
@@ -163,7 +163,7 @@ pub enum ReplicaApply {
 
 /// A page of a full copy: live items with their versions, in engine key
 /// order, and the engine key to continue after.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct CopyPage {
     pub items: Vec<(Item, Version)>,
     pub next: Option<Vec<u8>>,
@@ -404,7 +404,9 @@ pub(crate) fn set_cursors(
 /// retention. Candidates are found without locks; each is deleted under
 /// the commit lock only if it is still the same tombstone.
 pub(crate) fn purge_tombstones(shared: &Shared) -> Result<usize, StorageError> {
-    let cutoff = crate::stream::now_ms().saturating_sub(shared.stream_retention.as_millis() as u64);
+    let cutoff = shared
+        .now_ms()
+        .saturating_sub(shared.stream_retention.as_millis() as u64);
     let tables: Vec<_> = shared.tables.read().values().cloned().collect();
     let mut purged = 0;
     for table in tables {

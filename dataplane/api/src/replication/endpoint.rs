@@ -382,12 +382,25 @@ fn create_replica(repl: &Replication, req: CreateReplica) -> Result<Value, ApiEr
             def.table_id = crate::ops::describe::new_table_id();
             def.created_at_ms = now;
             def.stream_label = Some(crate::ops::describe::iso_timestamp(now));
-            store.create_table(def).map_err(|e| storage(table, e))?;
+            // Replicated from its first write on (no peers yet, being
+            // filled): a client write that lands before the replica set is
+            // installed still gets a version and is shipped from the start
+            // of the log.
+            let state = ReplicationState {
+                region: repl.region.clone(),
+                replicas: Vec::new(),
+                creating: true,
+            };
+            store
+                .create_replicated_table(def, state)
+                .map_err(|e| storage(table, e))?;
             tracing::info!(table = %table, source = %req.source_region, "replica table created");
+            install_set(repl, table, &req.source_region, &req.replicas, true)?;
+            return Ok(json!({}));
         }
         Err(e) => return Err(storage(table, e)),
     }
-    install_set(repl, table, &req.source_region, &req.replicas)?;
+    install_set(repl, table, &req.source_region, &req.replicas, false)?;
     Ok(json!({}))
 }
 
@@ -402,7 +415,7 @@ fn update_replica_set(repl: &Replication, req: UpdateReplicaSet) -> Result<Value
     {
         return Err(not_a_replica(table, &repl.region));
     }
-    install_set(repl, table, &req.source_region, &req.replicas)?;
+    install_set(repl, table, &req.source_region, &req.replicas, false)?;
     Ok(json!({}))
 }
 
@@ -417,6 +430,7 @@ pub(crate) fn install_set(
     table: &str,
     source: &str,
     members: &[WireReplica],
+    fresh: bool,
 ) -> Result<(), ApiError> {
     let store = &repl.store;
     let existing_state = store.replication(table).map_err(|e| storage(table, e))?;
@@ -460,7 +474,8 @@ pub(crate) fn install_set(
                             .replication_cursor(table, source, p)
                             .ok()
                             .flatten()
-                            .unwrap_or(*head);
+                            // A table created as a replica ships its whole log.
+                            .unwrap_or(if fresh { 0 } else { *head });
                         (p, Some(from))
                     })
                     .collect();

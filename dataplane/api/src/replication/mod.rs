@@ -1,4 +1,4 @@
-//! Global tables in `partita serve`: cross-region replication, last writer
+//! Global tables: cross-region replication, last writer
 //! wins (the storage's `replica` module keeps versions and decides).
 //!
 //! Owns: the replication file (`--replication`, [`ReplicationFile`]) and
@@ -47,6 +47,7 @@ pub(crate) mod endpoint;
 pub(crate) mod manage;
 mod metrics;
 pub(crate) mod replicator;
+pub mod store;
 pub(crate) mod wire;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,10 +55,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use partita_storage::{ReplicationState, Store};
+use partita_storage::ReplicationState;
+
 use partita_topology::replication::{
     ReplicaState, ReplicationFile, ReplicationStatus, TableReplication,
 };
+pub use store::ReplicaStore;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -106,9 +109,10 @@ pub(crate) struct PeerView {
     pub pending: u64,
 }
 
-/// The replication of one `partita serve` process.
+/// The replication of one region: a `partita serve` process or a cluster's
+/// gateway.
 pub struct Replication {
-    pub(crate) store: Arc<Store>,
+    pub(crate) store: Arc<dyn ReplicaStore>,
     pub(crate) region: String,
     file: RwLock<Arc<ReplicationFile>>,
     pub(crate) metrics: metrics::ReplicationMetrics,
@@ -132,7 +136,11 @@ pub struct Replication {
 
 impl Replication {
     /// Replication for `store` in `region` with `file`.
-    pub fn new(store: Arc<Store>, region: String, file: ReplicationFile) -> Arc<Replication> {
+    pub fn new(
+        store: Arc<dyn ReplicaStore>,
+        region: String,
+        file: ReplicationFile,
+    ) -> Arc<Replication> {
         Arc::new(Replication {
             store,
             region,
@@ -151,7 +159,7 @@ impl Replication {
     /// Like [`Replication::new`], pausing `delay` before each page of a
     /// full copy (tests only).
     pub fn with_copy_delay(
-        store: Arc<Store>,
+        store: Arc<dyn ReplicaStore>,
         region: String,
         file: ReplicationFile,
         delay: Duration,
@@ -174,9 +182,18 @@ impl Replication {
         self.wake.notify_one();
     }
 
-    /// Locks replica-set changes (read, modify, write).
+    /// Locks replica-set changes (read, modify, write). The holder may
+    /// make slow store calls (a cluster router's are remote), so waiting
+    /// for the lock on a runtime worker would stall the tasks that drive
+    /// those calls: the wait happens in `block_in_place` there.
     pub(crate) fn set_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.set_lock.lock().unwrap_or_else(|e| e.into_inner())
+        let lock = || self.set_lock.lock().unwrap_or_else(|e| e.into_inner());
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(lock)
+            }
+            _ => lock(),
+        }
     }
 
     /// Wakes the supervisor (a replica set changed).

@@ -1,7 +1,8 @@
 //! `partita gateway --replication FILE`: the chart always passes the flag
 //! and mounts the operator's Secret as optional, so a missing file must not
 //! stop the gateway; an invalid file is refused at start as `partita serve`
-//! refuses it. (Cluster mode does not replicate yet; see gateway.rs.)
+//! refuses it. (Replication itself is tested through dev-clusters by the
+//! black-box global-tables tests, `PARTITA_BLACKBOX_CLUSTER=2`.)
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

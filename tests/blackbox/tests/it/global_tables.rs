@@ -265,10 +265,14 @@ async fn wait_replicas_active(regions: &Regions, table: &str) {
         if done {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "replicas of {table} not ACTIVE everywhere: {seen:?}"
-        );
+        if Instant::now() >= deadline {
+            let status: Vec<_> = regions
+                .regions
+                .iter()
+                .map(|r| replication_status(r.admin_port))
+                .collect();
+            panic!("replicas of {table} not ACTIVE everywhere: {seen:?}; replication status: {status:?}");
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -361,7 +365,21 @@ async fn wait_converged(regions: &Regions, table: &str) -> BTreeMap<String, Stri
         if same {
             return first;
         }
-        assert!(Instant::now() < deadline, "{table} did not converge");
+        if Instant::now() >= deadline {
+            let mut report = Vec::new();
+            for (i, r) in regions.regions.iter().enumerate() {
+                let items = scan_all(regions.client(i), table).await;
+                let missing: Vec<_> = first.keys().filter(|k| !items.contains_key(*k)).collect();
+                let extra: Vec<_> = items.keys().filter(|k| !first.contains_key(*k)).collect();
+                report.push(format!(
+                    "{}: {} items, missing vs first {missing:?}, extra {extra:?}, status {}",
+                    r.name,
+                    items.len(),
+                    replication_status(r.admin_port)
+                ));
+            }
+            panic!("{table} did not converge:\n{}", report.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -1317,7 +1335,16 @@ async fn with_auth_a_user_allowed_partita_replicate_may_replicate() {
     put(regions.client(0), &table, "k", "v").await;
     let deadline = Instant::now() + WAIT;
     loop {
-        if get(&b_admin, &table, "k").await.is_some() {
+        // The replica in eu-west-1 is created asynchronously: until then
+        // the read answers ResourceNotFoundException.
+        let read = b_admin
+            .get_item()
+            .table_name(&table)
+            .key("pk", s("k"))
+            .consistent_read(true)
+            .send()
+            .await;
+        if read.is_ok_and(|r| r.item.is_some()) {
             break;
         }
         assert!(
