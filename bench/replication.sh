@@ -6,6 +6,8 @@
 #
 # Options: --runs N  --duration S  --rate N (PutItem/s in region A)
 #          --writers N  --pollers N  --poll-ms N
+#          --cluster N  each region is a `partita dev-cluster` with N
+#                       partitions of 3 replicas (its gateway replicates)
 # Environment: PARTITA_BIN (default: build target/release/partita),
 #   LAG_BIN (default: build target/release/replication-lag); set both to
 #   debug binaries to skip release builds.
@@ -27,6 +29,7 @@ RATE=500
 WRITERS=4
 POLLERS=8
 POLL_MS=1
+CLUSTER=0
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -37,6 +40,7 @@ while [ $# -gt 0 ]; do
         --writers) WRITERS=$2; shift ;;
         --pollers) POLLERS=$2; shift ;;
         --poll-ms) POLL_MS=$2; shift ;;
+        --cluster) CLUSTER=$2; shift ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
 done
 
 log() { printf '[replication-bench] %s\n' "$*" >&2; }
+[[ "$CLUSTER" =~ ^[0-9]+$ ]] || { echo "--cluster takes a whole number of partitions" >&2; exit 2; }
 
 PARTITA=${PARTITA_BIN:-}
 LAG=${LAG_BIN:-}
@@ -106,13 +111,29 @@ for run in $(seq 1 "$RUNS"); do
     DIR="$SCRATCH/run$run"; mkdir -p "$DIR/a" "$DIR/b"
     file us-east-1 eu-west-1 "$PB" > "$DIR/a.json"
     file eu-west-1 us-east-1 "$PA" > "$DIR/b.json"
-    "$PARTITA" serve --port "$PA" --admin-port "$AA" --data-dir "$DIR/a" --region us-east-1 \
-        --replication "$DIR/a.json" > "$OUT/run$run-a.log" 2>&1 &
-    PIDS+=($!)
-    "$PARTITA" serve --port "$PB" --admin-port "$AB" --data-dir "$DIR/b" --region eu-west-1 \
-        --replication "$DIR/b.json" > "$OUT/run$run-b.log" 2>&1 &
-    PIDS+=($!)
+    # region NAME PORT ADMIN DATA FILE LOG: starts one region in the background.
+    region() {
+        if [ "$CLUSTER" -gt 0 ]; then
+            "$PARTITA" dev-cluster --partitions "$CLUSTER" --replicas 3 --port "$2" --data-dir "$4" \
+                -- --region "$1" --replication "$5" --admin-port "$3" > "$6" 2>&1 &
+        else
+            "$PARTITA" serve --port "$2" --admin-port "$3" --data-dir "$4" --region "$1" \
+                --replication "$5" > "$6" 2>&1 &
+        fi
+        PIDS+=($!)
+    }
+    region us-east-1 "$PA" "$AA" "$DIR/a" "$DIR/a.json" "$OUT/run$run-a.log"
+    region eu-west-1 "$PB" "$AB" "$DIR/b" "$DIR/b.json" "$OUT/run$run-b.log"
     wait_port "$PA"; wait_port "$PB"
+    # A gateway listens before its groups have leaders.
+    for port in "$PA" "$PB"; do
+        for _ in $(seq 1 300); do
+            curl -s -o /dev/null -w '%{http_code}' -X POST -H 'X-Amz-Target: DynamoDB_20120810.ListTables' \
+                -H 'Content-Type: application/x-amz-json-1.0' --data '{}' "http://127.0.0.1:$port/" \
+                | grep -q '^200$' && break
+            sleep 0.1
+        done
+    done
     log "run $run/$RUNS: $RATE PutItem/s for ${DURATION}s"
     "$LAG" --a "127.0.0.1:$PA" --b "127.0.0.1:$PB" --rate "$RATE" --duration "$DURATION" \
         --writers "$WRITERS" --pollers "$POLLERS" --poll-ms "$POLL_MS" | tee "$OUT/run$run.json"
@@ -120,7 +141,7 @@ for run in $(seq 1 "$RUNS"); do
     cleanup
 done
 
-python3 - "$OUT" <<'EOF'
+python3 - "$OUT" "$CLUSTER" <<'EOF'
 import json, statistics, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 runs = [json.loads(p.read_text()) for p in sorted(out.glob("run*.json")) if p.name[3:-5].isdigit()]
@@ -132,6 +153,7 @@ summary = {
     "missing": sum(r["missing"] for r in runs),
     "rate": runs[0]["rate"] if runs else 0,
 }
+summary["cluster_partitions"] = int(sys.argv[2])
 (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 print(json.dumps(summary))
 EOF
