@@ -29,6 +29,8 @@ use serde_json::Value;
 pub use error::{ApiError, ErrorKind};
 pub use request::Request;
 
+pub use ops::describe::table_id_of;
+
 /// Builds the table definition a CreateTable request body describes,
 /// validated as CreateTable validates it, with the given table id and
 /// creation time, without creating anything (cluster nodes create the

@@ -251,13 +251,5 @@ fn static_table_id(name: &str, create_table: &[u8]) -> String {
         let value = partita_model::AttributeValue::B(input);
         partita_storage::keys::partition_hash(&value).unwrap_or(0)
     };
-    let (hi, lo) = (word("hi"), word("lo"));
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
+    partita_api::table_id_of(word("hi"), word("lo"))
 }

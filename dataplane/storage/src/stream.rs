@@ -353,6 +353,15 @@ impl ChangeLog {
         format!("{}.{first}", self.name)
     }
 
+    /// Returns (first number, segment) of every segment, oldest first.
+    pub fn segment_list(&self) -> Vec<(u64, Segment)> {
+        self.segments
+            .lock()
+            .iter()
+            .map(|(k, s)| (*k, s.clone()))
+            .collect()
+    }
+
     /// Returns the current (newest) segment: its first number and state.
     pub fn current(&self) -> Option<(u64, Segment)> {
         self.segments
@@ -429,12 +438,7 @@ pub(crate) fn read_records(
     until: Option<u64>,
     limit: usize,
 ) -> Result<Vec<ChangeRecord>, StorageError> {
-    let segments: Vec<(u64, Segment)> = log
-        .segments
-        .lock()
-        .iter()
-        .map(|(k, s)| (*k, s.clone()))
-        .collect();
+    let segments = log.segment_list();
     let mut out = Vec::new();
     let upper = match until {
         Some(u) => Bound::Included(seq_key(u).to_vec()),
@@ -794,12 +798,7 @@ pub(crate) fn export(
     let view = shared.engine.read_view();
     let mut logs = Vec::with_capacity(state.logs.len());
     for log in &state.logs {
-        let segments: Vec<(u64, Segment)> = log
-            .segments
-            .lock()
-            .iter()
-            .map(|(k, s)| (*k, s.clone()))
-            .collect();
+        let segments = log.segment_list();
         let mut out = Vec::with_capacity(segments.len());
         for (first, segment) in segments {
             let mut records = Vec::new();

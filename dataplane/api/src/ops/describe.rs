@@ -115,6 +115,11 @@ pub(crate) fn new_table_id() -> String {
         *word = h.finish();
     }
     let [hi, lo] = words;
+    table_id_of(hi, lo)
+}
+
+/// Returns the table id (UUID, version 4 layout) made of 128 bits.
+pub fn table_id_of(hi: u64, lo: u64) -> String {
     let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
     let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
     format!(

@@ -362,7 +362,8 @@ fn create_replica(repl: &Replication, req: CreateReplica) -> Result<Value, ApiEr
                     }
                     None => {
                         let now = crate::ops::describe::now_ms();
-                        store
+                        let backend: &dyn crate::backend::Backend = store.as_ref();
+                        backend
                             .update_table(table, |def| {
                                 def.stream = req.definition.stream.clone();
                                 def.stream_label =

@@ -12,17 +12,14 @@ use std::sync::Arc;
 
 use partita_model::TableDefinition;
 use partita_storage::{
-    ChangePage, CopyPage, ReplicaApply, ReplicatedChange, ReplicationState, StorageError, Store,
+    CopyPage, ReplicaApply, ReplicatedChange, ReplicationState, StorageError, Store,
 };
 
-use crate::backend::{BoxFuture, TableChange};
+use crate::backend::{Backend, BoxFuture};
 
-/// The storage operations of replication (the `Store` methods of the same
-/// names; see there).
-pub trait ReplicaStore: Send + Sync {
-    fn table(&self, table: &str) -> Result<TableDefinition, StorageError>;
-    fn list_tables(&self) -> Vec<String>;
-    fn create_table(&self, def: TableDefinition) -> Result<(), StorageError>;
+/// The storage operations of replication beyond the API's [`Backend`]
+/// (the `Store` methods of the same names; see there).
+pub trait ReplicaStore: Backend {
     /// Creates a table that is replicated with `state` from its first
     /// write on.
     fn create_replicated_table(
@@ -30,15 +27,6 @@ pub trait ReplicaStore: Send + Sync {
         def: TableDefinition,
         state: ReplicationState,
     ) -> Result<(), StorageError>;
-    fn delete_table(&self, table: &str) -> Result<TableDefinition, StorageError>;
-    /// `Store::update_table` with a dynamic change (called once); use the
-    /// generic `update_table` on `dyn ReplicaStore`.
-    fn update_table_dyn(
-        &self,
-        table: &str,
-        change: TableChange<'_>,
-    ) -> Result<TableDefinition, StorageError>;
-    fn table_stats(&self, table: &str) -> Result<(u64, u64), StorageError>;
     fn partition_count(&self, table: &str) -> Result<u32, StorageError>;
     fn replication(&self, table: &str) -> Result<Option<ReplicationState>, StorageError>;
     fn set_replication(
@@ -46,14 +34,6 @@ pub trait ReplicaStore: Send + Sync {
         table: &str,
         state: Option<ReplicationState>,
     ) -> Result<TableDefinition, StorageError>;
-    fn read_changes(
-        &self,
-        table: &str,
-        partition: u32,
-        from: u64,
-        until: Option<u64>,
-        limit: usize,
-    ) -> Result<ChangePage, StorageError>;
     fn copy_page(
         &self,
         table: &str,
@@ -83,32 +63,7 @@ pub trait ReplicaStore: Send + Sync {
     fn change_notifier(&self) -> Arc<tokio::sync::Notify>;
 }
 
-impl dyn ReplicaStore {
-    /// Changes a table's definition (see `Store::update_table`).
-    pub fn update_table<F>(&self, table: &str, change: F) -> Result<TableDefinition, StorageError>
-    where
-        F: FnOnce(&mut TableDefinition) -> Result<(), StorageError>,
-    {
-        let mut change = Some(change);
-        self.update_table_dyn(table, &mut |def| match change.take() {
-            Some(f) => f(def),
-            None => Err(StorageError::InvalidTableDefinition(
-                "table change applied twice".into(),
-            )),
-        })
-    }
-}
-
 impl ReplicaStore for Store {
-    fn table(&self, table: &str) -> Result<TableDefinition, StorageError> {
-        Store::table(self, table)
-    }
-    fn list_tables(&self) -> Vec<String> {
-        Store::list_tables(self)
-    }
-    fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
-        Store::create_table(self, def)
-    }
     fn create_replicated_table(
         &self,
         def: TableDefinition,
@@ -117,19 +72,6 @@ impl ReplicaStore for Store {
         let name = def.name.clone();
         Store::create_table(self, def)?;
         Store::set_replication(self, &name, Some(state)).map(|_| ())
-    }
-    fn delete_table(&self, table: &str) -> Result<TableDefinition, StorageError> {
-        Store::delete_table(self, table)
-    }
-    fn update_table_dyn(
-        &self,
-        table: &str,
-        change: TableChange<'_>,
-    ) -> Result<TableDefinition, StorageError> {
-        Store::update_table(self, table, change)
-    }
-    fn table_stats(&self, table: &str) -> Result<(u64, u64), StorageError> {
-        Store::table_stats(self, table)
     }
     fn partition_count(&self, table: &str) -> Result<u32, StorageError> {
         Store::partition_count(self, table)
@@ -143,16 +85,6 @@ impl ReplicaStore for Store {
         state: Option<ReplicationState>,
     ) -> Result<TableDefinition, StorageError> {
         Store::set_replication(self, table, state)
-    }
-    fn read_changes(
-        &self,
-        table: &str,
-        partition: u32,
-        from: u64,
-        until: Option<u64>,
-        limit: usize,
-    ) -> Result<ChangePage, StorageError> {
-        Store::read_changes(self, table, partition, from, until, limit)
     }
     fn copy_page(
         &self,

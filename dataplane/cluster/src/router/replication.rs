@@ -13,12 +13,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use partita_api::backend::{Backend, BoxFuture, TableChange};
+use partita_api::backend::BoxFuture;
 use partita_api::replication::ReplicaStore;
 use partita_model::TableDefinition;
-use partita_storage::{
-    ChangePage, CopyPage, ReplicaApply, ReplicatedChange, ReplicationState, StorageError,
-};
+use partita_storage::{CopyPage, ReplicaApply, ReplicatedChange, ReplicationState, StorageError};
 
 use super::{unavailable, Router};
 use crate::rpc::{Request, Response};
@@ -98,15 +96,6 @@ impl Router {
 }
 
 impl ReplicaStore for Router {
-    fn table(&self, table: &str) -> Result<TableDefinition, StorageError> {
-        Backend::table(self, table)
-    }
-    fn list_tables(&self) -> Vec<String> {
-        Backend::list_tables(self)
-    }
-    fn create_table(&self, def: TableDefinition) -> Result<(), StorageError> {
-        Backend::create_table(self, def)
-    }
     fn create_replicated_table(
         &self,
         def: TableDefinition,
@@ -119,19 +108,6 @@ impl ReplicaStore for Router {
         self.defs.lock().remove(&name);
         self.block(self.replicate_ddl(&topo, Command::CreateReplicated(Box::new(def), state)))??;
         Ok(())
-    }
-    fn delete_table(&self, table: &str) -> Result<TableDefinition, StorageError> {
-        Backend::delete_table(self, table)
-    }
-    fn update_table_dyn(
-        &self,
-        table: &str,
-        change: TableChange<'_>,
-    ) -> Result<TableDefinition, StorageError> {
-        Backend::update_table_dyn(self, table, change)
-    }
-    fn table_stats(&self, table: &str) -> Result<(u64, u64), StorageError> {
-        Backend::table_stats(self, table)
     }
     fn partition_count(&self, table: &str) -> Result<u32, StorageError> {
         Ok(self.table_topology(table)?.partitions.len() as u32)
@@ -159,16 +135,6 @@ impl ReplicaStore for Router {
         state: Option<ReplicationState>,
     ) -> Result<TableDefinition, StorageError> {
         self.block(self.set_replication_async(table, state))?
-    }
-    fn read_changes(
-        &self,
-        table: &str,
-        partition: u32,
-        from: u64,
-        until: Option<u64>,
-        limit: usize,
-    ) -> Result<ChangePage, StorageError> {
-        Backend::read_changes(self, table, partition, from, until, limit)
     }
     fn copy_page(
         &self,

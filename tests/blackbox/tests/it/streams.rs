@@ -112,6 +112,21 @@ async fn read_all(streams: &Streams, arn: &str) -> Vec<Record> {
     out
 }
 
+/// A TRIM_HORIZON iterator of `shard`.
+async fn horizon_iterator(streams: &Streams, arn: &str, shard: &str) -> String {
+    streams
+        .get_shard_iterator()
+        .stream_arn(arn)
+        .shard_id(shard)
+        .shard_iterator_type(ShardIteratorType::TrimHorizon)
+        .send()
+        .await
+        .unwrap()
+        .shard_iterator()
+        .unwrap()
+        .to_string()
+}
+
 fn pk_of(r: &Record) -> String {
     match r
         .dynamodb()
@@ -285,17 +300,7 @@ async fn shard_iteration_continues_across_a_restart() {
         .shard_id()
         .unwrap()
         .to_string();
-    let it = streams
-        .get_shard_iterator()
-        .stream_arn(&arn)
-        .shard_id(&shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator()
-        .unwrap()
-        .to_string();
+    let it = horizon_iterator(&streams, &arn, &shard).await;
     let first = streams
         .get_records()
         .shard_iterator(it)
@@ -332,17 +337,7 @@ async fn shard_iteration_continues_across_a_restart() {
     // Everything the shard holds after the first three records: k3, k4 and
     // "after" on one partition; with several (cluster mode) the shard holds
     // the keys that hash to its partition.
-    let whole = streams
-        .get_shard_iterator()
-        .stream_arn(&arn)
-        .shard_id(&shard)
-        .shard_iterator_type(ShardIteratorType::TrimHorizon)
-        .send()
-        .await
-        .unwrap()
-        .shard_iterator()
-        .unwrap()
-        .to_string();
+    let whole = horizon_iterator(&streams, &arn, &shard).await;
     let all = streams
         .get_records()
         .shard_iterator(whole)
@@ -563,33 +558,7 @@ async fn records_past_the_retention_are_trimmed() {
         .await
         .unwrap();
     // Only the new record is left, in whichever shard (partition) holds it.
-    let desc = streams
-        .describe_stream()
-        .stream_arn(&arn)
-        .send()
-        .await
-        .unwrap();
-    let mut keys = Vec::new();
-    for shard in desc.stream_description().unwrap().shards() {
-        let it = streams
-            .get_shard_iterator()
-            .stream_arn(&arn)
-            .shard_id(shard.shard_id().unwrap())
-            .shard_iterator_type(ShardIteratorType::TrimHorizon)
-            .send()
-            .await
-            .unwrap()
-            .shard_iterator()
-            .unwrap()
-            .to_string();
-        let page = streams
-            .get_records()
-            .shard_iterator(it)
-            .send()
-            .await
-            .unwrap();
-        keys.extend(page.records().iter().map(pk_of));
-    }
+    let keys: Vec<_> = read_all(&streams, &arn).await.iter().map(pk_of).collect();
     assert_eq!(keys, ["new"]);
 }
 
