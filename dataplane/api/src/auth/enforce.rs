@@ -10,6 +10,9 @@
 //! | TransactWriteItems | PutItem, UpdateItem, DeleteItem, ConditionCheckItem | each table | item |
 //! | ExecuteStatement, BatchExecuteStatement, ExecuteTransaction | PartiQLSelect/Insert/Update/Delete | table named in the statement | statement |
 //! | control plane (CreateTable, ...) | same name | table ARN, the ResourceArn of tag calls, or `*` for ListTables, DescribeLimits, DescribeEndpoints | request |
+//! | DescribeStream, GetShardIterator | same name | the StreamArn | request |
+//! | GetRecords | same name | the ARN of the stream the iterator reads | request |
+//! | ListStreams | same name | `*` | request |
 //! | anything else | `dynamodb:<Op>` | table of TableName, else `*` | request |
 //!
 //! Condition keys, besides `aws:username`, `aws:userid`, `aws:PrincipalArn`,
@@ -192,8 +195,27 @@ impl<'a> Planner<'a> {
             "ExecuteTransaction" => {
                 self.partiql(objects(body.get("TransactStatements")).iter(), rcc)
             }
-            "ListTables" | "DescribeLimits" | "DescribeEndpoints" => {
+            "ListTables" | "DescribeLimits" | "DescribeEndpoints" | "ListStreams" => {
                 vec![self.check(op, "*".to_string(), self.base.clone())]
+            }
+            // Streams calls act on the stream (`table/T/stream/LABEL`), as
+            // in IAM: a grant on the table ARN alone does not cover them.
+            "DescribeStream" | "GetShardIterator" | "GetRecords" => {
+                let arn = match op {
+                    "GetRecords" => body
+                        .get("ShardIterator")
+                        .and_then(Value::as_str)
+                        .and_then(|it| crate::ops::streams::iterator_stream_arn(self.api, it)),
+                    _ => body
+                        .get("StreamArn")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                };
+                let mut keys = self.base.clone();
+                keys.set_unknown(LEADING_KEYS);
+                keys.set_unknown(ATTRIBUTES);
+                // Without a readable ARN the request fails validation.
+                vec![self.check(op, arn.unwrap_or_else(|| "*".to_string()), keys)]
             }
             "TagResource" | "UntagResource" | "ListTagsOfResource" => {
                 match body.get("ResourceArn").and_then(Value::as_str) {

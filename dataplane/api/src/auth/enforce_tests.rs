@@ -22,7 +22,30 @@ users:
     accessKeyId: AKIAREADER
     secretAccessKey: c
     policies: [admin, no-writes, few-attrs]
+  - name: consumer
+    accessKeyId: AKIACONSUMER
+    secretAccessKey: d
+    policies: [tenant-stream]
+  - name: tabler
+    accessKeyId: AKIATABLER
+    secretAccessKey: e
+    policies: [tenant-table]
 policies:
+  tenant-stream:
+    Version: "2012-10-17"
+    Statement:
+      - Effect: Allow
+        Action: ["dynamodb:DescribeStream", "dynamodb:GetShardIterator", "dynamodb:GetRecords"]
+        Resource: "arn:aws:dynamodb:*:*:table/Tenants/stream/*"
+      - Effect: Allow
+        Action: "dynamodb:ListStreams"
+        Resource: "*"
+  tenant-table:
+    Version: "2012-10-17"
+    Statement:
+      - Effect: Allow
+        Action: "dynamodb:*"
+        Resource: "arn:aws:dynamodb:*:*:table/Tenants"
   tenant:
     Version: "2012-10-17"
     Statement:
@@ -467,4 +490,78 @@ fn partiql_targets() {
         let t = t.as_ref().map(|(n, i)| (n.as_str(), i.as_deref()));
         assert_eq!(t, *table, "{text}");
     }
+}
+
+#[tokio::test]
+async fn streams_calls_are_authorized_on_the_stream_arn() {
+    let f = fixture().await;
+    let open = Caller {
+        principal: None,
+        secure: false,
+    };
+    let update = json!({"TableName": "Tenants",
+        "StreamSpecification": {"StreamEnabled": true, "StreamViewType": "KEYS_ONLY"}});
+    f.api
+        .call("UpdateTable", update.to_string().as_bytes())
+        .await
+        .expect("enable the stream");
+    let described = f
+        .api
+        .call(
+            "DescribeTable",
+            json!({"TableName": "Tenants"}).to_string().as_bytes(),
+        )
+        .await
+        .expect("describe");
+    let arn = described["Table"]["LatestStreamArn"]
+        .as_str()
+        .expect("stream arn")
+        .to_string();
+    assert!(arn.contains(":table/Tenants/stream/"), "{arn}");
+    let stream = f
+        .api
+        .call_streams_as(
+            &open,
+            "DescribeStream",
+            json!({"StreamArn": arn}).to_string().as_bytes(),
+        )
+        .await
+        .expect("describe stream");
+    let shard = stream["StreamDescription"]["Shards"][0]["ShardId"]
+        .as_str()
+        .expect("shard")
+        .to_string();
+    let body = json!({"StreamArn": arn, "ShardId": shard, "ShardIteratorType": "TRIM_HORIZON"});
+    let iterator = f
+        .api
+        .call_streams_as(&open, "GetShardIterator", body.to_string().as_bytes())
+        .await
+        .expect("iterator")["ShardIterator"]
+        .as_str()
+        .expect("iterator string")
+        .to_string();
+    let records = json!({"ShardIterator": iterator});
+    // The resource of each call is the stream, the iterator's included.
+    for (op, req) in [
+        ("DescribeStream", json!({"StreamArn": arn})),
+        ("GetShardIterator", body.clone()),
+        ("GetRecords", records.clone()),
+    ] {
+        let checks = f.checks("AKIACONSUMER", op, req.clone());
+        assert_eq!(checks.len(), 1, "{op}");
+        assert_eq!(checks[0].resource, arn, "{op}");
+        assert!(f.authorize("AKIACONSUMER", op, req.clone()).is_ok(), "{op}");
+        // A grant on the table ARN alone does not cover its stream.
+        let denied = f.authorize("AKIATABLER", op, req).unwrap_err();
+        assert_eq!(denied.kind, ErrorKind::AccessDenied, "{op}");
+    }
+    let list = json!({"TableName": "Tenants"});
+    assert_eq!(
+        f.checks("AKIACONSUMER", "ListStreams", list.clone())[0].resource,
+        "*"
+    );
+    assert!(f
+        .authorize("AKIACONSUMER", "ListStreams", list.clone())
+        .is_ok());
+    assert!(f.authorize("AKIATABLER", "ListStreams", list).is_err());
 }

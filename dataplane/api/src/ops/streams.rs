@@ -361,6 +361,20 @@ fn decode_iterator(key: &[u8; 32], token: &str) -> Option<IteratorState> {
     parts.next().is_none().then_some(state)
 }
 
+/// Returns the ARN of the stream a shard iterator reads, from its payload
+/// alone (not verified: for authorization, which runs before the call
+/// verifies the iterator).
+pub(crate) fn iterator_stream_arn(api: &Api, token: &str) -> Option<String> {
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (payload, _) = token.split_once('.')?;
+    let payload = String::from_utf8(b64.decode(payload).ok()?).ok()?;
+    let parts: Vec<&str> = payload.split('|').collect();
+    match parts.as_slice() {
+        [ITERATOR_VERSION, _, _, _, _, label, _, table] => Some(stream_arn(api, table, label)),
+        _ => None,
+    }
+}
+
 fn get_shard_iterator(api: &Api, req: &Request) -> Result<Value, ApiError> {
     let mut v = Violations::new();
     let arn = stream_arn_member(&mut v, req)?;
