@@ -33,8 +33,10 @@
 //! record to the change log of the item's partition (see `stream`): the
 //! record, a new log segment when the current one is due to roll, and the
 //! log's next sequence number in `meta` all join the same batch. The group
-//! is stamped with one wall-clock time, taken here and handed to the pure
-//! record builder.
+//! is stamped with one time, handed to the pure record builder: the
+//! store's clock when one is set (`Store::set_clock`: a Raft replica's
+//! command time, the same on every replica), else the wall clock. Item
+//! versions of replicated tables take that clock too.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
