@@ -121,6 +121,8 @@ pub struct Router {
     secrets: Mutex<HashMap<String, [u8; 32]>>,
     /// Woken periodically for replicators (see `replication`).
     change_poll: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
+    /// Replication cursors this gateway wrote: (table id, region, partition).
+    cursors: Mutex<HashMap<(String, String, u32), Option<u64>>>,
 }
 
 fn unavailable(what: String) -> StorageError {
@@ -174,6 +176,7 @@ impl Router {
             path: None,
             secrets: Mutex::new(HashMap::new()),
             change_poll: std::sync::OnceLock::new(),
+            cursors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -276,8 +279,11 @@ impl Router {
         self.table_topology(table)
     }
 
-    /// Replicates a table command to every partition of `topo`, in order;
-    /// returns partition 0's answer (the first error stops).
+    /// Replicates a table command to every partition of `topo` (the first
+    /// error stops) and returns partition 0's answer. Partition 0's group
+    /// answers DescribeTable and ListTables, so a table being created is
+    /// created there last — once a client sees it, every group has it —
+    /// and every other command reaches it first.
     async fn replicate_ddl(
         &self,
         topo: &TableTopology,
@@ -285,18 +291,23 @@ impl Router {
     ) -> Result<TableDefinition, StorageError> {
         // One clock for every group: the same stream times everywhere.
         let command = timed(command, self.options.clock_offset_ms);
-        let mut first = None;
-        for p in &topo.partitions {
-            let reply = self.write_group(topo, p.id, command.clone()).await?;
+        let creates = matches!(&command, Command::Timed(_, inner)
+            if matches!(**inner, Command::CreateTable(_) | Command::CreateReplicated(..)));
+        let mut order: Vec<u32> = topo.partitions.iter().map(|p| p.id).collect();
+        if creates {
+            order.reverse();
+        }
+        let mut zero = None;
+        for p in order {
+            let reply = self.write_group(topo, p, command.clone()).await?;
             match reply {
-                Reply::Table(Ok(def)) => {
-                    first.get_or_insert(*def);
-                }
+                Reply::Table(Ok(def)) if p == 0 => zero = Some(*def),
+                Reply::Table(Ok(_)) => {}
                 Reply::Table(Err(e)) => return Err(e.into()),
                 _ => return Err(unavailable("malformed table reply".into())),
             }
         }
-        first.ok_or_else(|| unavailable("no partitions".into()))
+        zero.ok_or_else(|| unavailable("no partition 0".into()))
     }
 
     fn block<F: Future>(&self, fut: F) -> Result<F::Output, StorageError> {

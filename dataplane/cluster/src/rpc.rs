@@ -106,8 +106,9 @@ pub enum Request {
         target: Target,
         table: String,
     },
-    /// A page of the table's change log (leader, linearizable): this
-    /// replica's store holds the partition as its partition 0.
+    /// A page of the table's change log, from this replica's store (which
+    /// holds the partition as its partition 0) without a read-index round:
+    /// possibly behind, never different.
     ReadChanges {
         target: Target,
         table: String,

@@ -8,12 +8,13 @@
 //! Changes from another region are applied, last writer wins, through the
 //! log of the group owning each change's key, so every replica of that
 //! group decides alike. Nothing wakes a replicator when a group commits:
-//! the change notifier is woken on a short timer instead.
+//! the change notifier is woken on a short timer instead, and cursors this
+//! gateway wrote are remembered rather than read back every step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use partita_api::backend::BoxFuture;
+use partita_api::backend::{Backend, BoxFuture};
 use partita_api::replication::ReplicaStore;
 use partita_model::TableDefinition;
 use partita_storage::{CopyPage, ReplicaApply, ReplicatedChange, ReplicationState, StorageError};
@@ -47,11 +48,18 @@ impl Router {
         cursors: &[(u32, Option<u64>)],
     ) -> Result<(), StorageError> {
         let topo = self.table_topology(table)?;
+        // Cursors belong to the table incarnation (a table created again
+        // under the same name starts over).
+        let id = Backend::table(self, table)?.table_id;
         for (partition, cursor) in cursors {
             let command =
                 Command::SetCursors(table.to_string(), region.to_string(), vec![(0, *cursor)]);
             match self.write_group(&topo, *partition, command).await? {
-                Reply::Done(Ok(())) => {}
+                Reply::Done(Ok(())) => {
+                    self.cursors
+                        .lock()
+                        .insert((id.clone(), region.to_string(), *partition), *cursor);
+                }
                 Reply::Done(Err(e)) => return Err(e.into()),
                 _ => return Err(unavailable("malformed cursor reply".into())),
             }
@@ -168,6 +176,17 @@ impl ReplicaStore for Router {
         region: &str,
         partition: u32,
     ) -> Result<Option<u64>, StorageError> {
+        // The replicator reads its cursor every step: what this gateway
+        // wrote last is kept (another gateway moving it meanwhile only
+        // makes this one ship some changes again, which the peer drops).
+        let id = Backend::table(self, table)?.table_id;
+        if let Some(cursor) = self
+            .cursors
+            .lock()
+            .get(&(id, region.to_string(), partition))
+        {
+            return Ok(*cursor);
+        }
         let topo = self.table_topology(table)?;
         self.block(self.call(
             &topo,
