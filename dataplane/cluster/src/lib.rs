@@ -48,6 +48,7 @@ pub mod rpc;
 pub mod state_machine;
 pub mod tls;
 pub mod tokens;
+pub mod txn;
 pub mod types;
 
 pub use replica::{Replica, ReplicaOptions};

@@ -55,8 +55,10 @@ use partita_storage::{Store, Visit, WriteCommand};
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::{current_sizes, Lookup, TokenRecords};
+use crate::txn::TxRecords;
 use crate::types::{
-    Command, Entry, LogId, OnceReply, Reply, StoredMembership, TokenClaim, TypeConfig, WireError,
+    Command, Decide, Decision, Entry, LogId, OnceReply, Prepare, Reply, StoredMembership,
+    TokenClaim, TokenConflict, TypeConfig, WireError,
 };
 
 /// Hidden table of each replica's store holding the applied state.
@@ -148,6 +150,7 @@ pub struct StateMachine {
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
     counters: Arc<SnapshotCounters>,
     tokens: TokenRecords,
+    txs: TxRecords,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -194,6 +197,7 @@ impl StateMachine {
             Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
         };
         let tokens = TokenRecords::load(&store).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let txs = TxRecords::load(&store).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(StateMachine {
             store,
             applied,
@@ -201,6 +205,7 @@ impl StateMachine {
             current,
             counters: Arc::default(),
             tokens,
+            txs,
         })
     }
 
@@ -291,7 +296,13 @@ impl StateMachine {
             Command::DeleteGlobalIndex(table, index) => {
                 self.store.delete_global_index(&table, &index)
             }
-            Command::Write(_) | Command::Transact(_) | Command::TransactOnce(..) => {
+            Command::Write(_)
+            | Command::Transact(_)
+            | Command::TransactOnce(..)
+            | Command::TxPrepare(_)
+            | Command::TxDecide(_)
+            | Command::TxCommit(_)
+            | Command::TxAbort(_) => {
                 return Reply::Table(Err(WireError::InvalidTableDefinition(
                     "not a table command".into(),
                 )))
@@ -354,6 +365,177 @@ impl StateMachine {
         Ok(OnceReply::Ran(result))
     }
 
+    /// One reason per action when some action's item is locked by a
+    /// prepared cross-group transaction (see [`crate::txn`]): a
+    /// `TransactionConflict` for those, `None` for the others.
+    fn lock_conflicts(&self, actions: &[(String, WriteCommand)]) -> Option<Vec<Option<WireError>>> {
+        if self.txs.locked() == 0 {
+            return None;
+        }
+        let reasons: Vec<Option<WireError>> = actions
+            .iter()
+            .map(|(table, command)| {
+                self.txs
+                    .is_locked(&self.store, table, command)
+                    .then_some(WireError::TransactionConflict)
+            })
+            .collect();
+        reasons.iter().any(Option::is_some).then_some(reasons)
+    }
+
+    /// Prepares a participant's share of a cross-group transaction: locked
+    /// items are conflicts; otherwise the actions are evaluated against the
+    /// committed state and, when all would succeed, the locks and the
+    /// prepare record are written with the applied state (see
+    /// [`crate::txn`]). A prepare sent again answers as the first did, with
+    /// empty outcomes.
+    async fn tx_prepare(&mut self, prepare: Prepare) -> Result<Reply, StorageError<u64>> {
+        let Prepare { tx, actions } = prepare;
+        let count = actions.len();
+        let again = self
+            .txs
+            .prepared_record(&self.store, &tx.txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        if again.is_some() {
+            return Ok(Reply::Transact(Ok(vec![Default::default(); count])));
+        }
+        let (conflicts, locks) = self.txs.check(&self.store, &tx.txid, &actions);
+        if conflicts.iter().any(|c| *c) {
+            return Ok(Reply::Transact(Err(conflicts
+                .into_iter()
+                .map(|c| c.then_some(WireError::TransactionConflict))
+                .collect())));
+        }
+        let mut records = self
+            .txs
+            .prepare_writes(&tx, &actions, &locks)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        records.push(meta_put(&self.applied)?);
+        Ok(Reply::Transact(
+            match self.store.prepare_write(actions, records).await {
+                Ok(outcomes) => {
+                    self.txs.prepared(&tx.txid, &locks);
+                    Ok(outcomes)
+                }
+                Err(failure) => Err(failure
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_ref().map(WireError::from))
+                    .collect()),
+            },
+        ))
+    }
+
+    /// Records the decision of a cross-group transaction unless one is
+    /// recorded already; answers the recorded one. A commit under a token
+    /// already used becomes an abort saying so; otherwise a commit writes
+    /// the token record in the same batch (see [`crate::tokens`]).
+    async fn tx_decide(&mut self, decide: Decide) -> Result<Reply, StorageError<u64>> {
+        let recorded = self
+            .txs
+            .decision(&self.store, &decide.txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        if let Some(decision) = recorded {
+            return Ok(Reply::Decided(decision));
+        }
+        let mut decision = Decision {
+            commit: decide.commit,
+            participants: decide.participants,
+            token: None,
+        };
+        let mut writes = Vec::new();
+        let mut claimed = None;
+        if let (true, Some(claim)) = (decide.commit, decide.claim) {
+            let lookup = self
+                .tokens
+                .lookup(&self.store, &claim)
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            match lookup {
+                Lookup::Same | Lookup::Other => {
+                    decision.commit = false;
+                    decision.token = Some(if lookup == Lookup::Same {
+                        TokenConflict::Same
+                    } else {
+                        TokenConflict::Other
+                    });
+                }
+                Lookup::Unused => {
+                    writes = self
+                        .tokens
+                        .writes(&claim)
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    claimed = Some(claim);
+                }
+            }
+        }
+        writes.push(
+            self.txs
+                .decision_write(&decide.txid, &decision)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?,
+        );
+        writes.push(meta_put(&self.applied)?);
+        if let Err(failure) = self.store.transact_write(writes).await {
+            let reason = failure.reasons.into_iter().flatten().next();
+            return Err(sm_err(
+                ErrorVerb::Write,
+                format!("transaction decision not recorded: {reason:?}"),
+            ));
+        }
+        if let Some(claim) = claimed {
+            self.tokens.committed(&claim);
+        }
+        Ok(Reply::Decided(decision))
+    }
+
+    /// Commits (applies the prepared actions) or aborts a participant's
+    /// share and releases its locks; an unknown transaction is a no-op.
+    async fn tx_finish(&mut self, txid: &str, commit: bool) -> Result<Reply, StorageError<u64>> {
+        let prepared = self
+            .txs
+            .prepared_record(&self.store, txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let Some(prepared) = prepared else {
+            return Ok(Reply::Transact(Ok(Vec::new())));
+        };
+        let mut writes = self.txs.finish_writes(txid, &prepared, commit);
+        writes.push(meta_put(&self.applied)?);
+        match self.store.transact_write(writes).await {
+            Ok(_) => {
+                self.txs.finished(&prepared);
+                Ok(Reply::Transact(Ok(Vec::new())))
+            }
+            Err(failure) => {
+                // The prepared actions were evaluated on this same state:
+                // this is an engine failure. The locks stay.
+                tracing::error!(txid, commit, "prepared transaction not finished");
+                Ok(Reply::Transact(Err(failure
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_ref().map(WireError::from))
+                    .collect())))
+            }
+        }
+    }
+
+    /// Flushes the pending write group with the applied state as of the
+    /// entry before the current one (`previous`).
+    async fn flush_before(
+        &mut self,
+        previous: Option<LogId>,
+        group: &mut Vec<(String, WriteCommand)>,
+        owners: &mut Vec<(usize, usize)>,
+        replies: &mut [Reply],
+    ) -> Result<(), StorageError<u64>> {
+        if owners.is_empty() {
+            return Ok(());
+        }
+        let this = self.applied.last;
+        self.applied.last = previous;
+        let flushed = self.flush_writes(group, owners, replies).await;
+        self.applied.last = this;
+        flushed
+    }
+
     fn save_snapshot_file(&self) -> Result<(), StorageError<u64>> {
         let Some((meta, data)) = &self.current else {
             return Ok(());
@@ -413,6 +595,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut replies = vec![Reply::Empty; entries.len()];
         let mut group: Vec<(String, WriteCommand)> = Vec::new();
         let mut owners: Vec<(usize, usize)> = Vec::new();
+        // Write entries with refused commands: their conflicts, merged into
+        // the replies once written.
+        let mut refused: Vec<(usize, Vec<Option<WireError>>)> = Vec::new();
         for (i, entry) in entries.into_iter().enumerate() {
             let previous = self.applied.last;
             self.applied.last = Some(entry.log_id);
@@ -422,8 +607,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     self.applied.membership = StoredMembership::new(Some(entry.log_id), m);
                 }
                 EntryPayload::Normal(Command::Write(commands)) => {
-                    owners.push((i, commands.len()));
-                    group.extend(commands);
+                    match self.lock_conflicts(&commands) {
+                        None => {
+                            owners.push((i, commands.len()));
+                            group.extend(commands);
+                        }
+                        Some(conflicts) => {
+                            // Locked items are refused, the others written.
+                            let free: Vec<_> = commands
+                                .into_iter()
+                                .zip(&conflicts)
+                                .filter(|(_, c)| c.is_none())
+                                .map(|(command, _)| command)
+                                .collect();
+                            owners.push((i, free.len()));
+                            group.extend(free);
+                            refused.push((i, conflicts));
+                        }
+                    }
                 }
                 EntryPayload::Normal(
                     ddl @ (Command::CreateTable(_)
@@ -432,36 +633,47 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     | Command::CreateGlobalIndex(..)
                     | Command::DeleteGlobalIndex(..)),
                 ) => {
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
                     replies[i] = self.apply_ddl(ddl);
                 }
                 EntryPayload::Normal(Command::Transact(actions)) => {
                     // Earlier writes first, with the applied state as of
                     // the entry before this one.
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
-                    replies[i] = Reply::Transact(self.transact(actions, Vec::new()).await?);
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = Reply::Transact(match self.lock_conflicts(&actions) {
+                        Some(conflicts) => Err(conflicts),
+                        None => self.transact(actions, Vec::new()).await?,
+                    });
                 }
                 EntryPayload::Normal(Command::TransactOnce(actions, claim)) => {
-                    if !owners.is_empty() {
-                        let this = self.applied.last;
-                        self.applied.last = previous;
-                        self.flush_writes(&mut group, &mut owners, &mut replies)
-                            .await?;
-                        self.applied.last = this;
-                    }
-                    replies[i] = Reply::Once(self.transact_once(actions, claim).await?);
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = Reply::Once(match self.lock_conflicts(&actions) {
+                        Some(conflicts) => OnceReply::Ran(Err(conflicts)),
+                        None => self.transact_once(actions, claim).await?,
+                    });
+                }
+                EntryPayload::Normal(Command::TxPrepare(prepare)) => {
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = self.tx_prepare(prepare).await?;
+                }
+                EntryPayload::Normal(Command::TxDecide(decide)) => {
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = self.tx_decide(decide).await?;
+                }
+                EntryPayload::Normal(Command::TxCommit(txid)) => {
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = self.tx_finish(&txid, true).await?;
+                }
+                EntryPayload::Normal(Command::TxAbort(txid)) => {
+                    self.flush_before(previous, &mut group, &mut owners, &mut replies)
+                        .await?;
+                    replies[i] = self.tx_finish(&txid, false).await?;
                 }
             }
         }
@@ -476,6 +688,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         } else {
             self.flush_writes(&mut group, &mut owners, &mut replies)
                 .await?;
+        }
+        for (i, conflicts) in refused {
+            let written = match std::mem::take(&mut replies[i]) {
+                Reply::Write(outcomes) => outcomes,
+                _ => Vec::new(),
+            };
+            let mut written = written.into_iter();
+            let merged = conflicts
+                .into_iter()
+                .map(|c| match c {
+                    Some(e) => Err(e),
+                    None => written.next().unwrap_or(Err(WireError::Engine {
+                        operation: "apply".into(),
+                        message: "no answer for a write".into(),
+                    })),
+                })
+                .collect();
+            replies[i] = Reply::Write(merged);
         }
         Ok(replies)
     }
@@ -572,6 +802,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Snapshots of nodes from before token records have no such table.
         self.tokens = TokenRecords::load(&self.store).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.txs = TxRecords::load(&self.store).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.store
             .flush()
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;

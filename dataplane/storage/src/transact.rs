@@ -70,11 +70,9 @@ impl TransactionFailure {
     }
 }
 
-/// Prepares a transaction on a fork of the group's state and, when every
-/// action succeeds, commits it into the group (see the module docs).
-pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
-    let mut trial = state.fork();
-    let answers: Answers = commands
+/// Applies `commands` in order to `trial` and returns their answers.
+fn apply_all(trial: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
+    commands
         .iter()
         .map(|(table, command)| match command {
             Command::Write(command) => trial.apply_one(table, command),
@@ -85,10 +83,44 @@ pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Comm
                 })
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Prepares a transaction on a fork of the group's state and, when every
+/// action succeeds, commits it into the group (see the module docs).
+pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
+    let mut trial = state.fork();
+    let answers = apply_all(&mut trial, commands);
     if answers.iter().all(Result::is_ok) {
         state.absorb(trial);
     }
+    answers
+}
+
+/// The prepare step alone, for a two-phase commit's participant: the first
+/// `checked` commands are applied to a fork that is then dropped (their
+/// answers are the verdicts); when all succeed, the remaining commands (the
+/// participant's own records) are applied atomically. The answers of the
+/// remaining commands follow; when a checked command failed they all fail
+/// with `Unsupported("not applied")` and nothing is written.
+pub(crate) fn apply_prepare(
+    state: &mut GroupState<'_>,
+    commands: &[(String, Command)],
+    checked: usize,
+) -> Answers {
+    let (evaluated, records) = commands.split_at(checked.min(commands.len()));
+    let mut trial = state.fork();
+    let mut answers = apply_all(&mut trial, evaluated);
+    drop(trial);
+    if !answers.iter().all(Result::is_ok) {
+        answers.extend(
+            records
+                .iter()
+                .map(|_| Err(StorageError::Unsupported("not applied".into()))),
+        );
+        return answers;
+    }
+    answers.extend(apply_atomic(state, records));
     answers
 }
 
@@ -116,29 +148,8 @@ impl Store {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut seen = HashSet::with_capacity(count);
-        let mut duplicates = vec![false; count];
-        for (i, (table, command)) in actions.iter().enumerate() {
-            let Ok(state) = self.shared.table(table) else {
-                continue;
-            };
-            if let Ok(key) = keys::encode_key(&state.def.key_schema, key_of(command)) {
-                duplicates[i] = !seen.insert((table.clone(), key.bytes));
-            }
-        }
-        if duplicates.iter().any(|d| *d) {
-            return Err(TransactionFailure {
-                reasons: duplicates
-                    .into_iter()
-                    .map(|d| {
-                        d.then(|| {
-                            StorageError::InvalidKey(
-                                "a transaction may address an item only once".into(),
-                            )
-                        })
-                    })
-                    .collect(),
-            });
+        if let Some(reasons) = self.duplicate_reasons(&actions) {
+            return Err(TransactionFailure { reasons });
         }
         let answers = self.writer.submit_transaction(actions).await;
         if answers.len() != count {
@@ -152,6 +163,77 @@ impl Store {
         }
         Err(TransactionFailure {
             reasons: answers.into_iter().map(Result::err).collect(),
+        })
+    }
+
+    /// Evaluates `actions` as one transaction against the current state
+    /// WITHOUT writing them (a two-phase commit's prepare) and, when every
+    /// action would succeed, applies `records` atomically in their place.
+    /// Returns the actions' would-be outcomes, or one reason per action.
+    /// Like [`Store::transact_write`], the actions must address distinct
+    /// items. A failure of `records` fails every action with its error.
+    pub async fn prepare_write(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        records: Vec<(String, WriteCommand)>,
+    ) -> Result<Vec<WriteOutcome>, TransactionFailure> {
+        let count = actions.len();
+        if let Some(reasons) = self.duplicate_reasons(&actions) {
+            return Err(TransactionFailure { reasons });
+        }
+        let mut commands = actions;
+        let total = count + records.len();
+        commands.extend(records);
+        let mut answers = self.writer.submit_prepare(commands, count).await;
+        if answers.len() != total {
+            return Err(TransactionFailure::all(count, || StorageError::Engine {
+                operation: "prepare",
+                message: "the writer answered the wrong number of actions".into(),
+            }));
+        }
+        let records = answers.split_off(count);
+        if !answers.iter().all(Result::is_ok) {
+            return Err(TransactionFailure {
+                reasons: answers.into_iter().map(Result::err).collect(),
+            });
+        }
+        if let Some(Err(e)) = records.into_iter().find(Result::is_err) {
+            let message = e.to_string();
+            return Err(TransactionFailure::all(count, || StorageError::Engine {
+                operation: "prepare",
+                message: message.clone(),
+            }));
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// Returns one reason per action when some action addresses an item an
+    /// earlier one already did.
+    fn duplicate_reasons(
+        &self,
+        actions: &[(String, WriteCommand)],
+    ) -> Option<Vec<Option<StorageError>>> {
+        let mut seen = HashSet::with_capacity(actions.len());
+        let mut duplicates = vec![false; actions.len()];
+        for (i, (table, command)) in actions.iter().enumerate() {
+            let Ok(state) = self.shared.table(table) else {
+                continue;
+            };
+            if let Ok(key) = keys::encode_key(&state.def.key_schema, key_of(command)) {
+                duplicates[i] = !seen.insert((table.clone(), key.bytes));
+            }
+        }
+        duplicates.iter().any(|d| *d).then(|| {
+            duplicates
+                .into_iter()
+                .map(|d| {
+                    d.then(|| {
+                        StorageError::InvalidKey(
+                            "a transaction may address an item only once".into(),
+                        )
+                    })
+                })
+                .collect()
         })
     }
 
