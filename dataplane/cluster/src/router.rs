@@ -58,6 +58,8 @@ use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, Wri
 use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
+mod two_phase;
+
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
 use crate::types::{Command, OnceReply, Reply, TokenClaim, WireError};
 
@@ -611,8 +613,9 @@ fn key_of(command: &WriteCommand) -> &Item {
 }
 
 impl Router {
-    /// Runs a single-group transaction, under `claim` when given (the
-    /// replicated token record, see [`crate::tokens`]).
+    /// Runs a transaction, under `claim` when given (the replicated token
+    /// record, see [`crate::tokens`]): one command when its items are in
+    /// one group, else a two-phase commit ([`two_phase`]).
     async fn transact(
         &self,
         actions: Vec<(String, WriteCommand)>,
@@ -628,27 +631,17 @@ impl Router {
                     .collect()
             },
         };
-        let mut target: Option<(TableTopology, u32)> = None;
-        for (table, command) in &actions {
-            let topo = self.table_topology(table).map_err(fail)?;
-            let p = self
-                .partition_of_key(&topo, key_of(command))
-                .map_err(fail)?;
-            match &target {
-                None => target = Some((topo, p)),
-                Some((t, q))
-                    if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
-                        && *q == p => {}
-                Some(_) => {
-                    return Err(fail(StorageError::Unsupported(
-                        "Transactions whose items are in different partitions are not supported in cluster mode yet".into(),
-                    )))
-                }
-            }
+        if actions.is_empty() {
+            return Ok(OnceOutcome::Committed(Vec::new()));
         }
-        let Some((topo, p)) = target else {
+        let mut shares = self.shares(actions).map_err(fail)?;
+        if shares.len() > 1 {
+            return self.transact_across(shares, count, claim).await;
+        }
+        let Some(share) = shares.pop() else {
             return Ok(OnceOutcome::Committed(Vec::new()));
         };
+        let (topo, p, actions) = (share.topology, share.group.partition, share.actions);
         let command = match claim {
             Some(claim) => Command::TransactOnce(actions, claim),
             None => Command::Transact(actions),
@@ -1052,9 +1045,9 @@ impl Backend for Router {
         command: WriteCommand,
     ) -> BoxFuture<'a, Result<WriteOutcome, StorageError>> {
         Box::pin(async move {
-            let mut results = self
-                .write_many_async(vec![(table.to_string(), command)])
-                .await;
+            let commands = vec![(table.to_string(), command)];
+            let mut results = self.write_many_async(commands.clone()).await;
+            self.retry_conflicts(&commands, &mut results).await;
             results
                 .pop()
                 .unwrap_or_else(|| Err(unavailable("no write result".into())))
@@ -1064,7 +1057,11 @@ impl Backend for Router {
         &self,
         commands: Vec<(String, WriteCommand)>,
     ) -> BoxFuture<'_, Vec<Result<WriteOutcome, StorageError>>> {
-        Box::pin(self.write_many_async(commands))
+        Box::pin(async move {
+            let mut results = self.write_many_async(commands.clone()).await;
+            self.retry_conflicts(&commands, &mut results).await;
+            results
+        })
     }
     fn transact_write(
         &self,
@@ -1098,9 +1095,11 @@ impl Backend for Router {
     }
     fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
         // One call per Raft group (tables defined at run time share the
-        // groups of the dynamic-tables entry); across groups the reads are
-        // not one snapshot (2PC-aware reads are not done).
-        let mut results: Vec<Option<Item>> = vec![None; gets.len()];
+        // groups of the dynamic-tables entry); across groups, two rounds
+        // (see `two_phase`).
+        for (table, _) in gets {
+            self.table(table)?;
+        }
         let mut groups: Vec<((String, u32), Vec<usize>)> = Vec::new();
         for (i, (table, key)) in gets.iter().enumerate() {
             let topo = self.table_topology(table)?;
@@ -1112,29 +1111,7 @@ impl Backend for Router {
                 None => groups.push((k, vec![i])),
             }
         }
-        for ((_, p), positions) in groups {
-            let table = gets[positions[0]].0.clone();
-            let topo = self.table_topology(&table)?;
-            let batch: Vec<(String, Item)> = positions.iter().map(|i| gets[*i].clone()).collect();
-            let items = self.block(self.call(
-                &topo,
-                p,
-                true,
-                true,
-                |t| Request::TransactGet {
-                    target: t,
-                    gets: batch.clone(),
-                },
-                |r| match r {
-                    Response::Items(r) => Some(r),
-                    _ => None,
-                },
-            ))??;
-            for (pos, item) in positions.into_iter().zip(items) {
-                results[pos] = item;
-            }
-        }
-        Ok(results)
+        self.block(self.transact_get_resolved(gets, &groups))?
     }
     fn get_with(
         &self,
@@ -1145,6 +1122,10 @@ impl Backend for Router {
         let consistent = consistent || !self.options.follower_reads;
         let topo = self.table_topology(table)?;
         let p = self.partition_of_key(&topo, key)?;
+        if consistent {
+            // Read with the item's lock entry (see `two_phase`).
+            return self.block(self.get_resolved(&topo, p, table, key))?;
+        }
         self.block(self.call(
             &topo,
             p,
