@@ -58,7 +58,7 @@ use crate::types::{
 /// Age of a lock after which whoever meets it drives its recovery.
 pub const RECOVER_AFTER_MS: u64 = 2_000;
 /// Pause before reading a locked item again.
-const LOCK_POLL: Duration = Duration::from_millis(20);
+const LOCK_POLL: Duration = Duration::from_millis(10);
 /// Test hook: a gateway started with this variable set to `after-prepare`
 /// or `after-decide` exits at that point of its next cross-group
 /// transaction (the cluster tests' coordinator crash).

@@ -176,6 +176,8 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                         );
                         std::thread::sleep(Duration::from_millis(5 + 7 * attempt));
                     }
+                    // Leave the checker gaps between locks.
+                    std::thread::sleep(Duration::from_millis(15));
                 }
             })
         })
