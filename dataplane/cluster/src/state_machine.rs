@@ -905,4 +905,263 @@ mod tests {
         assert!(matches!(replies[1], Reply::Once(OnceReply::Mismatch)));
         assert_eq!(rebuilt.last_applied(), Some(4));
     }
+
+    fn entry(index: u64, command: Command) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn item(k: &str, n: &str) -> Item {
+        Item::from([
+            ("k".to_string(), AttributeValue::S(k.into())),
+            ("n".to_string(), AttributeValue::S(n.into())),
+        ])
+    }
+
+    fn put(k: &str, n: &str) -> (String, WriteCommand) {
+        (
+            "T".into(),
+            WriteCommand::Put {
+                item: item(k, n),
+                condition: None,
+            },
+        )
+    }
+
+    fn group(partition: u32) -> crate::types::GroupRef {
+        crate::types::GroupRef {
+            table: "T".into(),
+            partition,
+        }
+    }
+
+    fn prepare(txid: &str, actions: Vec<(String, WriteCommand)>) -> Command {
+        Command::TxPrepare(crate::types::Prepare {
+            tx: crate::types::TxRef {
+                txid: txid.into(),
+                coordinator: group(0),
+                participants: vec![group(0), group(1)],
+                prepared_ms: 1_000,
+            },
+            actions,
+        })
+    }
+
+    fn decide(txid: &str, commit: bool) -> Command {
+        Command::TxDecide(crate::types::Decide {
+            txid: txid.into(),
+            commit,
+            participants: vec![group(0), group(1)],
+            claim: None,
+            now_ms: 1_000,
+        })
+    }
+
+    fn value(store: &Store, k: &str) -> Option<String> {
+        let key = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        match store.get("T", &key).unwrap()?.get("n") {
+            Some(AttributeValue::S(n)) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
+    fn conflict(reply: &Reply) -> bool {
+        match reply {
+            Reply::Write(results) => results
+                .iter()
+                .any(|r| matches!(r, Err(WireError::TransactionConflict))),
+            Reply::Transact(Err(reasons)) => reasons
+                .iter()
+                .any(|r| matches!(r, Some(WireError::TransactionConflict))),
+            _ => false,
+        }
+    }
+
+    /// Invariant: a prepare writes no item but locks its items, against
+    /// plain writes, single-group transactions and other prepares, also
+    /// after a restart; other items stay writable.
+    #[tokio::test]
+    async fn prepare_locks_items_against_every_other_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, prepare("tx1", vec![put("a", "1"), put("b", "1")])),
+                entry(2, Command::Write(vec![put("a", "x"), put("c", "x")])),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(&replies[0], Reply::Transact(Ok(o)) if o.len() == 2));
+        match &replies[1] {
+            Reply::Write(r) => {
+                assert!(matches!(r[0], Err(WireError::TransactionConflict)));
+                assert!(r[1].is_ok());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(value(&st, "a"), None);
+        assert_eq!(value(&st, "c").as_deref(), Some("x"));
+        drop(sm);
+        // Reopened (a restart): the locks are read back from the store.
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(3, Command::Transact(vec![put("b", "y"), put("d", "y")])),
+                entry(4, prepare("tx2", vec![put("d", "2"), put("a", "2")])),
+                entry(
+                    5,
+                    Command::TransactOnce(
+                        vec![put("b", "z")],
+                        TokenClaim {
+                            token: "t".into(),
+                            fingerprint: 1,
+                            now_ms: 1,
+                        },
+                    ),
+                ),
+            ])
+            .await
+            .unwrap();
+        assert!(conflict(&replies[0]));
+        assert!(conflict(&replies[1]));
+        assert!(matches!(
+            &replies[2],
+            Reply::Once(OnceReply::Ran(Err(r))) if matches!(r[0], Some(WireError::TransactionConflict))
+        ));
+        assert_eq!(value(&st, "b"), None);
+        assert_eq!(value(&st, "d"), None);
+        assert_eq!(sm.last_applied(), Some(5));
+    }
+
+    /// Invariant: commit applies the prepared writes once and releases the
+    /// locks; commit and abort of a finished or unknown transaction are
+    /// no-ops; abort writes nothing.
+    #[tokio::test]
+    async fn commit_and_abort_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, prepare("tx1", vec![put("a", "1")])),
+                entry(2, Command::TxCommit("tx1".into())),
+                entry(3, Command::Write(vec![put("a", "after")])),
+                entry(4, Command::TxCommit("tx1".into())),
+                entry(5, Command::TxAbort("tx1".into())),
+                entry(6, prepare("tx2", vec![put("b", "2")])),
+                entry(7, Command::TxAbort("tx2".into())),
+                entry(8, Command::TxAbort("tx2".into())),
+                entry(9, Command::TxCommit("tx2".into())),
+                entry(10, Command::TxCommit("unknown".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(replies
+            .iter()
+            .all(|r| matches!(r, Reply::Transact(Ok(_)) | Reply::Write(_))));
+        assert!(!conflict(&replies[2]));
+        assert_eq!(value(&st, "a").as_deref(), Some("after"));
+        assert_eq!(value(&st, "b"), None);
+        assert_eq!(sm.txs.locked(), 0);
+    }
+
+    /// Invariant: a prepare whose condition fails takes no lock and keeps
+    /// no record; its reasons name the failed action.
+    #[tokio::test]
+    async fn failed_prepare_locks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let missing = WriteCommand::ConditionCheck {
+            key: Item::from([("k".to_string(), AttributeValue::S("nope".into()))]),
+            condition: partita_expr::Condition::AttributeExists(partita_expr::Path(vec![
+                partita_expr::PathElement::Attribute("k".into()),
+            ])),
+        };
+        let replies = sm
+            .apply(vec![
+                entry(
+                    1,
+                    prepare("tx1", vec![put("a", "1"), ("T".into(), missing)]),
+                ),
+                entry(2, Command::Write(vec![put("a", "free")])),
+                entry(3, Command::TxCommit("tx1".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(
+            &replies[0],
+            Reply::Transact(Err(r)) if r[0].is_none() && matches!(r[1], Some(WireError::ConditionalCheckFailed { .. }))
+        ));
+        assert!(!conflict(&replies[1]));
+        assert_eq!(value(&st, "a").as_deref(), Some("free"));
+        assert_eq!(sm.txs.locked(), 0);
+    }
+
+    /// Invariant: the first decision recorded for a transaction is final.
+    #[tokio::test]
+    async fn first_decision_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(store(dir.path(), true), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, decide("tx1", false)),
+                entry(2, decide("tx1", true)),
+                entry(3, decide("tx2", true)),
+                entry(4, decide("tx2", false)),
+            ])
+            .await
+            .unwrap();
+        let commits: Vec<bool> = replies
+            .iter()
+            .map(|r| match r {
+                Reply::Decided(d) => d.commit,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(commits, vec![false, false, true, true]);
+    }
+
+    /// Invariant: locks, prepare and decision records travel with a
+    /// snapshot: the rebuilt replica refuses writes to locked items, knows
+    /// the decision, and commits the prepared writes.
+    #[tokio::test]
+    async fn transaction_records_survive_snapshot_install() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(store(a.path(), true), a.path().join("snap")).unwrap();
+        sm.apply(vec![
+            entry(1, prepare("tx1", vec![put("a", "1")])),
+            entry(2, decide("tx1", true)),
+        ])
+        .await
+        .unwrap();
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let target = store(b.path(), false);
+        let mut rebuilt = StateMachine::open(target.clone(), b.path().join("snap")).unwrap();
+        rebuilt
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        let replies = rebuilt
+            .apply(vec![
+                entry(3, Command::Write(vec![put("a", "x")])),
+                entry(4, decide("tx1", false)),
+                entry(5, Command::TxCommit("tx1".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(conflict(&replies[0]));
+        assert!(matches!(&replies[1], Reply::Decided(d) if d.commit));
+        assert_eq!(value(&target, "a").as_deref(), Some("1"));
+        assert_eq!(rebuilt.txs.locked(), 0);
+    }
 }

@@ -248,7 +248,10 @@ impl Router {
                 tx: tx.clone(),
                 actions: share.actions.clone(),
             });
-            match self.write_group(&share.topology, share.group.partition, prepare).await {
+            match self
+                .write_group(&share.topology, share.group.partition, prepare)
+                .await
+            {
                 Ok(Reply::Transact(Ok(done))) if done.len() == share.positions.len() => {
                     for (pos, outcome) in share.positions.iter().zip(done) {
                         outcomes[*pos] = outcome;
@@ -345,7 +348,12 @@ impl Router {
             for (pos, (table, command)) in share.positions.iter().zip(&share.actions) {
                 if matches!(reasons[*pos], Some(StorageError::TransactionConflict)) {
                     let _ = self
-                        .recover_stale(&share.topology, share.group.partition, table, key_of(command))
+                        .recover_stale(
+                            &share.topology,
+                            share.group.partition,
+                            table,
+                            key_of(command),
+                        )
                         .await;
                 }
             }
@@ -386,7 +394,10 @@ impl Router {
         let mut all = gets.to_vec();
         for (table, key) in gets {
             let def = self.definition(table).await?;
-            all.push((LOCKS_TABLE.to_string(), lock_item_key(&lock_key(&def, key)?)));
+            all.push((
+                LOCKS_TABLE.to_string(),
+                lock_item_key(&lock_key(&def, key)?),
+            ));
         }
         let mut items = self.read_group(topo, partition, all).await?;
         if items.len() != 2 * gets.len() {

@@ -45,10 +45,16 @@ fn puts(pks: &[String], sk: &str) -> Vec<Value> {
 fn cross_partition_transaction_commits_or_cancels_atomically() {
     let cluster = Cluster::start(2, 10_000);
     let pks = spread("x");
-    let (status, body) = cluster.call("TransactWriteItems", &json!({"TransactItems": puts(&pks, "1")}));
+    let (status, body) = cluster.call(
+        "TransactWriteItems",
+        &json!({"TransactItems": puts(&pks, "1")}),
+    );
     assert_eq!(status, 200, "{body}");
     for pk in &pks {
-        assert!(get(&cluster, pk, "1").is_some(), "{pk} missing after commit");
+        assert!(
+            get(&cluster, pk, "1").is_some(),
+            "{pk} missing after commit"
+        );
     }
     // The last action's condition fails: nothing of the 16 is written.
     let mut actions = puts(&pks, "2");
@@ -68,9 +74,15 @@ fn cross_partition_transaction_commits_or_cancels_atomically() {
             reasons.join(", ")
         )
     );
-    assert_eq!(body["CancellationReasons"][15]["Code"], "ConditionalCheckFailed");
+    assert_eq!(
+        body["CancellationReasons"][15]["Code"],
+        "ConditionalCheckFailed"
+    );
     for pk in &pks {
-        assert!(get(&cluster, pk, "2").is_none(), "{pk} written by a cancelled transaction");
+        assert!(
+            get(&cluster, pk, "2").is_none(),
+            "{pk} written by a cancelled transaction"
+        );
     }
     // Plain writes to the items work again (no lock left behind).
     let (status, body) = cluster.call(
@@ -135,7 +147,13 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                     .as_array()
                     .unwrap()
                     .iter()
-                    .map(|r| r["Item"]["n"]["N"].as_str().unwrap().parse::<i64>().unwrap())
+                    .map(|r| {
+                        r["Item"]["n"]["N"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<i64>()
+                            .unwrap()
+                    })
                     .sum();
                 assert_eq!(sum, total, "a read saw half a transfer: {body}");
                 checks += 1;
@@ -171,7 +189,10 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                             break;
                         }
                         assert!(
-                            status == 400 && answer["__type"].as_str().is_some_and(|t| t.ends_with("#TransactionCanceledException")),
+                            status == 400
+                                && answer["__type"]
+                                    .as_str()
+                                    .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
                             "unexpected answer: {status} {answer}"
                         );
                         std::thread::sleep(Duration::from_millis(5 + 7 * attempt));
@@ -198,7 +219,10 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
         })
         .sum();
     assert_eq!(sum, total);
-    assert!(crossing.load(Ordering::Relaxed) > 10, "too few cross-partition transfers committed");
+    assert!(
+        crossing.load(Ordering::Relaxed) > 10,
+        "too few cross-partition transfers committed"
+    );
     assert!(checks > 10, "the checker ran only {checks} times");
     eprintln!(
         "transfers committed: {} ({} across partitions), checks: {checks}",
@@ -213,8 +237,15 @@ fn transaction_of_a_dying_gateway(cluster: &Cluster, point: &str, sk: &str) -> V
     let port = free_ports(1)[0];
     let mut gateway = cluster.spawn_gateway(port, &[("PARTITA_TEST_2PC_EXIT", point)]);
     let pks = spread("r");
-    let (status, body) = http_call(port, "TransactWriteItems", &json!({"TransactItems": puts(&pks, sk)}));
-    assert!(status == 0 || status >= 500, "the gateway answered: {status} {body}");
+    let (status, body) = http_call(
+        port,
+        "TransactWriteItems",
+        &json!({"TransactItems": puts(&pks, sk)}),
+    );
+    assert!(
+        status == 0 || status >= 500,
+        "the gateway answered: {status} {body}"
+    );
     let exit = gateway.wait().unwrap();
     assert_eq!(exit.code(), Some(3), "the gateway did not exit on the hook");
     pks
@@ -242,7 +273,10 @@ fn recovery_aborts_a_transaction_whose_coordinator_died_before_deciding() {
     assert!(get(&cluster, &pks[1], "p").is_none());
     assert!(started.elapsed() < Duration::from_secs(10));
     for pk in &pks {
-        assert!(get(&cluster, pk, "p").is_none(), "{pk} written by an aborted transaction");
+        assert!(
+            get(&cluster, pk, "p").is_none(),
+            "{pk} written by an aborted transaction"
+        );
         let (status, body) = cluster.call(
             "PutItem",
             &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "p"}, "v": {"N": "2"}}}),
