@@ -24,10 +24,16 @@
 //! partition, one replicated write group each. A transaction is one
 //! replicated command when all its items live in one Raft group (one
 //! partition of one table, or one partition index of the dynamic tables,
-//! which share their groups); across groups (2PC) it is refused. With a
-//! ClientRequestToken it is a `TransactOnce` command: the token record is
+//! which share their groups); across groups the router coordinates a
+//! two-phase commit ([`two_phase`]). With a ClientRequestToken a
+//! single-group transaction is a `TransactOnce` command, a cross-group one
+//! records the token with its commit decision: the token record is
 //! replicated with the data, so a retry after a timeout, a leader change or
 //! a gateway restart applies nothing twice (see [`crate::tokens`]).
+//!
+//! Consistent GetItems and TransactGetItems read each item with its
+//! transaction lock entry and wait for (or recover) a transaction holding
+//! it ([`two_phase`]).
 //!
 //! Queries on a local index route like table queries; a Query on a global
 //! index queries every partition (each maintains the index entries of its

@@ -35,15 +35,17 @@
 //!
 //! # Reuse by the cluster's two-phase commit (DESIGN.md §5)
 //!
-//! A transaction over several partitions runs the prepare step on each
-//! participant partition for its share of the actions: applying them to a
-//! fork of that partition's state gives the verdicts (sent to the
-//! coordinator) and the write set (kept in the durable prepare record, with
-//! the items locked against other writers until the decision). Commit
-//! applies that write set; abort drops it. Because the state machine is
-//! deterministic and the items cannot change between prepare and commit, the
-//! prepared write set is exactly what applying the actions at commit time
-//! would produce. A transaction within one partition is one command, as here.
+//! A transaction over several Raft groups (`partita_cluster::txn`) runs the
+//! prepare step alone on each participant for its share of the actions
+//! ([`Store::prepare_write`]): the actions are applied to a fork that is
+//! dropped — their answers are the verdicts sent to the coordinator — and,
+//! when all succeed, the participant's own records (item locks, the prepare
+//! record with the actions, the applied log id) are committed in their
+//! place, atomically. Commit applies the kept actions again, without their
+//! conditions; abort drops them. Because the state machine is deterministic
+//! and the locked items cannot change between prepare and commit, commit
+//! writes exactly what the prepare evaluated. A transaction within one
+//! group is one command, as here.
 
 use std::collections::HashSet;
 
@@ -259,5 +261,97 @@ impl Store {
             items.push(item);
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use partita_model::AttributeValue;
+
+    use super::*;
+    use crate::StoreOptions;
+
+    fn table(name: &str) -> partita_model::TableDefinition {
+        use partita_model::schema::ScalarType;
+        use partita_model::schema::{AttributeDefinition, BillingMode, KeyAttribute, KeySchema};
+        partita_model::TableDefinition {
+            name: name.into(),
+            table_id: format!("{name}-id"),
+            key_schema: KeySchema {
+                hash: KeyAttribute {
+                    name: "k".into(),
+                    scalar_type: ScalarType::S,
+                },
+                range: None,
+            },
+            attribute_definitions: vec![AttributeDefinition {
+                name: "k".into(),
+                scalar_type: ScalarType::S,
+            }],
+            billing_mode: BillingMode::PayPerRequest,
+            throughput: None,
+            created_at_ms: 1,
+            pay_per_request_since_ms: None,
+            stream: None,
+            stream_label: None,
+            ttl: None,
+            tags: Vec::new(),
+            table_class: None,
+            deletion_protection: false,
+            local_indexes: Vec::new(),
+            global_indexes: Vec::new(),
+            partitions: 1,
+            on_demand: None,
+        }
+    }
+
+    fn put(k: &str, condition: Option<partita_expr::Condition>) -> (String, WriteCommand) {
+        let item = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        ("T".into(), WriteCommand::Put { item, condition })
+    }
+
+    /// Invariant: a prepare evaluates its actions without writing them and
+    /// writes its records only when every action would succeed.
+    #[tokio::test]
+    async fn prepare_writes_records_in_place_of_the_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.create_table(table("T")).unwrap();
+        store.create_table(table("R")).unwrap();
+        let record = |k: &str| {
+            let item = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+            (
+                "R".to_string(),
+                WriteCommand::Put {
+                    item,
+                    condition: None,
+                },
+            )
+        };
+        let key = |k: &str| Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        let outcomes = store
+            .prepare_write(vec![put("a", None), put("b", None)], vec![record("r1")])
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes[0].new.is_some());
+        assert!(store.get("T", &key("a")).unwrap().is_none());
+        assert!(store.get("R", &key("r1")).unwrap().is_some());
+        let exists = partita_expr::Condition::AttributeExists(partita_expr::Path(vec![
+            partita_expr::PathElement::Attribute("k".into()),
+        ]));
+        let failure = store
+            .prepare_write(
+                vec![put("a", None), put("c", Some(exists))],
+                vec![record("r2")],
+            )
+            .await
+            .unwrap_err();
+        assert!(failure.reasons[0].is_none());
+        assert!(matches!(
+            failure.reasons[1],
+            Some(StorageError::ConditionalCheckFailed { .. })
+        ));
+        assert!(store.get("R", &key("r2")).unwrap().is_none());
     }
 }
