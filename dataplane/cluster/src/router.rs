@@ -64,7 +64,7 @@ use partita_storage::{StorageError, TransactionFailure, Visit, WriteCommand, Wri
 use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::{TableTopology, TopologyFile};
 
-mod two_phase;
+pub mod two_phase;
 
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
 use crate::types::{Command, OnceReply, Reply, TokenClaim, WireError};

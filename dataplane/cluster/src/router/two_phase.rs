@@ -399,7 +399,16 @@ impl Router {
                 lock_item_key(&lock_key(&def, key)?),
             ));
         }
-        let mut items = self.read_group(topo, partition, all).await?;
+        let mut items = match self.read_group(topo, partition, all).await {
+            Ok(items) => items,
+            // A node of a version without transaction records (during a
+            // rolling upgrade): it holds no locks either.
+            Err(StorageError::TableNotFound(t)) if t == LOCKS_TABLE => {
+                let items = self.read_group(topo, partition, gets.to_vec()).await?;
+                return Ok(items.into_iter().map(|item| (item, None)).collect());
+            }
+            Err(e) => return Err(e),
+        };
         if items.len() != 2 * gets.len() {
             return Err(unavailable("malformed read reply".into()));
         }
