@@ -334,3 +334,93 @@ fn cross_partition_token_applies_once() {
         "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException"
     );
 }
+
+/// Invariant: killing a participant's leader while transfers run across
+/// two partitions loses no money and creates none: transfers whose outcome
+/// the client could not learn (a 500) either committed on both partitions
+/// or on neither, and their locks are resolved by the reads that meet them.
+#[test]
+fn transfers_conserve_the_total_across_a_participant_leader_kill() {
+    let mut cluster = Cluster::start(2, 10_000);
+    let accounts: Vec<String> = spread("acct").into_iter().take(8).collect();
+    for pk in &accounts {
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "b"}, "n": {"N": "100"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let total = 100 * accounts.len() as i64;
+    let port = cluster.gateway_port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let committed = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let accounts = accounts.clone();
+            let (stop, unknown, committed) = (stop.clone(), unknown.clone(), committed.clone());
+            std::thread::spawn(move || {
+                let mut seed = 0x2545_f491_4f6c_dd1du64.wrapping_mul(w + 3);
+                while !stop.load(Ordering::Relaxed) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let from = (seed % 8) as usize;
+                    let to = (from + 1 + ((seed >> 8) % 7) as usize) % 8;
+                    let body = transfer(&accounts[from], &accounts[to], 1 + (seed >> 16) % 5);
+                    let (status, answer) = http_call(port, "TransactWriteItems", &body);
+                    match status {
+                        200 => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        400 => assert!(
+                            answer["__type"]
+                                .as_str()
+                                .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
+                            "unexpected answer: {answer}"
+                        ),
+                        // Outcome unknown (the leader died mid-way).
+                        _ => {
+                            unknown.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = crate::leader_of(&cluster, 1).expect("a leader of partition 1");
+    cluster.kill_node(leader);
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    // Consistent reads wait for (or recover) every transaction left open.
+    let sum: i64 = accounts
+        .iter()
+        .map(|pk| {
+            get(&cluster, pk, "b").unwrap()["n"]["N"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(sum, total);
+    assert!(committed.load(Ordering::Relaxed) > 20);
+    eprintln!(
+        "transfers committed: {}, outcome unknown: {}",
+        committed.load(Ordering::Relaxed),
+        unknown.load(Ordering::Relaxed)
+    );
+    // Writes work again on every account (no lock left behind).
+    for pk in &accounts {
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "b"}, "n": {"N": "0"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
