@@ -212,8 +212,13 @@ impl Router {
     }
 
     /// Returns the partition map of `table`: its own entry, else the
-    /// dynamic-tables entry (renamed to `table`).
+    /// dynamic-tables entry (renamed to `table`). The replicas' hidden
+    /// tables (applied state, tokens, transaction records) are not
+    /// reachable through the gateway.
     fn table_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
+        if crate::txn::is_hidden(table) {
+            return Err(StorageError::TableNotFound(table.to_string()));
+        }
         let topology = self.topology.read();
         if table != DYNAMIC_TABLES {
             if let Some(t) = topology.table(table) {

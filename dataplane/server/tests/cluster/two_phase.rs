@@ -84,6 +84,16 @@ fn cross_partition_transaction_commits_or_cancels_atomically() {
             "{pk} written by a cancelled transaction"
         );
     }
+    // The lock table is not reachable through the gateway.
+    let (status, body) = cluster.call(
+        "GetItem",
+        &json!({"TableName": "__partita_tx_locks", "Key": {"k": {"S": "x"}}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
+    );
     // Plain writes to the items work again (no lock left behind).
     let (status, body) = cluster.call(
         "PutItem",
