@@ -189,6 +189,9 @@ impl From<partita_expr::EvalError> for ApiError {
     }
 }
 
+/// DynamoDB's message for a write meeting an item held by a transaction.
+pub(crate) const TRANSACTION_ONGOING: &str = "Transaction is ongoing for the item";
+
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> ApiError {
         match e {
@@ -228,6 +231,10 @@ impl From<StorageError> for ApiError {
                 "Item collection size limit exceeded",
             ),
             StorageError::Unsupported(message) => ApiError::validation(message),
+            StorageError::TransactionConflict => ApiError::new(
+                ErrorKind::TransactionConflict,
+                TRANSACTION_ONGOING,
+            ),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 ApiError::internal()
@@ -294,5 +301,8 @@ mod tests {
         .into();
         assert_eq!(e.kind, ErrorKind::InternalServerError);
         assert!(!e.message.contains("disk"));
+        let e: ApiError = StorageError::TransactionConflict.into();
+        assert_eq!(e.kind, ErrorKind::TransactionConflict);
+        assert_eq!(e.message, "Transaction is ongoing for the item");
     }
 }

@@ -14,7 +14,9 @@
 //! Invariants: a write is acknowledged only after its log entry is durable
 //! on a quorum and applied on the leader; a transaction with a
 //! ClientRequestToken applies at most once per token for 10 minutes, across
-//! leader changes and gateway restarts ([`tokens`]); `consistent` reads go through the
+//! leader changes and gateway restarts ([`tokens`]); a transaction across
+//! groups is all-or-nothing and GetItem/TransactGetItems never see part of
+//! it ([`txn`]); `consistent` reads go through the
 //! leader's read index; every frame and every persisted record carries a
 //! version.
 //!
@@ -26,11 +28,16 @@
 //! Transport security: mutual TLS on the internal RPC with the
 //! `--rpc-tls-*` flags ([`tls`]); plaintext without them.
 //!
-//! Not done yet (designs of the first two in [`not_done`]): transactions
-//! across Raft groups and streams in cluster mode; membership changes (a
+//! Transactions across Raft groups run by two-phase commit: the gateway
+//! coordinates ([`router`]), the replicated locks and records are in
+//! [`txn`]; a write meeting a lock is refused with `TransactionConflict`.
+//!
+//! Not done yet (see [`not_done`]): what is left of cross-group
+//! transactions (timestamp ordering, lock-aware Query and Scan) and
+//! streams in cluster mode; membership changes (a
 //! replica replaced with an empty disk comes back under the same node id
 //! and is caught up by snapshot, but it forgot its vote — see
-//! [`replica`]); TransactGet snapshots across groups; partition splits
+//! [`replica`]); partition splits
 //! (re-routing a key to a new partition); streaming snapshots (they are
 //! built in memory) and a crash-safe snapshot install.
 //!
@@ -48,6 +55,7 @@ pub mod rpc;
 pub mod state_machine;
 pub mod tls;
 pub mod tokens;
+pub mod txn;
 pub mod types;
 
 pub use replica::{Replica, ReplicaOptions};

@@ -41,8 +41,7 @@ use partita_topology::TableTopology;
 
 use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
-use crate::state_machine::{SnapshotCounters, StateMachine, META_TABLE};
-use crate::tokens::TOKENS_TABLE;
+use crate::state_machine::{SnapshotCounters, StateMachine};
 use crate::types::{Command, Raft, Reply, TypeConfig};
 use crate::ClusterError;
 
@@ -560,7 +559,7 @@ impl Replica {
                         .store
                         .list_tables()
                         .into_iter()
-                        .filter(|t| t != META_TABLE && t != TOKENS_TABLE)
+                        .filter(|t| !crate::txn::is_hidden(t))
                         .collect())
                 }
                 .await,

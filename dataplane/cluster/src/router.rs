@@ -24,10 +24,16 @@
 //! partition, one replicated write group each. A transaction is one
 //! replicated command when all its items live in one Raft group (one
 //! partition of one table, or one partition index of the dynamic tables,
-//! which share their groups); across groups (2PC) it is refused. With a
-//! ClientRequestToken it is a `TransactOnce` command: the token record is
+//! which share their groups); across groups the router coordinates a
+//! two-phase commit ([`two_phase`]). With a ClientRequestToken a
+//! single-group transaction is a `TransactOnce` command, a cross-group one
+//! records the token with its commit decision: the token record is
 //! replicated with the data, so a retry after a timeout, a leader change or
 //! a gateway restart applies nothing twice (see [`crate::tokens`]).
+//!
+//! Consistent GetItems and TransactGetItems read each item with its
+//! transaction lock entry and wait for (or recover) a transaction holding
+//! it ([`two_phase`]).
 //!
 //! Queries on a local index route like table queries; a Query on a global
 //! index queries every partition (each maintains the index entries of its
@@ -65,6 +71,7 @@ use partita_topology::{TableTopology, TopologyFile};
 
 mod replication;
 mod streams;
+pub mod two_phase;
 
 use crate::rpc::{Clients, NodeError, Page, Request, Response, RpcError, Target};
 use crate::types::{Command, OnceReply, Reply, TokenClaim, WireError};
@@ -239,8 +246,13 @@ impl Router {
     }
 
     /// Returns the partition map of `table`: its own entry, else the
-    /// dynamic-tables entry (renamed to `table`).
+    /// dynamic-tables entry (renamed to `table`). The replicas' hidden
+    /// tables (applied state, tokens, transaction records) are not
+    /// reachable through the gateway.
     fn table_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
+        if crate::txn::is_hidden(table) {
+            return Err(StorageError::TableNotFound(table.to_string()));
+        }
         let topology = self.topology.read();
         if table != DYNAMIC_TABLES {
             if let Some(t) = topology.table(table) {
@@ -657,8 +669,9 @@ fn key_of(command: &WriteCommand) -> &Item {
 }
 
 impl Router {
-    /// Runs a single-group transaction, under `claim` when given (the
-    /// replicated token record, see [`crate::tokens`]).
+    /// Runs a transaction, under `claim` when given (the replicated token
+    /// record, see [`crate::tokens`]): one command when its items are in
+    /// one group, else a two-phase commit ([`two_phase`]).
     async fn transact(
         &self,
         actions: Vec<(String, WriteCommand)>,
@@ -674,27 +687,17 @@ impl Router {
                     .collect()
             },
         };
-        let mut target: Option<(TableTopology, u32)> = None;
-        for (table, command) in &actions {
-            let topo = self.table_topology(table).map_err(fail)?;
-            let p = self
-                .partition_of_key(&topo, key_of(command))
-                .map_err(fail)?;
-            match &target {
-                None => target = Some((topo, p)),
-                Some((t, q))
-                    if self.group_of(&t.table_name) == self.group_of(&topo.table_name)
-                        && *q == p => {}
-                Some(_) => {
-                    return Err(fail(StorageError::Unsupported(
-                        "Transactions whose items are in different partitions are not supported in cluster mode yet".into(),
-                    )))
-                }
-            }
+        if actions.is_empty() {
+            return Ok(OnceOutcome::Committed(Vec::new()));
         }
-        let Some((topo, p)) = target else {
+        let mut shares = self.shares(actions).map_err(fail)?;
+        if shares.len() > 1 {
+            return self.transact_across(shares, count, claim).await;
+        }
+        let Some(share) = shares.pop() else {
             return Ok(OnceOutcome::Committed(Vec::new()));
         };
+        let (topo, p, actions) = (share.topology, share.group.partition, share.actions);
         let command = match claim {
             Some(claim) => Command::TransactOnce(actions, claim),
             None => Command::Transact(actions),
@@ -1117,9 +1120,9 @@ impl Backend for Router {
         command: WriteCommand,
     ) -> BoxFuture<'a, Result<WriteOutcome, StorageError>> {
         Box::pin(async move {
-            let mut results = self
-                .write_many_async(vec![(table.to_string(), command)])
-                .await;
+            let commands = vec![(table.to_string(), command)];
+            let mut results = self.write_many_async(commands.clone()).await;
+            self.retry_conflicts(&commands, &mut results).await;
             results
                 .pop()
                 .unwrap_or_else(|| Err(unavailable("no write result".into())))
@@ -1129,7 +1132,11 @@ impl Backend for Router {
         &self,
         commands: Vec<(String, WriteCommand)>,
     ) -> BoxFuture<'_, Vec<Result<WriteOutcome, StorageError>>> {
-        Box::pin(self.write_many_async(commands))
+        Box::pin(async move {
+            let mut results = self.write_many_async(commands.clone()).await;
+            self.retry_conflicts(&commands, &mut results).await;
+            results
+        })
     }
     fn transact_write(
         &self,
@@ -1163,9 +1170,11 @@ impl Backend for Router {
     }
     fn transact_get(&self, gets: &[(String, Item)]) -> Result<Vec<Option<Item>>, StorageError> {
         // One call per Raft group (tables defined at run time share the
-        // groups of the dynamic-tables entry); across groups the reads are
-        // not one snapshot (2PC-aware reads are not done).
-        let mut results: Vec<Option<Item>> = vec![None; gets.len()];
+        // groups of the dynamic-tables entry); across groups, two rounds
+        // (see `two_phase`).
+        for (table, _) in gets {
+            self.table(table)?;
+        }
         let mut groups: Vec<((String, u32), Vec<usize>)> = Vec::new();
         for (i, (table, key)) in gets.iter().enumerate() {
             let topo = self.table_topology(table)?;
@@ -1177,29 +1186,7 @@ impl Backend for Router {
                 None => groups.push((k, vec![i])),
             }
         }
-        for ((_, p), positions) in groups {
-            let table = gets[positions[0]].0.clone();
-            let topo = self.table_topology(&table)?;
-            let batch: Vec<(String, Item)> = positions.iter().map(|i| gets[*i].clone()).collect();
-            let items = self.block(self.call(
-                &topo,
-                p,
-                true,
-                true,
-                |t| Request::TransactGet {
-                    target: t,
-                    gets: batch.clone(),
-                },
-                |r| match r {
-                    Response::Items(r) => Some(r),
-                    _ => None,
-                },
-            ))??;
-            for (pos, item) in positions.into_iter().zip(items) {
-                results[pos] = item;
-            }
-        }
-        Ok(results)
+        self.block(self.transact_get_resolved(gets, &groups))?
     }
     fn get_with(
         &self,
@@ -1210,6 +1197,10 @@ impl Backend for Router {
         let consistent = consistent || !self.options.follower_reads;
         let topo = self.table_topology(table)?;
         let p = self.partition_of_key(&topo, key)?;
+        if consistent {
+            // Read with the item's lock entry (see `two_phase`).
+            return self.block(self.get_resolved(&topo, p, table, key))?;
+        }
         self.block(self.call(
             &topo,
             p,

@@ -62,8 +62,10 @@ use partita_storage::{ChangeLogExport, Store, Visit, WriteCommand};
 use serde::{Deserialize, Serialize};
 
 use crate::tokens::{current_sizes, Lookup, TokenRecords};
+use crate::txn::TxRecords;
 use crate::types::{
-    Command, Entry, LogId, OnceReply, Reply, StoredMembership, TokenClaim, TypeConfig, WireError,
+    Command, Decide, Decision, Entry, LogId, OnceReply, Prepare, Reply, StoredMembership,
+    TokenClaim, TokenConflict, TypeConfig, WireError,
 };
 
 /// Hidden table of each replica's store holding the applied state.
@@ -157,6 +159,7 @@ pub struct StateMachine {
     current: Option<(SnapshotMeta<u64, openraft::BasicNode>, Vec<u8>)>,
     counters: Arc<SnapshotCounters>,
     tokens: TokenRecords,
+    txs: TxRecords,
     /// The clock of the last timed command applied (ms; 0 before any):
     /// the store's clock while applying (see [`Command::Timed`]).
     clock_ms: u64,
@@ -250,6 +253,7 @@ impl StateMachine {
             Err(e) => return Err(sm_err(ErrorVerb::Read, e)),
         };
         let tokens = TokenRecords::load(&store).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let txs = TxRecords::load(&store).map_err(|e| sm_err(ErrorVerb::Read, e))?;
         Ok(StateMachine {
             store,
             applied,
@@ -257,6 +261,7 @@ impl StateMachine {
             current,
             counters: Arc::default(),
             tokens,
+            txs,
             clock_ms: 0,
         })
     }
@@ -399,12 +404,21 @@ impl StateMachine {
     /// Applies a command that is not a plain write group, on its own.
     async fn apply_alone(&mut self, command: Command) -> Result<Reply, StorageError<u64>> {
         Ok(match command {
-            Command::Transact(actions) => {
-                Reply::Transact(self.transact(actions, Vec::new()).await?)
-            }
+            // Items locked by a prepared transaction refuse other writes.
+            Command::Transact(actions) => Reply::Transact(match self.lock_conflicts(&actions) {
+                Some(conflicts) => Err(conflicts),
+                None => self.transact(actions, Vec::new()).await?,
+            }),
             Command::TransactOnce(actions, claim) => {
-                Reply::Once(self.transact_once(actions, claim).await?)
+                Reply::Once(match self.lock_conflicts(&actions) {
+                    Some(conflicts) => OnceReply::Ran(Err(conflicts)),
+                    None => self.transact_once(actions, claim).await?,
+                })
             }
+            Command::TxPrepare(prepare) => self.tx_prepare(prepare).await?,
+            Command::TxDecide(decide) => self.tx_decide(decide).await?,
+            Command::TxCommit(txid) => self.tx_finish(&txid, true).await?,
+            Command::TxAbort(txid) => self.tx_finish(&txid, false).await?,
             Command::MaintainStreams => {
                 self.store
                     .maintain_streams()
@@ -563,6 +577,158 @@ impl StateMachine {
         Ok(OnceReply::Ran(result))
     }
 
+    /// One reason per action when some action's item is locked by a
+    /// prepared cross-group transaction (see [`crate::txn`]): a
+    /// `TransactionConflict` for those, `None` for the others.
+    fn lock_conflicts(&self, actions: &[(String, WriteCommand)]) -> Option<Vec<Option<WireError>>> {
+        if self.txs.locked() == 0 {
+            return None;
+        }
+        let reasons: Vec<Option<WireError>> = actions
+            .iter()
+            .map(|(table, command)| {
+                self.txs
+                    .is_locked(&self.store, table, command)
+                    .then_some(WireError::TransactionConflict)
+            })
+            .collect();
+        reasons.iter().any(Option::is_some).then_some(reasons)
+    }
+
+    /// Prepares a participant's share of a cross-group transaction: locked
+    /// items are conflicts; otherwise the actions are evaluated against the
+    /// committed state and, when all would succeed, the locks and the
+    /// prepare record are written with the applied state (see
+    /// [`crate::txn`]). A prepare sent again answers as the first did, with
+    /// empty outcomes.
+    async fn tx_prepare(&mut self, prepare: Prepare) -> Result<Reply, StorageError<u64>> {
+        let Prepare { tx, actions } = prepare;
+        let count = actions.len();
+        let again = self
+            .txs
+            .prepared_record(&self.store, &tx.txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        if again.is_some() {
+            return Ok(Reply::Transact(Ok(vec![Default::default(); count])));
+        }
+        let (conflicts, locks) = self.txs.check(&self.store, &tx.txid, &actions);
+        if conflicts.iter().any(|c| *c) {
+            return Ok(Reply::Transact(Err(conflicts
+                .into_iter()
+                .map(|c| c.then_some(WireError::TransactionConflict))
+                .collect())));
+        }
+        let mut records = self
+            .txs
+            .prepare_writes(&tx, &actions, &locks)
+            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        records.push(meta_put(&self.applied)?);
+        Ok(Reply::Transact(
+            match self.store.prepare_write(actions, records).await {
+                Ok(outcomes) => {
+                    self.txs.prepared(&tx.txid, &locks);
+                    Ok(outcomes)
+                }
+                Err(failure) => Err(failure
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_ref().map(WireError::from))
+                    .collect()),
+            },
+        ))
+    }
+
+    /// Records the decision of a cross-group transaction unless one is
+    /// recorded already; answers the recorded one. A commit under a token
+    /// already used becomes an abort saying so; otherwise a commit writes
+    /// the token record in the same batch (see [`crate::tokens`]).
+    async fn tx_decide(&mut self, decide: Decide) -> Result<Reply, StorageError<u64>> {
+        let recorded = self
+            .txs
+            .decision(&self.store, &decide.txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        if let Some(decision) = recorded {
+            return Ok(Reply::Decided(decision));
+        }
+        let mut decision = Decision {
+            commit: decide.commit,
+            participants: decide.participants,
+            token: None,
+        };
+        let mut writes = Vec::new();
+        let mut claimed = None;
+        if let (true, Some(claim)) = (decide.commit, decide.claim) {
+            let lookup = self
+                .tokens
+                .lookup(&self.store, &claim)
+                .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+            match lookup {
+                Lookup::Same | Lookup::Other => {
+                    decision.commit = false;
+                    decision.token = Some(if lookup == Lookup::Same {
+                        TokenConflict::Same
+                    } else {
+                        TokenConflict::Other
+                    });
+                }
+                Lookup::Unused => {
+                    writes = self
+                        .tokens
+                        .writes(&claim)
+                        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                    claimed = Some(claim);
+                }
+            }
+        }
+        writes.push(
+            self.txs
+                .decision_write(&decide.txid, &decision)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?,
+        );
+        writes.push(meta_put(&self.applied)?);
+        if let Err(failure) = self.store.transact_write(writes).await {
+            let reason = failure.reasons.into_iter().flatten().next();
+            return Err(sm_err(
+                ErrorVerb::Write,
+                format!("transaction decision not recorded: {reason:?}"),
+            ));
+        }
+        if let Some(claim) = claimed {
+            self.tokens.committed(&claim);
+        }
+        Ok(Reply::Decided(decision))
+    }
+
+    /// Commits (applies the prepared actions) or aborts a participant's
+    /// share and releases its locks; an unknown transaction is a no-op.
+    async fn tx_finish(&mut self, txid: &str, commit: bool) -> Result<Reply, StorageError<u64>> {
+        let prepared = self
+            .txs
+            .prepared_record(&self.store, txid)
+            .map_err(|e| sm_err(ErrorVerb::Read, e))?;
+        let Some(prepared) = prepared else {
+            return Ok(Reply::Transact(Ok(Vec::new())));
+        };
+        let mut writes = self.txs.finish_writes(txid, &prepared, commit);
+        writes.push(meta_put(&self.applied)?);
+        match self.store.transact_write(writes).await {
+            Ok(_) => {
+                self.txs.finished(&prepared);
+                Ok(Reply::Transact(Ok(Vec::new())))
+            }
+            Err(failure) => {
+                // The prepared actions were evaluated on this same state:
+                // this is an engine failure. The locks stay.
+                tracing::error!(txid, commit, "prepared transaction not finished");
+                Ok(Reply::Transact(Err(failure
+                    .reasons
+                    .iter()
+                    .map(|r| r.as_ref().map(WireError::from))
+                    .collect())))
+            }
+        }
+    }
+
     fn save_snapshot_file(&self) -> Result<(), StorageError<u64>> {
         let Some((meta, data)) = &self.current else {
             return Ok(());
@@ -621,6 +787,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut replies = vec![Reply::Empty; entries.len()];
         let mut pending = PendingWrites::default();
+        // Write entries with refused commands: their conflicts, merged into
+        // the replies once written.
+        let mut refused: Vec<(usize, Vec<Option<WireError>>)> = Vec::new();
         for (i, entry) in entries.into_iter().enumerate() {
             let previous = self.applied.last;
             self.applied.last = Some(entry.log_id);
@@ -644,10 +813,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 command = *inner;
             }
             match command {
-                Command::Write(commands) => {
-                    pending.owners.push((i, commands.len()));
-                    pending.group.extend(commands);
-                }
+                Command::Write(commands) => match self.lock_conflicts(&commands) {
+                    None => {
+                        pending.owners.push((i, commands.len()));
+                        pending.group.extend(commands);
+                    }
+                    Some(conflicts) => {
+                        // Locked items are refused, the others written.
+                        let free: Vec<_> = commands
+                            .into_iter()
+                            .zip(&conflicts)
+                            .filter(|(_, c)| c.is_none())
+                            .map(|(command, _)| command)
+                            .collect();
+                        pending.owners.push((i, free.len()));
+                        pending.group.extend(free);
+                        refused.push((i, conflicts));
+                    }
+                },
                 other => {
                     // Earlier writes first, with the applied state as of
                     // the entry before this one.
@@ -666,6 +849,24 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         } else {
             self.flush_writes(&mut pending.group, &mut pending.owners, &mut replies)
                 .await?;
+        }
+        for (i, conflicts) in refused {
+            let written = match std::mem::take(&mut replies[i]) {
+                Reply::Write(outcomes) => outcomes,
+                _ => Vec::new(),
+            };
+            let mut written = written.into_iter();
+            let merged = conflicts
+                .into_iter()
+                .map(|c| match c {
+                    Some(e) => Err(e),
+                    None => written.next().unwrap_or(Err(WireError::Engine {
+                        operation: "apply".into(),
+                        message: "no answer for a write".into(),
+                    })),
+                })
+                .collect();
+            replies[i] = Reply::Write(merged);
         }
         Ok(replies)
     }
@@ -753,6 +954,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         // Snapshots of nodes from before token records have no such table.
         self.tokens = TokenRecords::load(&self.store).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.txs = TxRecords::load(&self.store).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.store
             .flush()
             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -854,5 +1056,264 @@ mod tests {
         assert!(matches!(replies[0], Reply::Once(OnceReply::Replayed(_))));
         assert!(matches!(replies[1], Reply::Once(OnceReply::Mismatch)));
         assert_eq!(rebuilt.last_applied(), Some(4));
+    }
+
+    fn entry(index: u64, command: Command) -> Entry {
+        Entry {
+            log_id: openraft::LogId::new(CommittedLeaderId::new(1, 0), index),
+            payload: EntryPayload::Normal(command),
+        }
+    }
+
+    fn item(k: &str, n: &str) -> Item {
+        Item::from([
+            ("k".to_string(), AttributeValue::S(k.into())),
+            ("n".to_string(), AttributeValue::S(n.into())),
+        ])
+    }
+
+    fn put(k: &str, n: &str) -> (String, WriteCommand) {
+        (
+            "T".into(),
+            WriteCommand::Put {
+                item: item(k, n),
+                condition: None,
+            },
+        )
+    }
+
+    fn group(partition: u32) -> crate::types::GroupRef {
+        crate::types::GroupRef {
+            table: "T".into(),
+            partition,
+        }
+    }
+
+    fn prepare(txid: &str, actions: Vec<(String, WriteCommand)>) -> Command {
+        Command::TxPrepare(crate::types::Prepare {
+            tx: crate::types::TxRef {
+                txid: txid.into(),
+                coordinator: group(0),
+                participants: vec![group(0), group(1)],
+                prepared_ms: 1_000,
+            },
+            actions,
+        })
+    }
+
+    fn decide(txid: &str, commit: bool) -> Command {
+        Command::TxDecide(crate::types::Decide {
+            txid: txid.into(),
+            commit,
+            participants: vec![group(0), group(1)],
+            claim: None,
+            now_ms: 1_000,
+        })
+    }
+
+    fn value(store: &Store, k: &str) -> Option<String> {
+        let key = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        match store.get("T", &key).unwrap()?.get("n") {
+            Some(AttributeValue::S(n)) => Some(n.clone()),
+            _ => None,
+        }
+    }
+
+    fn conflict(reply: &Reply) -> bool {
+        match reply {
+            Reply::Write(results) => results
+                .iter()
+                .any(|r| matches!(r, Err(WireError::TransactionConflict))),
+            Reply::Transact(Err(reasons)) => reasons
+                .iter()
+                .any(|r| matches!(r, Some(WireError::TransactionConflict))),
+            _ => false,
+        }
+    }
+
+    /// Invariant: a prepare writes no item but locks its items, against
+    /// plain writes, single-group transactions and other prepares, also
+    /// after a restart; other items stay writable.
+    #[tokio::test]
+    async fn prepare_locks_items_against_every_other_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, prepare("tx1", vec![put("a", "1"), put("b", "1")])),
+                entry(2, Command::Write(vec![put("a", "x"), put("c", "x")])),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(&replies[0], Reply::Transact(Ok(o)) if o.len() == 2));
+        match &replies[1] {
+            Reply::Write(r) => {
+                assert!(matches!(r[0], Err(WireError::TransactionConflict)));
+                assert!(r[1].is_ok());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(value(&st, "a"), None);
+        assert_eq!(value(&st, "c").as_deref(), Some("x"));
+        drop(sm);
+        // Reopened (a restart): the locks are read back from the store.
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(3, Command::Transact(vec![put("b", "y"), put("d", "y")])),
+                entry(4, prepare("tx2", vec![put("d", "2"), put("a", "2")])),
+                entry(
+                    5,
+                    Command::TransactOnce(
+                        vec![put("b", "z")],
+                        TokenClaim {
+                            token: "t".into(),
+                            fingerprint: 1,
+                            now_ms: 1,
+                        },
+                    ),
+                ),
+            ])
+            .await
+            .unwrap();
+        assert!(conflict(&replies[0]));
+        assert!(conflict(&replies[1]));
+        assert!(matches!(
+            &replies[2],
+            Reply::Once(OnceReply::Ran(Err(r))) if matches!(r[0], Some(WireError::TransactionConflict))
+        ));
+        assert_eq!(value(&st, "b"), None);
+        assert_eq!(value(&st, "d"), None);
+        assert_eq!(sm.last_applied(), Some(5));
+    }
+
+    /// Invariant: commit applies the prepared writes once and releases the
+    /// locks; commit and abort of a finished or unknown transaction are
+    /// no-ops; abort writes nothing.
+    #[tokio::test]
+    async fn commit_and_abort_are_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, prepare("tx1", vec![put("a", "1")])),
+                entry(2, Command::TxCommit("tx1".into())),
+                entry(3, Command::Write(vec![put("a", "after")])),
+                entry(4, Command::TxCommit("tx1".into())),
+                entry(5, Command::TxAbort("tx1".into())),
+                entry(6, prepare("tx2", vec![put("b", "2")])),
+                entry(7, Command::TxAbort("tx2".into())),
+                entry(8, Command::TxAbort("tx2".into())),
+                entry(9, Command::TxCommit("tx2".into())),
+                entry(10, Command::TxCommit("unknown".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(replies
+            .iter()
+            .all(|r| matches!(r, Reply::Transact(Ok(_)) | Reply::Write(_))));
+        assert!(!conflict(&replies[2]));
+        assert_eq!(value(&st, "a").as_deref(), Some("after"));
+        assert_eq!(value(&st, "b"), None);
+        assert_eq!(sm.txs.locked(), 0);
+    }
+
+    /// Invariant: a prepare whose condition fails takes no lock and keeps
+    /// no record; its reasons name the failed action.
+    #[tokio::test]
+    async fn failed_prepare_locks_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = store(dir.path(), true);
+        let mut sm = StateMachine::open(st.clone(), dir.path().join("snap")).unwrap();
+        let missing = WriteCommand::ConditionCheck {
+            key: Item::from([("k".to_string(), AttributeValue::S("nope".into()))]),
+            condition: partita_expr::Condition::AttributeExists(partita_expr::Path(vec![
+                partita_expr::PathElement::Attribute("k".into()),
+            ])),
+        };
+        let replies = sm
+            .apply(vec![
+                entry(
+                    1,
+                    prepare("tx1", vec![put("a", "1"), ("T".into(), missing)]),
+                ),
+                entry(2, Command::Write(vec![put("a", "free")])),
+                entry(3, Command::TxCommit("tx1".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(
+            &replies[0],
+            Reply::Transact(Err(r)) if r[0].is_none() && matches!(r[1], Some(WireError::ConditionalCheckFailed { .. }))
+        ));
+        assert!(!conflict(&replies[1]));
+        assert_eq!(value(&st, "a").as_deref(), Some("free"));
+        assert_eq!(sm.txs.locked(), 0);
+    }
+
+    /// Invariant: the first decision recorded for a transaction is final.
+    #[tokio::test]
+    async fn first_decision_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(store(dir.path(), true), dir.path().join("snap")).unwrap();
+        let replies = sm
+            .apply(vec![
+                entry(1, decide("tx1", false)),
+                entry(2, decide("tx1", true)),
+                entry(3, decide("tx2", true)),
+                entry(4, decide("tx2", false)),
+            ])
+            .await
+            .unwrap();
+        let commits: Vec<bool> = replies
+            .iter()
+            .map(|r| match r {
+                Reply::Decided(d) => d.commit,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(commits, vec![false, false, true, true]);
+    }
+
+    /// Invariant: locks, prepare and decision records travel with a
+    /// snapshot: the rebuilt replica refuses writes to locked items, knows
+    /// the decision, and commits the prepared writes.
+    #[tokio::test]
+    async fn transaction_records_survive_snapshot_install() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(store(a.path(), true), a.path().join("snap")).unwrap();
+        sm.apply(vec![
+            entry(1, prepare("tx1", vec![put("a", "1")])),
+            entry(2, decide("tx1", true)),
+        ])
+        .await
+        .unwrap();
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let target = store(b.path(), false);
+        let mut rebuilt = StateMachine::open(target.clone(), b.path().join("snap")).unwrap();
+        rebuilt
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        let replies = rebuilt
+            .apply(vec![
+                entry(3, Command::Write(vec![put("a", "x")])),
+                entry(4, decide("tx1", false)),
+                entry(5, Command::TxCommit("tx1".into())),
+            ])
+            .await
+            .unwrap();
+        assert!(conflict(&replies[0]));
+        assert!(matches!(&replies[1], Reply::Decided(d) if d.commit));
+        assert_eq!(value(&target, "a").as_deref(), Some("1"));
+        assert_eq!(rebuilt.txs.locked(), 0);
     }
 }

@@ -26,9 +26,12 @@
 //! transactions, at most [`GC_PER_APPLY`] each, found through an in-memory
 //! index rebuilt from the table at start and after a snapshot install.
 //!
-//! Scope: the record lives in the Raft group that applied the transaction;
-//! a different request reusing a token on another group is not detected
-//! there (the gateway's own cache still catches it on the same gateway).
+//! Scope: the record lives in the Raft group that applied the transaction
+//! — for a transaction across groups, the coordinator group (the group of
+//! its first action), written with the commit decision (`Command::TxDecide`,
+//! see [`crate::txn`]); a different request reusing a token on another
+//! group is not detected there (the gateway's own cache still catches it
+//! on the same gateway).
 //!
 //! [`Command::TransactOnce`]: crate::types::Command::TransactOnce
 
@@ -95,6 +98,27 @@ pub enum Lookup {
     Other,
 }
 
+/// Returns what the record item of a token (read from [`TOKENS_TABLE`],
+/// `None` when absent) says about `claim`.
+pub fn lookup_record(item: Option<&Item>, claim: &TokenClaim) -> Lookup {
+    let Some((_, record)) = item.and_then(decode) else {
+        return Lookup::Unused;
+    };
+    if claim.now_ms >= record.at_ms.saturating_add(TOKEN_LIFETIME_MS) {
+        return Lookup::Unused;
+    }
+    if record.fingerprint == claim.fingerprint {
+        Lookup::Same
+    } else {
+        Lookup::Other
+    }
+}
+
+/// Returns the key item of `token`'s record in [`TOKENS_TABLE`].
+pub fn record_key(token: &str) -> Item {
+    key(token)
+}
+
 /// The token records of one replica's state machine.
 #[derive(Default)]
 pub struct TokenRecords {
@@ -120,20 +144,8 @@ impl TokenRecords {
 
     /// Looks `claim` up in `store`.
     pub fn lookup(&self, store: &Store, claim: &TokenClaim) -> Result<Lookup, StorageError> {
-        let Some(item) = store.get(TOKENS_TABLE, &key(&claim.token))? else {
-            return Ok(Lookup::Unused);
-        };
-        let Some((_, record)) = decode(&item) else {
-            return Ok(Lookup::Unused);
-        };
-        if claim.now_ms >= record.at_ms.saturating_add(TOKEN_LIFETIME_MS) {
-            return Ok(Lookup::Unused);
-        }
-        Ok(if record.fingerprint == claim.fingerprint {
-            Lookup::Same
-        } else {
-            Lookup::Other
-        })
+        let item = store.get(TOKENS_TABLE, &key(&claim.token))?;
+        Ok(lookup_record(item.as_ref(), claim))
     }
 
     /// The writes that go in the batch of a transaction run under `claim`:

@@ -83,6 +83,79 @@ pub enum Command {
     /// Creates a table that is replicated to other regions from its first
     /// write on (a global table's new replica).
     CreateReplicated(Box<TableDefinition>, ReplicationState),
+    /// Two-phase commit, participant: evaluates this group's share of a
+    /// transaction against committed state and, when every action would
+    /// succeed, locks its items and keeps the actions (see [`crate::txn`]).
+    TxPrepare(Prepare),
+    /// Two-phase commit, coordinator group: records the decision of a
+    /// transaction; the first decision recorded wins.
+    TxDecide(Decide),
+    /// Two-phase commit, participant: applies the prepared actions and
+    /// releases their locks (no-op for an unknown transaction).
+    TxCommit(String),
+    /// Two-phase commit, participant: drops the prepared actions and
+    /// releases their locks (no-op for an unknown transaction).
+    TxAbort(String),
+}
+
+/// A Raft group, named by a table it holds and a partition index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupRef {
+    pub table: String,
+    pub partition: u32,
+}
+
+/// Who to ask about a transaction holding a lock: also the content of a
+/// lock record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TxRef {
+    pub txid: String,
+    /// The group holding the decision record.
+    pub coordinator: GroupRef,
+    /// Every group with a share of the transaction's actions.
+    pub participants: Vec<GroupRef>,
+    /// The coordinating gateway's clock at prepare (ms since the epoch).
+    pub prepared_ms: u64,
+}
+
+/// A participant's share of a transaction.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Prepare {
+    pub tx: TxRef,
+    pub actions: Vec<(String, WriteCommand)>,
+}
+
+/// A decision proposed to the coordinator group.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Decide {
+    pub txid: String,
+    pub commit: bool,
+    pub participants: Vec<GroupRef>,
+    /// The ClientRequestToken: recorded with a commit decision (see
+    /// [`crate::tokens`]).
+    pub claim: Option<TokenClaim>,
+    /// The proposer's clock (ms since the epoch).
+    pub now_ms: u64,
+}
+
+/// The recorded decision of a transaction.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub commit: bool,
+    pub participants: Vec<GroupRef>,
+    /// When a commit was proposed under a token another request (or this
+    /// same one, earlier) already committed under: the decision is an
+    /// abort and this says why.
+    pub token: Option<TokenConflict>,
+}
+
+/// Why a commit under a ClientRequestToken was turned into an abort.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum TokenConflict {
+    /// The same request committed under the token already.
+    Same,
+    /// A different request committed under the token.
+    Other,
 }
 
 /// The ClientRequestToken of a transaction, as replicated.
@@ -127,6 +200,9 @@ pub enum Reply {
     Secret(Result<[u8; 32], WireError>),
     Done(Result<(), WireError>),
     Replicated(Result<Vec<ReplicaApply>, WireError>),
+    /// The decision recorded for a [`Command::TxDecide`] (perhaps an
+    /// earlier, different one).
+    Decided(Decision),
 }
 
 /// A `StorageError` that can cross the wire.
@@ -162,6 +238,7 @@ pub enum WireError {
     },
     ItemCollectionSizeLimitExceeded,
     Unsupported(String),
+    TransactionConflict,
 }
 
 /// Type names an `IndexKeyInvalid` may report, as `&'static str`.
@@ -210,6 +287,7 @@ impl From<&StorageError> for WireError {
                 WireError::ItemCollectionSizeLimitExceeded
             }
             StorageError::Unsupported(m) => WireError::Unsupported(m.clone()),
+            StorageError::TransactionConflict => WireError::TransactionConflict,
         }
     }
 }
@@ -267,6 +345,7 @@ impl From<WireError> for StorageError {
                 StorageError::ItemCollectionSizeLimitExceeded
             }
             WireError::Unsupported(m) => StorageError::Unsupported(m),
+            WireError::TransactionConflict => StorageError::TransactionConflict,
         }
     }
 }
@@ -289,6 +368,7 @@ mod tests {
                 actual: "BOOL",
             },
             StorageError::ItemCollectionSizeLimitExceeded,
+            StorageError::TransactionConflict,
         ];
         for e in errors {
             let wire = WireError::from(&e);

@@ -134,6 +134,10 @@ struct Request {
     reply: oneshot::Sender<Answers>,
     /// A transaction: all commands apply or none (see `transact`).
     atomic: bool,
+    /// In a transaction, how many leading commands are only evaluated
+    /// (a two-phase commit's prepare, see `transact`): their answers are
+    /// returned, their writes dropped.
+    checked: usize,
 }
 
 /// The handle of the writer thread.
@@ -161,6 +165,7 @@ impl WriterHandle {
                 commands,
                 reply,
                 atomic: false,
+                checked: 0,
             })
             .is_err()
         {
@@ -203,22 +208,38 @@ impl Writer {
 
     /// Queues commands and waits until they are applied and durable.
     pub async fn submit(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
-        self.enqueue(as_writes(commands), false).await
+        self.enqueue(as_writes(commands), false, 0).await
     }
 
     /// Queues a transaction and waits until it is applied and durable, or
     /// refused as a whole (see `transact`).
     pub async fn submit_transaction(&self, commands: Vec<(String, WriteCommand)>) -> Answers {
-        self.enqueue(as_writes(commands), true).await
+        self.enqueue(as_writes(commands), true, 0).await
+    }
+
+    /// Queues a prepare: evaluates the first `checked` commands as one
+    /// transaction without writing them and, when all succeed, applies the
+    /// others atomically (see `transact::apply_prepare`).
+    pub async fn submit_prepare(
+        &self,
+        commands: Vec<(String, WriteCommand)>,
+        checked: usize,
+    ) -> Answers {
+        self.enqueue(as_writes(commands), true, checked).await
     }
 
     /// Queues writer commands (e.g. replicated changes) and waits until
     /// they are applied and durable.
     pub async fn submit_commands(&self, commands: Vec<(String, Command)>) -> Answers {
-        self.enqueue(commands, false).await
+        self.enqueue(commands, false, 0).await
     }
 
-    async fn enqueue(&self, commands: Vec<(String, Command)>, atomic: bool) -> Answers {
+    async fn enqueue(
+        &self,
+        commands: Vec<(String, Command)>,
+        atomic: bool,
+        checked: usize,
+    ) -> Answers {
         let count = commands.len();
         let all_failed = || (0..count).map(|_| Err(stopped())).collect();
         let (reply, answer) = oneshot::channel();
@@ -230,6 +251,7 @@ impl Writer {
                 commands,
                 reply,
                 atomic,
+                checked,
             })
             .is_err()
         {
@@ -403,6 +425,9 @@ fn apply_group(shared: &Shared, group: &[Request]) -> Vec<Answers> {
     let mut answers: Vec<Answers> = group
         .iter()
         .map(|r| {
+            if r.atomic && r.checked > 0 {
+                return crate::transact::apply_prepare(&mut state, &r.commands, r.checked);
+            }
             if r.atomic {
                 return crate::transact::apply_atomic(&mut state, &r.commands);
             }

@@ -170,6 +170,10 @@ pub enum StorageError {
     /// what and is shown to the caller.
     #[error("{0}")]
     Unsupported(String),
+    /// The item is held by a transaction in progress (cluster mode's
+    /// two-phase commit); nothing was written. A retry later may succeed.
+    #[error("transaction conflict: the item is held by a transaction in progress")]
+    TransactionConflict,
 }
 
 /// One typed mutation of one item: the commands of the partition state machine.

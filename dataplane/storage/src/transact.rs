@@ -35,15 +35,17 @@
 //!
 //! # Reuse by the cluster's two-phase commit (DESIGN.md §5)
 //!
-//! A transaction over several partitions runs the prepare step on each
-//! participant partition for its share of the actions: applying them to a
-//! fork of that partition's state gives the verdicts (sent to the
-//! coordinator) and the write set (kept in the durable prepare record, with
-//! the items locked against other writers until the decision). Commit
-//! applies that write set; abort drops it. Because the state machine is
-//! deterministic and the items cannot change between prepare and commit, the
-//! prepared write set is exactly what applying the actions at commit time
-//! would produce. A transaction within one partition is one command, as here.
+//! A transaction over several Raft groups (`partita_cluster::txn`) runs the
+//! prepare step alone on each participant for its share of the actions
+//! ([`Store::prepare_write`]): the actions are applied to a fork that is
+//! dropped — their answers are the verdicts sent to the coordinator — and,
+//! when all succeed, the participant's own records (item locks, the prepare
+//! record with the actions, the applied log id) are committed in their
+//! place, atomically. Commit applies the kept actions again, without their
+//! conditions; abort drops them. Because the state machine is deterministic
+//! and the locked items cannot change between prepare and commit, commit
+//! writes exactly what the prepare evaluated. A transaction within one
+//! group is one command, as here.
 
 use std::collections::HashSet;
 
@@ -70,11 +72,9 @@ impl TransactionFailure {
     }
 }
 
-/// Prepares a transaction on a fork of the group's state and, when every
-/// action succeeds, commits it into the group (see the module docs).
-pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
-    let mut trial = state.fork();
-    let answers: Answers = commands
+/// Applies `commands` in order to `trial` and returns their answers.
+fn apply_all(trial: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
+    commands
         .iter()
         .map(|(table, command)| match command {
             Command::Write(command) => trial.apply_one(table, command),
@@ -85,10 +85,44 @@ pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Comm
                 })
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Prepares a transaction on a fork of the group's state and, when every
+/// action succeeds, commits it into the group (see the module docs).
+pub(crate) fn apply_atomic(state: &mut GroupState<'_>, commands: &[(String, Command)]) -> Answers {
+    let mut trial = state.fork();
+    let answers = apply_all(&mut trial, commands);
     if answers.iter().all(Result::is_ok) {
         state.absorb(trial);
     }
+    answers
+}
+
+/// The prepare step alone, for a two-phase commit's participant: the first
+/// `checked` commands are applied to a fork that is then dropped (their
+/// answers are the verdicts); when all succeed, the remaining commands (the
+/// participant's own records) are applied atomically. The answers of the
+/// remaining commands follow; when a checked command failed they all fail
+/// with `Unsupported("not applied")` and nothing is written.
+pub(crate) fn apply_prepare(
+    state: &mut GroupState<'_>,
+    commands: &[(String, Command)],
+    checked: usize,
+) -> Answers {
+    let (evaluated, records) = commands.split_at(checked.min(commands.len()));
+    let mut trial = state.fork();
+    let mut answers = apply_all(&mut trial, evaluated);
+    drop(trial);
+    if !answers.iter().all(Result::is_ok) {
+        answers.extend(
+            records
+                .iter()
+                .map(|_| Err(StorageError::Unsupported("not applied".into()))),
+        );
+        return answers;
+    }
+    answers.extend(apply_atomic(state, records));
     answers
 }
 
@@ -116,29 +150,8 @@ impl Store {
         if count == 0 {
             return Ok(Vec::new());
         }
-        let mut seen = HashSet::with_capacity(count);
-        let mut duplicates = vec![false; count];
-        for (i, (table, command)) in actions.iter().enumerate() {
-            let Ok(state) = self.shared.table(table) else {
-                continue;
-            };
-            if let Ok(key) = keys::encode_key(&state.def.key_schema, key_of(command)) {
-                duplicates[i] = !seen.insert((table.clone(), key.bytes));
-            }
-        }
-        if duplicates.iter().any(|d| *d) {
-            return Err(TransactionFailure {
-                reasons: duplicates
-                    .into_iter()
-                    .map(|d| {
-                        d.then(|| {
-                            StorageError::InvalidKey(
-                                "a transaction may address an item only once".into(),
-                            )
-                        })
-                    })
-                    .collect(),
-            });
+        if let Some(reasons) = self.duplicate_reasons(&actions) {
+            return Err(TransactionFailure { reasons });
         }
         let answers = self.writer.submit_transaction(actions).await;
         if answers.len() != count {
@@ -152,6 +165,77 @@ impl Store {
         }
         Err(TransactionFailure {
             reasons: answers.into_iter().map(Result::err).collect(),
+        })
+    }
+
+    /// Evaluates `actions` as one transaction against the current state
+    /// WITHOUT writing them (a two-phase commit's prepare) and, when every
+    /// action would succeed, applies `records` atomically in their place.
+    /// Returns the actions' would-be outcomes, or one reason per action.
+    /// Like [`Store::transact_write`], the actions must address distinct
+    /// items. A failure of `records` fails every action with its error.
+    pub async fn prepare_write(
+        &self,
+        actions: Vec<(String, WriteCommand)>,
+        records: Vec<(String, WriteCommand)>,
+    ) -> Result<Vec<WriteOutcome>, TransactionFailure> {
+        let count = actions.len();
+        if let Some(reasons) = self.duplicate_reasons(&actions) {
+            return Err(TransactionFailure { reasons });
+        }
+        let mut commands = actions;
+        let total = count + records.len();
+        commands.extend(records);
+        let mut answers = self.writer.submit_prepare(commands, count).await;
+        if answers.len() != total {
+            return Err(TransactionFailure::all(count, || StorageError::Engine {
+                operation: "prepare",
+                message: "the writer answered the wrong number of actions".into(),
+            }));
+        }
+        let records = answers.split_off(count);
+        if !answers.iter().all(Result::is_ok) {
+            return Err(TransactionFailure {
+                reasons: answers.into_iter().map(Result::err).collect(),
+            });
+        }
+        if let Some(Err(e)) = records.into_iter().find(Result::is_err) {
+            let message = e.to_string();
+            return Err(TransactionFailure::all(count, || StorageError::Engine {
+                operation: "prepare",
+                message: message.clone(),
+            }));
+        }
+        Ok(answers.into_iter().flatten().collect())
+    }
+
+    /// Returns one reason per action when some action addresses an item an
+    /// earlier one already did.
+    fn duplicate_reasons(
+        &self,
+        actions: &[(String, WriteCommand)],
+    ) -> Option<Vec<Option<StorageError>>> {
+        let mut seen = HashSet::with_capacity(actions.len());
+        let mut duplicates = vec![false; actions.len()];
+        for (i, (table, command)) in actions.iter().enumerate() {
+            let Ok(state) = self.shared.table(table) else {
+                continue;
+            };
+            if let Ok(key) = keys::encode_key(&state.def.key_schema, key_of(command)) {
+                duplicates[i] = !seen.insert((table.clone(), key.bytes));
+            }
+        }
+        duplicates.iter().any(|d| *d).then(|| {
+            duplicates
+                .into_iter()
+                .map(|d| {
+                    d.then(|| {
+                        StorageError::InvalidKey(
+                            "a transaction may address an item only once".into(),
+                        )
+                    })
+                })
+                .collect()
         })
     }
 
@@ -177,5 +261,97 @@ impl Store {
             items.push(item);
         }
         Ok(items)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use partita_model::AttributeValue;
+
+    use super::*;
+    use crate::StoreOptions;
+
+    fn table(name: &str) -> partita_model::TableDefinition {
+        use partita_model::schema::ScalarType;
+        use partita_model::schema::{AttributeDefinition, BillingMode, KeyAttribute, KeySchema};
+        partita_model::TableDefinition {
+            name: name.into(),
+            table_id: format!("{name}-id"),
+            key_schema: KeySchema {
+                hash: KeyAttribute {
+                    name: "k".into(),
+                    scalar_type: ScalarType::S,
+                },
+                range: None,
+            },
+            attribute_definitions: vec![AttributeDefinition {
+                name: "k".into(),
+                scalar_type: ScalarType::S,
+            }],
+            billing_mode: BillingMode::PayPerRequest,
+            throughput: None,
+            created_at_ms: 1,
+            pay_per_request_since_ms: None,
+            stream: None,
+            stream_label: None,
+            ttl: None,
+            tags: Vec::new(),
+            table_class: None,
+            deletion_protection: false,
+            local_indexes: Vec::new(),
+            global_indexes: Vec::new(),
+            partitions: 1,
+            on_demand: None,
+        }
+    }
+
+    fn put(k: &str, condition: Option<partita_expr::Condition>) -> (String, WriteCommand) {
+        let item = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        ("T".into(), WriteCommand::Put { item, condition })
+    }
+
+    /// Invariant: a prepare evaluates its actions without writing them and
+    /// writes its records only when every action would succeed.
+    #[tokio::test]
+    async fn prepare_writes_records_in_place_of_the_actions() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        store.create_table(table("T")).unwrap();
+        store.create_table(table("R")).unwrap();
+        let record = |k: &str| {
+            let item = Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+            (
+                "R".to_string(),
+                WriteCommand::Put {
+                    item,
+                    condition: None,
+                },
+            )
+        };
+        let key = |k: &str| Item::from([("k".to_string(), AttributeValue::S(k.into()))]);
+        let outcomes = store
+            .prepare_write(vec![put("a", None), put("b", None)], vec![record("r1")])
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), 2);
+        assert!(outcomes[0].new.is_some());
+        assert!(store.get("T", &key("a")).unwrap().is_none());
+        assert!(store.get("R", &key("r1")).unwrap().is_some());
+        let exists = partita_expr::Condition::AttributeExists(partita_expr::Path(vec![
+            partita_expr::PathElement::Attribute("k".into()),
+        ]));
+        let failure = store
+            .prepare_write(
+                vec![put("a", None), put("c", Some(exists))],
+                vec![record("r2")],
+            )
+            .await
+            .unwrap_err();
+        assert!(failure.reasons[0].is_none());
+        assert!(matches!(
+            failure.reasons[1],
+            Some(StorageError::ConditionalCheckFailed { .. })
+        ));
+        assert!(store.get("R", &key("r2")).unwrap().is_none());
     }
 }

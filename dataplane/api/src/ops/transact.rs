@@ -24,6 +24,10 @@
 //! one writer thread, a transaction is prepared and committed with nothing
 //! in between and lands in one atomic engine batch, and reads read
 //! snapshots. A conflicting write is simply ordered before or after it.
+//! In cluster mode a transaction across Raft groups locks its items from
+//! prepare to commit: a write meeting a lock fails with
+//! TransactionConflictException, an action meeting one gets the
+//! `TransactionConflict` cancellation reason (`StorageError::TransactionConflict`).
 //!
 //! Capacity: a transaction costs twice the plain operation — 2 write units
 //! per KB (of the larger of the old and new item) per write action, and 2

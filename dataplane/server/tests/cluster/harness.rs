@@ -188,6 +188,36 @@ impl Cluster {
         self.gateway = Some(gateway);
     }
 
+    /// Starts one more gateway on `port` with extra environment variables
+    /// (e.g. a test hook), logging to `gateway-<port>.log`; returns when it
+    /// accepts connections. The caller owns the process.
+    pub fn spawn_gateway(&self, port: u16, envs: &[(&str, &str)]) -> Child {
+        let child = Command::new(BIN)
+            .args(["gateway", "--topology-file"])
+            .arg(&self.topology)
+            .args(["--port", &port.to_string()])
+            .args(["--admin-port", "0"])
+            .args(&self.gateway_args)
+            .env("PARTITA_LOG", "warn,partita_cluster=info")
+            .envs(envs.iter().copied())
+            .stdin(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.topology.with_file_name(format!("gateway-{port}.log")))
+                    .unwrap(),
+            )
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "gateway did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
     /// Kills the gateway and starts a new one on the same port.
     pub fn restart_gateway(&mut self) {
         if let Some(mut g) = self.gateway.take() {

@@ -8,6 +8,7 @@ mod replication_flag;
 mod streams;
 mod tls;
 mod tokens;
+mod two_phase;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -353,22 +354,6 @@ fn item_operations_query_and_scan_across_partitions() {
     );
     assert_eq!(status, 200, "{body}");
     assert!(get(&cluster, "t", "2").is_some());
-    // A transaction over both partitions (16 partition keys) is refused
-    // with a ValidationException that says why, and writes nothing.
-    let puts: Vec<_> = (0..16)
-        .map(|i| json!({"Put": {"TableName": TABLE, "Item": {"pk": {"S": format!("x{i}")}, "sk": {"S": "1"}}}}))
-        .collect();
-    let (status, body) = cluster.call("TransactWriteItems", &json!({"TransactItems": puts}));
-    assert_eq!(status, 400, "{body}");
-    assert_eq!(
-        body["__type"],
-        "com.amazon.coral.validate#ValidationException"
-    );
-    assert_eq!(
-        body["message"],
-        "Transactions whose items are in different partitions are not supported in cluster mode yet"
-    );
-    assert!((0..16).all(|i| get(&cluster, &format!("x{i}"), "1").is_none()));
     // DescribeTable counts items over both partitions.
     let (status, body) = cluster.call("DescribeTable", &json!({"TableName": TABLE}));
     assert_eq!(status, 200, "{body}");

@@ -292,6 +292,10 @@ fn reason_of(err: StorageError, return_old: bool) -> Result<Reason, ApiError> {
         StorageError::InvalidKey(_) => Ok(Reason::validation(SCHEMA_MISMATCH)),
         // The whole request cannot run here: a request error, not a reason.
         StorageError::Unsupported(message) => Err(ApiError::validation(message)),
+        StorageError::TransactionConflict => Ok(Reason::Other {
+            code: "TransactionConflict",
+            message: crate::error::TRANSACTION_ONGOING.into(),
+        }),
         other => {
             let mapped = ApiError::from(other);
             match mapped.kind {
@@ -626,6 +630,13 @@ mod tests {
             reason_of(StorageError::ItemTooLarge, false),
             Ok(Reason::Other {
                 code: "ValidationError",
+                ..
+            })
+        ));
+        assert!(matches!(
+            reason_of(StorageError::TransactionConflict, false),
+            Ok(Reason::Other {
+                code: "TransactionConflict",
                 ..
             })
         ));

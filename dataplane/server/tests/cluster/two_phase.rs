@@ -1,0 +1,448 @@
+//! Transactions whose items are in different Raft groups: two-phase
+//! commit through the gateway (partita_cluster's `router::two_phase`).
+//! Each test names the invariant it checks.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use partita_model::AttributeValue;
+use serde_json::{json, Value};
+
+use crate::get;
+use crate::harness::{free_ports, http_call, key, Cluster, TABLE};
+
+/// Returns the partition (of 2) owning partition key `pk`.
+fn partition_of(pk: &str) -> usize {
+    let hash = partita_storage::keys::partition_hash(&AttributeValue::S(pk.into())).unwrap();
+    partita_topology::split_hash_space(2)
+        .iter()
+        .position(|r| r.start <= hash && hash <= r.end)
+        .unwrap()
+}
+
+/// Partition keys `prefix0..prefix15`, asserted to cover both partitions.
+fn spread(prefix: &str) -> Vec<String> {
+    let keys: Vec<String> = (0..16).map(|i| format!("{prefix}{i}")).collect();
+    assert!(keys.iter().any(|k| partition_of(k) == 0));
+    assert!(keys.iter().any(|k| partition_of(k) == 1));
+    keys
+}
+
+fn puts(pks: &[String], sk: &str) -> Vec<Value> {
+    pks.iter()
+        .map(|pk| {
+            json!({"Put": {"TableName": TABLE,
+                "Item": {"pk": {"S": pk}, "sk": {"S": sk}, "v": {"N": "1"}}}})
+        })
+        .collect()
+}
+
+/// Invariant: a transaction over two partitions commits all its items, and
+/// one whose condition fails on one item cancels with DynamoDB's error
+/// (one reason per action) and writes nothing anywhere.
+#[test]
+fn cross_partition_transaction_commits_or_cancels_atomically() {
+    let cluster = Cluster::start(2, 10_000);
+    let pks = spread("x");
+    let (status, body) = cluster.call(
+        "TransactWriteItems",
+        &json!({"TransactItems": puts(&pks, "1")}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for pk in &pks {
+        assert!(
+            get(&cluster, pk, "1").is_some(),
+            "{pk} missing after commit"
+        );
+    }
+    // The last action's condition fails: nothing of the 16 is written.
+    let mut actions = puts(&pks, "2");
+    actions[15]["Put"]["ConditionExpression"] = json!("attribute_exists(pk)");
+    let (status, body) = cluster.call("TransactWriteItems", &json!({"TransactItems": actions}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#TransactionCanceledException"
+    );
+    let mut reasons = vec!["None"; 15];
+    reasons.push("ConditionalCheckFailed");
+    assert_eq!(
+        body["message"],
+        format!(
+            "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]",
+            reasons.join(", ")
+        )
+    );
+    assert_eq!(
+        body["CancellationReasons"][15]["Code"],
+        "ConditionalCheckFailed"
+    );
+    for pk in &pks {
+        assert!(
+            get(&cluster, pk, "2").is_none(),
+            "{pk} written by a cancelled transaction"
+        );
+    }
+    // The lock table is not reachable through the gateway.
+    let (status, body) = cluster.call(
+        "GetItem",
+        &json!({"TableName": "__partita_tx_locks", "Key": {"k": {"S": "x"}}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
+    );
+    // Plain writes to the items work again (no lock left behind).
+    let (status, body) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": "x0"}, "sk": {"S": "2"}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+fn transfer(from: &str, to: &str, amount: u64) -> Value {
+    let update = |pk: &str, delta: i64, guard: bool| {
+        let mut u = json!({
+            "TableName": TABLE,
+            "Key": key(pk, "b"),
+            "UpdateExpression": "ADD n :d",
+            "ExpressionAttributeValues": {":d": {"N": delta.to_string()}},
+        });
+        if guard {
+            u["ConditionExpression"] = json!("n >= :a");
+            u["ExpressionAttributeValues"][":a"] = json!({"N": amount.to_string()});
+        }
+        json!({ "Update": u })
+    };
+    json!({"TransactItems": [update(from, -(amount as i64), true), update(to, amount as i64, false)]})
+}
+
+/// Invariant: concurrent transfers between accounts on two partitions
+/// conserve the total, and a concurrent TransactGetItems over every account
+/// never sees half a transfer.
+#[test]
+fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
+    let cluster = Arc::new(Cluster::start(2, 10_000));
+    let accounts: Vec<String> = spread("acct").into_iter().take(8).collect();
+    assert!(accounts.iter().any(|k| partition_of(k) == 0));
+    assert!(accounts.iter().any(|k| partition_of(k) == 1));
+    for pk in &accounts {
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "b"}, "n": {"N": "100"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let total = 100 * accounts.len() as i64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let committed = Arc::new(AtomicU64::new(0));
+    let crossing = Arc::new(AtomicU64::new(0));
+    let checker = {
+        let (cluster, stop, accounts) = (cluster.clone(), stop.clone(), accounts.clone());
+        std::thread::spawn(move || {
+            let gets: Vec<Value> = accounts
+                .iter()
+                .map(|pk| json!({"Get": {"TableName": TABLE, "Key": key(pk, "b")}}))
+                .collect();
+            let mut checks = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let (status, body) =
+                    cluster.call("TransactGetItems", &json!({"TransactItems": gets}));
+                if status != 200 {
+                    continue;
+                }
+                let sum: i64 = body["Responses"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        r["Item"]["n"]["N"]
+                            .as_str()
+                            .unwrap()
+                            .parse::<i64>()
+                            .unwrap()
+                    })
+                    .sum();
+                assert_eq!(sum, total, "a read saw half a transfer: {body}");
+                checks += 1;
+            }
+            checks
+        })
+    };
+    let workers: Vec<_> = (0..4u64)
+        .map(|w| {
+            let (cluster, accounts) = (cluster.clone(), accounts.clone());
+            let (committed, crossing) = (committed.clone(), crossing.clone());
+            std::thread::spawn(move || {
+                let mut seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(w + 1);
+                let mut next = move || {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed
+                };
+                for _ in 0..25 {
+                    let from = (next() % accounts.len() as u64) as usize;
+                    let to = (from + 1 + (next() % (accounts.len() as u64 - 1)) as usize)
+                        % accounts.len();
+                    let body = transfer(&accounts[from], &accounts[to], 1 + next() % 5);
+                    // Conflicting transfers cancel each other: retry a few times.
+                    for attempt in 0..20 {
+                        let (status, answer) = cluster.call("TransactWriteItems", &body);
+                        if status == 200 {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                            if partition_of(&accounts[from]) != partition_of(&accounts[to]) {
+                                crossing.fetch_add(1, Ordering::Relaxed);
+                            }
+                            break;
+                        }
+                        assert!(
+                            status == 400
+                                && answer["__type"]
+                                    .as_str()
+                                    .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
+                            "unexpected answer: {status} {answer}"
+                        );
+                        std::thread::sleep(Duration::from_millis(5 + 7 * attempt));
+                    }
+                    // Leave the checker gaps between locks.
+                    std::thread::sleep(Duration::from_millis(15));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let checks = checker.join().unwrap();
+    let sum: i64 = accounts
+        .iter()
+        .map(|pk| {
+            get(&cluster, pk, "b").unwrap()["n"]["N"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(sum, total);
+    assert!(
+        crossing.load(Ordering::Relaxed) > 10,
+        "too few cross-partition transfers committed"
+    );
+    assert!(checks > 10, "the checker ran only {checks} times");
+    eprintln!(
+        "transfers committed: {} ({} across partitions), checks: {checks}",
+        committed.load(Ordering::Relaxed),
+        crossing.load(Ordering::Relaxed)
+    );
+}
+
+/// Runs a 16-item transaction over both partitions through a gateway that
+/// exits at `point`, and returns the items' partition keys.
+fn transaction_of_a_dying_gateway(cluster: &Cluster, point: &str, sk: &str) -> Vec<String> {
+    let port = free_ports(1)[0];
+    let mut gateway = cluster.spawn_gateway(port, &[("PARTITA_TEST_2PC_EXIT", point)]);
+    let pks = spread("r");
+    let (status, body) = http_call(
+        port,
+        "TransactWriteItems",
+        &json!({"TransactItems": puts(&pks, sk)}),
+    );
+    assert!(
+        status == 0 || status >= 500,
+        "the gateway answered: {status} {body}"
+    );
+    let exit = gateway.wait().unwrap();
+    assert_eq!(exit.code(), Some(3), "the gateway did not exit on the hook");
+    pks
+}
+
+/// Invariant: a transaction whose coordinator died between prepare and
+/// decision holds its items (writes are refused with
+/// TransactionConflictException) until a write meets the stale lock and
+/// aborts it on every participant: nothing was written and the items are
+/// free again.
+#[test]
+fn recovery_aborts_a_transaction_whose_coordinator_died_before_deciding() {
+    let cluster = Cluster::start(2, 10_000);
+    let pks = transaction_of_a_dying_gateway(&cluster, "after-prepare", "p");
+    let (status, body) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": pks[0]}, "sk": {"S": "p"}}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#TransactionConflictException"
+    );
+    // Once the lock is stale, the next write to the item recovers the
+    // transaction (an abort: there is no decision) and applies.
+    std::thread::sleep(Duration::from_millis(2_200));
+    let (status, body) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": pks[0]}, "sk": {"S": "p"}, "v": {"N": "2"}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(get(&cluster, &pks[0], "p").unwrap()["v"]["N"], "2");
+    for pk in &pks[1..] {
+        let started = Instant::now();
+        assert!(
+            get(&cluster, pk, "p").is_none(),
+            "{pk} written by an aborted transaction"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{pk} still locked"
+        );
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "p"}, "v": {"N": "2"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Invariant: a transaction whose coordinator died after recording the
+/// commit decision is committed by recovery: a consistent read waits on
+/// the young lock, then recovers it, and every item appears.
+#[test]
+fn recovery_commits_a_transaction_whose_coordinator_died_after_deciding() {
+    let cluster = Cluster::start(2, 10_000);
+    let pks = transaction_of_a_dying_gateway(&cluster, "after-decide", "d");
+    for pk in &pks {
+        let item = get(&cluster, pk, "d").unwrap_or_else(|| panic!("{pk} not committed"));
+        assert_eq!(item["v"]["N"], "1");
+    }
+    // A stale lock met by a write is recovered too: the write then applies.
+    let (status, body) = cluster.call(
+        "PutItem",
+        &json!({"TableName": TABLE, "Item": {"pk": {"S": pks[0]}, "sk": {"S": "d"}, "v": {"N": "3"}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Invariant: a cross-partition transaction retried with its
+/// ClientRequestToken applies once; the token refuses a different request.
+#[test]
+fn cross_partition_token_applies_once() {
+    let mut cluster = Cluster::start(2, 10_000);
+    let pks = spread("k");
+    let mut body = json!({"TransactItems": [
+        {"Update": {"TableName": TABLE, "Key": key(&pks[0], "t"),
+            "UpdateExpression": "ADD n :d", "ExpressionAttributeValues": {":d": {"N": "1"}}}},
+        {"Update": {"TableName": TABLE, "Key": key(&pks[15], "t"),
+            "UpdateExpression": "ADD n :d", "ExpressionAttributeValues": {":d": {"N": "1"}}}},
+    ], "ClientRequestToken": "cross-token-1"});
+    assert_ne!(partition_of(&pks[0]), partition_of(&pks[15]));
+    // A fresh gateway before each retry: only the replicated record in
+    // the coordinator group can answer.
+    for _ in 0..2 {
+        let (status, answer) = cluster.call("TransactWriteItems", &body);
+        assert_eq!(status, 200, "{answer}");
+        cluster.restart_gateway();
+    }
+    for pk in [&pks[0], &pks[15]] {
+        assert_eq!(get(&cluster, pk, "t").unwrap()["n"]["N"], "1");
+    }
+    body["TransactItems"][0]["Update"]["ExpressionAttributeValues"][":d"]["N"] = json!("2");
+    let (status, answer) = cluster.call("TransactWriteItems", &body);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["__type"],
+        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException"
+    );
+}
+
+/// Invariant: killing a participant's leader while transfers run across
+/// two partitions loses no money and creates none: transfers whose outcome
+/// the client could not learn (a 500) either committed on both partitions
+/// or on neither, and their locks are resolved by the reads that meet them.
+#[test]
+fn transfers_conserve_the_total_across_a_participant_leader_kill() {
+    let mut cluster = Cluster::start(2, 10_000);
+    let accounts: Vec<String> = spread("acct").into_iter().take(8).collect();
+    for pk in &accounts {
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "b"}, "n": {"N": "100"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let total = 100 * accounts.len() as i64;
+    let port = cluster.gateway_port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let unknown = Arc::new(AtomicU64::new(0));
+    let committed = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = (0..3u64)
+        .map(|w| {
+            let accounts = accounts.clone();
+            let (stop, unknown, committed) = (stop.clone(), unknown.clone(), committed.clone());
+            std::thread::spawn(move || {
+                let mut seed = 0x2545_f491_4f6c_dd1du64.wrapping_mul(w + 3);
+                while !stop.load(Ordering::Relaxed) {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    let from = (seed % 8) as usize;
+                    let to = (from + 1 + ((seed >> 8) % 7) as usize) % 8;
+                    let body = transfer(&accounts[from], &accounts[to], 1 + (seed >> 16) % 5);
+                    let (status, answer) = http_call(port, "TransactWriteItems", &body);
+                    match status {
+                        200 => {
+                            committed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        400 => assert!(
+                            answer["__type"]
+                                .as_str()
+                                .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
+                            "unexpected answer: {answer}"
+                        ),
+                        // Outcome unknown (the leader died mid-way).
+                        _ => {
+                            unknown.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    let leader = crate::leader_of(&cluster, 1).expect("a leader of partition 1");
+    cluster.kill_node(leader);
+    std::thread::sleep(Duration::from_secs(4));
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.join().unwrap();
+    }
+    // Consistent reads wait for (or recover) every transaction left open.
+    let sum: i64 = accounts
+        .iter()
+        .map(|pk| {
+            get(&cluster, pk, "b").unwrap()["n"]["N"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(sum, total);
+    assert!(committed.load(Ordering::Relaxed) > 20);
+    eprintln!(
+        "transfers committed: {}, outcome unknown: {}",
+        committed.load(Ordering::Relaxed),
+        unknown.load(Ordering::Relaxed)
+    );
+    // Writes work again on every account (no lock left behind).
+    for pk in &accounts {
+        let (status, body) = cluster.call(
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "b"}, "n": {"N": "0"}}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+}
