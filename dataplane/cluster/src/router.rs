@@ -612,6 +612,7 @@ impl Router {
         make: &(dyn Fn(Target, Option<Item>) -> Request + Sync),
         visit: &mut dyn FnMut(Item) -> Visit,
     ) -> Result<bool, StorageError> {
+        self.settle_locks(table, partition, &def.name).await?;
         loop {
             let page: Page = self
                 .call(

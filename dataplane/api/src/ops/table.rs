@@ -196,8 +196,10 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
         return Err(e);
     }
     let mut def = result.map_err(|e| storage_error(&name, e))?;
+    let mut created = None;
     match index_action {
         Some(IndexAction::Create(index)) => {
+            created = Some(index.name.clone());
             def = api
                 .store
                 .create_global_index(&name, index)
@@ -213,7 +215,17 @@ pub async fn update_table(api: &Api, req: Request) -> Result<Value, ApiError> {
         }
         None => {}
     }
-    let mut description = table_description(&ArnContext::of(api), &def, status, stats(api, &name));
+    let mut stats = stats(api, &name);
+    // The answer shows a new index CREATING, as DynamoDB's does, even when
+    // a small table's backfill already finished (later descriptions show
+    // its real state).
+    for index in stats.indexes.iter_mut() {
+        if created.as_deref() == Some(index.name.as_str()) {
+            index.state.status = partita_model::schema::IndexStatus::Creating;
+            index.state.backfilling = true;
+        }
+    }
+    let mut description = table_description(&ArnContext::of(api), &def, status, stats);
     crate::replication::manage::describe(api, &name, &mut description);
     crate::replication::manage::propagate(api, "UpdateTable", &name, &req);
     Ok(json!({ "TableDescription": description }))
