@@ -85,6 +85,72 @@ fn encode<T: Serialize>(k: &str, value: &T) -> Result<Item, StorageError> {
     Ok(item)
 }
 
+/// Largest piece of a prepare record per item: a transaction's actions
+/// (up to 4 MB) exceed the 400 KB item limit of the hidden table.
+const RECORD_PIECE: usize = 300_000;
+
+/// The key of piece `i` of the record under `k`.
+fn piece_key(k: &str, i: usize) -> String {
+    if i == 0 {
+        k.to_string()
+    } else {
+        format!("{k}/{i}")
+    }
+}
+
+/// Encodes `value` as the record under `k` in pieces: the first item holds
+/// the number of pieces (`n`), every item a run of the encoded bytes.
+fn encode_pieces<T: Serialize>(k: &str, value: &T) -> Result<Vec<Item>, StorageError> {
+    let mut bytes = vec![RECORD_VERSION];
+    bytes.extend(bincode::serialize(value).map_err(encoding_error)?);
+    let pieces: Vec<&[u8]> = bytes.chunks(RECORD_PIECE).collect();
+    let count = pieces.len();
+    Ok(pieces
+        .into_iter()
+        .enumerate()
+        .map(|(i, piece)| {
+            let mut item = record_key(&piece_key(k, i));
+            item.insert("v".into(), AttributeValue::B(piece.to_vec()));
+            if i == 0 {
+                item.insert("n".into(), AttributeValue::S(count.to_string()));
+            }
+            item
+        })
+        .collect())
+}
+
+/// Reads the record under `k` written by [`encode_pieces`].
+fn read_pieces<T: DeserializeOwned>(
+    store: &Store,
+    table: &str,
+    k: &str,
+) -> Result<Option<T>, StorageError> {
+    let Some(first) = store.get(table, &record_key(k))? else {
+        return Ok(None);
+    };
+    let count = match first.get("n") {
+        Some(AttributeValue::S(n)) => n.parse::<usize>().unwrap_or(1),
+        _ => 1,
+    };
+    let mut bytes = match first.get("v") {
+        Some(AttributeValue::B(b)) => b.clone(),
+        _ => return Ok(None),
+    };
+    for i in 1..count {
+        match store
+            .get(table, &record_key(&piece_key(k, i)))?
+            .and_then(|item| item.get("v").cloned())
+        {
+            Some(AttributeValue::B(b)) => bytes.extend_from_slice(&b),
+            _ => return Ok(None),
+        }
+    }
+    Ok(match bytes.split_first() {
+        Some((&RECORD_VERSION, body)) => bincode::deserialize(body).ok(),
+        _ => None,
+    })
+}
+
 /// Decodes the value of a record item; `None` for a malformed one.
 fn decode<T: DeserializeOwned>(item: &Item) -> Option<T> {
     let Some(AttributeValue::B(bytes)) = item.get("v") else {
@@ -262,7 +328,9 @@ impl TxRecords {
             actions: actions.to_vec(),
             locks: locks.to_vec(),
         };
-        writes.push(put(TX_TABLE, encode(&prepared_key(&tx.txid), &prepared)?));
+        for piece in encode_pieces(&prepared_key(&tx.txid), &prepared)? {
+            writes.push(put(TX_TABLE, piece));
+        }
         Ok(writes)
     }
 
@@ -279,9 +347,7 @@ impl TxRecords {
         store: &Store,
         txid: &str,
     ) -> Result<Option<Prepared>, StorageError> {
-        Ok(store
-            .get(TX_TABLE, &record_key(&prepared_key(txid)))?
-            .and_then(|item| decode(&item)))
+        read_pieces(store, TX_TABLE, &prepared_key(txid))
     }
 
     /// The writes that finish a prepared share: the actions (when
@@ -302,7 +368,11 @@ impl TxRecords {
             );
         }
         writes.extend(prepared.locks.iter().map(|k| delete(LOCKS_TABLE, k)));
-        writes.push(delete(TX_TABLE, &prepared_key(txid)));
+        // As many pieces as the record was written in (same encoding).
+        let pieces = encode_pieces(&prepared_key(txid), prepared).map_or(1, |p| p.len());
+        for i in 0..pieces {
+            writes.push(delete(TX_TABLE, &piece_key(&prepared_key(txid), i)));
+        }
         writes
     }
 
@@ -337,4 +407,31 @@ pub fn is_hidden(table: &str) -> bool {
         || table == TX_TABLE
         || table == crate::state_machine::META_TABLE
         || table == crate::tokens::TOKENS_TABLE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use partita_storage::StoreOptions;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn records_larger_than_an_item_are_written_in_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+        TxRecords::load(&store).unwrap();
+        // Over two pieces: a transaction's actions may reach 4 MB.
+        let value: Vec<u8> = (0..2 * RECORD_PIECE + 10).map(|i| i as u8).collect();
+        let pieces = encode_pieces("p/t1", &value).unwrap();
+        assert_eq!(pieces.len(), 3);
+        let writes = pieces.into_iter().map(|item| put(TX_TABLE, item)).collect();
+        for result in store.write_many(writes).await {
+            result.unwrap();
+        }
+        let back: Option<Vec<u8>> = read_pieces(&store, TX_TABLE, "p/t1").unwrap();
+        assert_eq!(back, Some(value));
+        assert_eq!(
+            read_pieces::<Vec<u8>>(&store, TX_TABLE, "p/none").unwrap(),
+            None
+        );
+    }
 }

@@ -262,12 +262,14 @@ impl Router {
                         outcomes[*pos] = outcome;
                     }
                 }
+                // The other groups are still asked: the cancellation lists
+                // every action's reason, as DynamoDB's does (what they
+                // lock is released by the abort below).
                 Ok(Reply::Transact(Err(why))) => {
                     for (pos, reason) in share.positions.iter().zip(why) {
                         reasons[*pos] = reason.map(StorageError::from);
                     }
                     cancelled = true;
-                    break;
                 }
                 Ok(_) => {
                     failed = Some(unavailable("malformed prepare reply".into()));

@@ -84,6 +84,46 @@ fn cross_partition_transaction_commits_or_cancels_atomically() {
             "{pk} written by a cancelled transaction"
         );
     }
+    // One failing action in each partition: both reasons are reported
+    // (every group is asked, as DynamoDB lists every reason).
+    let first_in = |p: usize| pks.iter().position(|k| partition_of(k) == p).unwrap();
+    let (a, b) = (first_in(0), first_in(1));
+    let mut actions = puts(&pks, "3");
+    for i in [a, b] {
+        actions[i]["Put"]["ConditionExpression"] = json!("attribute_exists(pk)");
+    }
+    let (status, body) = cluster.call("TransactWriteItems", &json!({"TransactItems": actions}));
+    assert_eq!(status, 400, "{body}");
+    for (i, reason) in body["CancellationReasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+    {
+        let want = if i == a || i == b {
+            "ConditionalCheckFailed"
+        } else {
+            "None"
+        };
+        assert_eq!(reason["Code"], want, "action {i}: {body}");
+    }
+    // Actions of about 3.5 MB in all (each item near the 400 KB limit):
+    // the prepare records are larger than an item and still commit.
+    let big: Vec<Value> = pks[..10]
+        .iter()
+        .map(|pk| {
+            json!({"Put": {"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": "big"},
+                "payload": {"S": "x".repeat(350_000)}}}})
+        })
+        .collect();
+    let (status, body) = cluster.call("TransactWriteItems", &json!({"TransactItems": big}));
+    assert_eq!(status, 200, "{body}");
+    for pk in &pks[..10] {
+        assert!(
+            get(&cluster, pk, "big").is_some(),
+            "{pk} missing after the big commit"
+        );
+    }
     // The lock table is not reachable through the gateway.
     let (status, body) = cluster.call(
         "GetItem",
