@@ -62,6 +62,10 @@ use crate::types::{
 
 /// Age of a lock after which whoever meets it drives its recovery.
 pub const RECOVER_AFTER_MS: u64 = 2_000;
+/// How long a TransactGetItems across groups keeps retrying past locks
+/// and changing rounds before it is cancelled with TransactionConflict
+/// (a client retries; waiting longer starves readers under contention).
+const READ_WAIT: Duration = Duration::from_secs(1);
 /// Pause before reading a locked item again.
 const LOCK_POLL: Duration = Duration::from_millis(10);
 /// Test hook: a gateway started with this variable set to `after-prepare`
@@ -593,7 +597,7 @@ impl Router {
         gets: &[(String, Item)],
         groups: &[((String, u32), Vec<usize>)],
     ) -> Result<Vec<Option<Item>>, StorageError> {
-        let deadline = tokio::time::Instant::now() + self.options.deadline;
+        let deadline = tokio::time::Instant::now() + READ_WAIT.min(self.options.deadline);
         let mut previous: Option<Vec<Option<Item>>> = None;
         loop {
             let mut round: Vec<Option<Item>> = vec![None; gets.len()];

@@ -319,6 +319,22 @@ fn recovery_aborts_a_transaction_whose_coordinator_died_before_deciding() {
         body["__type"],
         "com.amazonaws.dynamodb.v20120810#TransactionConflictException"
     );
+    // A TransactGetItems across the held items is cancelled, one
+    // TransactionConflict reason per item, as DynamoDB's.
+    let gets: Vec<Value> = pks[..2]
+        .iter()
+        .map(|pk| json!({"Get": {"TableName": TABLE, "Key": {"pk": {"S": pk}, "sk": {"S": "p"}}}}))
+        .collect();
+    let (status, body) = cluster.call("TransactGetItems", &json!({"TransactItems": gets}));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#TransactionCanceledException"
+    );
+    assert_eq!(
+        body["message"],
+        "Transaction cancelled, please refer cancellation reasons for specific reasons [TransactionConflict, TransactionConflict]"
+    );
     // Once the lock is stale, the next write to the item recovers the
     // transaction (an abort: there is no decision) and applies.
     std::thread::sleep(Duration::from_millis(2_200));

@@ -518,7 +518,23 @@ pub(crate) async fn run_get_transaction(
         .iter()
         .map(|(table, key, _)| (table.clone(), key.clone()))
         .collect();
-    let found = api.store.transact_get(&keys)?;
+    let found = match api.store.transact_get(&keys) {
+        Ok(found) => found,
+        // Items held by transactions in progress (cluster mode): cancelled
+        // with a TransactionConflict reason per item, as DynamoDB's
+        // TransactGetItems answers a conflict.
+        Err(StorageError::TransactionConflict) => {
+            let reasons: Vec<Reason> = keys
+                .iter()
+                .map(|_| Reason::Other {
+                    code: "TransactionConflict",
+                    message: crate::error::TRANSACTION_ONGOING.into(),
+                })
+                .collect();
+            return Err(cancelled(&reasons));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut capacity = Vec::new();
     let mut items = Vec::with_capacity(found.len());
     for ((table, _, projection), item) in gets.iter().zip(found) {
