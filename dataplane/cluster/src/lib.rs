@@ -61,6 +61,15 @@ pub mod types;
 pub use replica::{Replica, ReplicaOptions};
 pub use router::{Router, RouterOptions};
 
+/// Returns the wall clock in ms since the Unix epoch (what replicated
+/// commands carry as their time).
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 /// Errors of starting cluster components.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {

@@ -43,7 +43,7 @@ use crate::log_store::LogStore;
 use crate::rpc::{Client, Clients, NodeError, Page, Request, Response, Status, Target};
 use crate::state_machine::{SnapshotCounters, StateMachine};
 use crate::types::{Command, Raft, Reply, TypeConfig};
-use crate::ClusterError;
+use crate::{wall_ms, ClusterError};
 
 /// Settings of a replica.
 #[derive(Clone, Debug)]
@@ -434,6 +434,7 @@ impl Replica {
                     let mut page = Page {
                         items: Vec::new(),
                         more: false,
+                        lock: crate::txn::table_lock(&self.store, &table).map_err(storage)?,
                     };
                     let mut visit = |item: Item| {
                         if page.items.len() >= limit as usize {
@@ -485,6 +486,7 @@ impl Replica {
                     let mut page = Page {
                         items: Vec::new(),
                         more: false,
+                        lock: crate::txn::table_lock(&self.store, &table).map_err(storage)?,
                     };
                     let mut visit = |item: Item| {
                         if page.items.len() >= limit as usize {
@@ -684,13 +686,6 @@ impl Replica {
 
 /// Expired items proposed per log entry.
 const EXPIRE_CHUNK: usize = 256;
-
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// The group's background work that changes state, done by its leader
 /// through the log (the stores of replicas run no housekeeping of their

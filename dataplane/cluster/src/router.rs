@@ -144,13 +144,10 @@ fn unavailable(what: String) -> StorageError {
 fn timed(command: Command, offset_ms: i64) -> Command {
     match command {
         timed @ Command::Timed(..) => timed,
-        other => {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0);
-            Command::Timed(now_ms.saturating_add_signed(offset_ms), Box::new(other))
-        }
+        other => Command::Timed(
+            crate::wall_ms().saturating_add_signed(offset_ms),
+            Box::new(other),
+        ),
     }
 }
 
@@ -612,7 +609,7 @@ impl Router {
         make: &(dyn Fn(Target, Option<Item>) -> Request + Sync),
         visit: &mut dyn FnMut(Item) -> Visit,
     ) -> Result<bool, StorageError> {
-        self.settle_locks(table, partition, &def.name).await?;
+        let deadline = tokio::time::Instant::now() + self.options.deadline;
         loop {
             let page: Page = self
                 .call(
@@ -627,6 +624,15 @@ impl Router {
                     },
                 )
                 .await?;
+            // A page read below a transaction's lock is read again once
+            // the transaction is resolved (until the deadline: then as it
+            // is, read committed).
+            if let Some(tx) = &page.lock {
+                if tokio::time::Instant::now() < deadline {
+                    self.meet_lock(tx).await?;
+                    continue;
+                }
+            }
             let more = page.more;
             let mut last = None;
             for item in page.items {
@@ -1158,10 +1164,7 @@ impl Backend for Router {
         token: String,
         fingerprint: u64,
     ) -> BoxFuture<'_, Result<OnceOutcome, TransactionFailure>> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let now_ms = crate::wall_ms();
         let claim = TokenClaim {
             token,
             fingerprint,

@@ -141,6 +141,11 @@ pub enum Request {
 pub struct Page {
     pub items: Vec<Item>,
     pub more: bool,
+    /// A transaction holding an item of the page's table on this replica
+    /// when the page was read (two-phase commit, see `txn`): the page may
+    /// show it applied in another group and not yet here, so the router
+    /// waits for it (or recovers it) and reads the page again.
+    pub lock: Option<crate::types::TxRef>,
 }
 
 /// A replica's Raft status.

@@ -998,6 +998,27 @@ mod tests {
         Arc::new(store)
     }
 
+    /// A state machine on a new store in `dir`, rebuilt from a snapshot
+    /// of `sm`.
+    async fn rebuilt_from_snapshot(
+        sm: &mut StateMachine,
+        dir: &std::path::Path,
+    ) -> (Arc<Store>, StateMachine) {
+        let snapshot = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let target = store(dir, false);
+        let mut rebuilt = StateMachine::open(target.clone(), dir.join("snap")).unwrap();
+        rebuilt
+            .install_snapshot(&snapshot.meta, snapshot.snapshot)
+            .await
+            .unwrap();
+        (target, rebuilt)
+    }
+
     fn once(index: u64, token: &str, fingerprint: u64) -> Entry {
         let item = Item::from([
             ("k".to_string(), AttributeValue::S("a".into())),
@@ -1035,18 +1056,7 @@ mod tests {
         let replies = sm.apply(vec![once(2, "tok", 7)]).await.unwrap();
         assert!(matches!(&replies[0], Reply::Once(OnceReply::Replayed(s)) if s[0].1 > 100));
 
-        let snapshot = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let target = store(b.path(), false);
-        let mut rebuilt = StateMachine::open(target.clone(), b.path().join("snap")).unwrap();
-        rebuilt
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
-            .await
-            .unwrap();
+        let (target, mut rebuilt) = rebuilt_from_snapshot(&mut sm, b.path()).await;
         assert!(target.list_tables().iter().any(|t| t == TOKENS_TABLE));
         assert_eq!(rebuilt.tokens.len(), 1);
         let replies = rebuilt
@@ -1291,18 +1301,7 @@ mod tests {
         ])
         .await
         .unwrap();
-        let snapshot = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
-        let target = store(b.path(), false);
-        let mut rebuilt = StateMachine::open(target.clone(), b.path().join("snap")).unwrap();
-        rebuilt
-            .install_snapshot(&snapshot.meta, snapshot.snapshot)
-            .await
-            .unwrap();
+        let (target, mut rebuilt) = rebuilt_from_snapshot(&mut sm, b.path()).await;
         let replies = rebuilt
             .apply(vec![
                 entry(3, Command::Write(vec![put("a", "x")])),

@@ -402,6 +402,31 @@ impl TxRecords {
 
 /// Returns whether a table name is one of the hidden tables of cluster
 /// replicas (never listed to clients).
+/// Returns a transaction holding an item of `table` in this store, if
+/// any (the lock table holds one entry per item locked by a prepared
+/// transaction: a handful, read whole).
+pub fn table_lock(store: &Store, table: &str) -> Result<Option<TxRef>, StorageError> {
+    let prefix = format!("{table}/");
+    let mut found = None;
+    let scanned = store.scan(LOCKS_TABLE, 0, 1, None, &mut |item| {
+        if let Some(AttributeValue::S(k)) = item.get("k") {
+            if k.starts_with(&prefix) {
+                found = decode_lock(&item);
+                if found.is_some() {
+                    return Visit::Stop;
+                }
+            }
+        }
+        Visit::Continue
+    });
+    match scanned {
+        Ok(()) => Ok(found),
+        // A store of a version without transaction records holds no locks.
+        Err(StorageError::TableNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn is_hidden(table: &str) -> bool {
     table == LOCKS_TABLE
         || table == TX_TABLE

@@ -97,7 +97,7 @@ pub use replica::{
     CopyPage, ReplicaApply, ReplicaInfo, ReplicaStatus, ReplicatedChange, ReplicationState,
     Version, VersionRecord,
 };
-pub use state::{MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
+pub use state::{random_secret, MAX_GLOBAL_INDEXES, MAX_LOCAL_INDEXES};
 pub use stream::{
     ChangeEvent, ChangeLogExport, ChangePage, ChangeRecord, ShardInfo, StreamInfo, StreamViewType,
     DEFAULT_SHARD_ROLL, DEFAULT_STREAM_RETENTION,

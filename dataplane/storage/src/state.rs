@@ -1135,8 +1135,8 @@ fn decode_secret(value: &[u8]) -> Result<[u8; 32], StorageError> {
     }
 }
 
-/// Returns 32 random bytes.
-fn random_secret() -> [u8; 32] {
+/// Returns 32 random bytes (std's hasher keys come from the OS).
+pub fn random_secret() -> [u8; 32] {
     use std::hash::{BuildHasher, Hasher};
     let mut secret = [0u8; 32];
     for (i, chunk) in secret.chunks_mut(8).enumerate() {

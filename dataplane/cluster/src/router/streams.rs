@@ -14,7 +14,7 @@
 //! table of the topology — proposed once (the first value wins), then
 //! cached.
 
-use partita_storage::{ChangePage, StorageError, StreamInfo};
+use partita_storage::{random_secret, ChangePage, StorageError, StreamInfo};
 use partita_topology::topology::DYNAMIC_TABLES;
 
 use super::{unavailable, Router};
@@ -137,18 +137,6 @@ pub(super) fn cluster_shard_id(id: &str, partition: u32) -> String {
         hash = hash.wrapping_mul(0x0100_0193);
     }
     format!("{head}-{hash:08x}")
-}
-
-/// Returns 32 random bytes (std's hasher keys come from the OS).
-fn random_secret() -> [u8; 32] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut secret = [0u8; 32];
-    for (i, chunk) in secret.chunks_mut(8).enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_usize(i);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    secret
 }
 
 #[cfg(test)]

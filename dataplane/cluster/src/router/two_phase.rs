@@ -25,12 +25,12 @@
 //! committed between two groups' reads changes the second round). Two
 //! rounds equal by value after a transaction changed items and another
 //! changed them back (ABA on every item read) would go unnoticed.
-//! A Query or Scan first settles the locks on its table in each group it
-//! reads (`Router::settle_locks`): it waits for (or recovers) the
-//! transactions holding them, so a page never shows a transaction applied
-//! in another group and not yet in this one. A transaction that prepares
-//! after that check is not waited for (read committed, like DynamoDB's
-//! Query and Scan). Eventually consistent GetItems served by followers
+//! A Query or Scan page comes with a transaction holding an item of its
+//! table in that group, if any (the node looks before reading the page);
+//! the router then waits for (or recovers) it and reads the page again, so
+//! a page never shows a transaction applied in another group and not yet
+//! in this one. A transaction that prepares after the node looked is not
+//! waited for (read committed, like DynamoDB's Query and Scan). Eventually consistent GetItems served by followers
 //! (`follower_reads`) do not look at locks.
 //!
 //! # Recovery
@@ -85,12 +85,7 @@ pub(super) struct Share {
 /// An item as read with its lock entry.
 type Locked = (Option<Item>, Option<TxRef>);
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
+use crate::wall_ms as now_ms;
 
 /// Returns a new transaction id: the clock and 64 random bits.
 fn new_txid() -> String {
@@ -433,7 +428,7 @@ impl Router {
 
     /// Deals with a lock a read met: waits a little while it is young,
     /// drives its recovery once it is old.
-    async fn meet_lock(&self, tx: &TxRef) -> Result<(), StorageError> {
+    pub(super) async fn meet_lock(&self, tx: &TxRef) -> Result<(), StorageError> {
         if now_ms().saturating_sub(tx.prepared_ms) < RECOVER_AFTER_MS {
             tokio::time::sleep(LOCK_POLL).await;
             return Ok(());
@@ -505,63 +500,6 @@ impl Router {
             .await;
         for (i, result) in again.into_iter().zip(retried) {
             results[i] = result;
-        }
-    }
-
-    /// Waits for (or recovers) the transactions holding locks on items of
-    /// `table` in the group of `partition`, before a Query or Scan reads
-    /// it (see the module docs). At the router's deadline the page is read
-    /// as it is.
-    pub(super) async fn settle_locks(
-        &self,
-        topo: &TableTopology,
-        partition: u32,
-        table: &str,
-    ) -> Result<(), StorageError> {
-        let deadline = tokio::time::Instant::now() + self.options.deadline;
-        let prefix = format!("{table}/");
-        loop {
-            let page = self
-                .call(
-                    topo,
-                    partition,
-                    true,
-                    true,
-                    |t| Request::Scan {
-                        target: t,
-                        table: LOCKS_TABLE.to_string(),
-                        index: None,
-                        segment: 0,
-                        total_segments: 1,
-                        exclusive_start: None,
-                        limit: 256,
-                        consistent: true,
-                    },
-                    |r| match r {
-                        Response::Page(r) => Some(r),
-                        _ => None,
-                    },
-                )
-                .await;
-            let page = match page {
-                Ok(page) => page,
-                // A node without transaction records holds no locks.
-                Err(StorageError::TableNotFound(t)) if t == LOCKS_TABLE => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            let held = page.items.iter().find_map(|lock| match lock.get("k") {
-                Some(partita_model::AttributeValue::S(k)) if k.starts_with(&prefix) => {
-                    decode_lock(lock)
-                }
-                _ => None,
-            });
-            let Some(tx) = held else {
-                return Ok(());
-            };
-            if tokio::time::Instant::now() >= deadline {
-                return Ok(());
-            }
-            self.meet_lock(&tx).await?;
         }
     }
 

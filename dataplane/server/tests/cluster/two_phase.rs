@@ -142,6 +142,21 @@ fn cross_partition_transaction_commits_or_cancels_atomically() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// The sum of the balances of `accounts`, read consistently (each read
+/// waits for or recovers a transaction holding the account).
+fn total_of(cluster: &Cluster, accounts: &[String]) -> i64 {
+    accounts
+        .iter()
+        .map(|pk| {
+            get(cluster, pk, "b").unwrap()["n"]["N"]
+                .as_str()
+                .unwrap()
+                .parse::<i64>()
+                .unwrap()
+        })
+        .sum()
+}
+
 fn transfer(from: &str, to: &str, amount: u64) -> Value {
     let update = |pk: &str, delta: i64, guard: bool| {
         let mut u = json!({
@@ -258,16 +273,7 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
     }
     stop.store(true, Ordering::Relaxed);
     let checks = checker.join().unwrap();
-    let sum: i64 = accounts
-        .iter()
-        .map(|pk| {
-            get(&cluster, pk, "b").unwrap()["n"]["N"]
-                .as_str()
-                .unwrap()
-                .parse::<i64>()
-                .unwrap()
-        })
-        .sum();
+    let sum = total_of(&cluster, &accounts);
     assert_eq!(sum, total);
     assert!(
         crossing.load(Ordering::Relaxed) > 10,
@@ -476,16 +482,7 @@ fn transfers_conserve_the_total_across_a_participant_leader_kill() {
         w.join().unwrap();
     }
     // Consistent reads wait for (or recover) every transaction left open.
-    let sum: i64 = accounts
-        .iter()
-        .map(|pk| {
-            get(&cluster, pk, "b").unwrap()["n"]["N"]
-                .as_str()
-                .unwrap()
-                .parse::<i64>()
-                .unwrap()
-        })
-        .sum();
+    let sum = total_of(&cluster, &accounts);
     assert_eq!(sum, total);
     assert!(committed.load(Ordering::Relaxed) > 20);
     eprintln!(
