@@ -130,6 +130,10 @@ pub struct Router {
     change_poll: std::sync::OnceLock<Arc<tokio::sync::Notify>>,
     /// Replication cursors this gateway wrote: (table id, region, partition).
     cursors: Mutex<HashMap<(String, String, u32), Option<u64>>>,
+    /// Taken by every table definition change for its whole run, so an
+    /// UpdateTable's read-modify-write cannot lose a concurrent change and
+    /// the groups see the changes in one order (see `replicate_ddl`).
+    ddl: tokio::sync::Mutex<()>,
 }
 
 fn unavailable(what: String) -> StorageError {
@@ -174,6 +178,7 @@ impl Router {
             clients: Clients::with_tls(options.tls.clone()),
             leaders: Mutex::new(HashMap::new()),
             defs: Mutex::new(HashMap::new()),
+            ddl: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
             options,
             suspects: Mutex::new(HashMap::new()),
@@ -293,7 +298,21 @@ impl Router {
     /// answers DescribeTable and ListTables, so a table being created is
     /// created there last — once a client sees it, every group has it —
     /// and every other command reaches it first.
+    ///
+    /// One change at a time per gateway: two changes in flight together
+    /// could reach the groups in different orders. (Gateways do not
+    /// coordinate with each other; see docs/not_done.md.)
     async fn replicate_ddl(
+        &self,
+        topo: &TableTopology,
+        command: Command,
+    ) -> Result<TableDefinition, StorageError> {
+        let _turn = self.ddl.lock().await;
+        self.replicate_ddl_in_turn(topo, command).await
+    }
+
+    /// [`Router::replicate_ddl`] for a caller holding `ddl`.
+    async fn replicate_ddl_in_turn(
         &self,
         topo: &TableTopology,
         command: Command,
@@ -1096,18 +1115,25 @@ impl Backend for Router {
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.dynamic_topology(name)?;
         self.defs.lock().remove(name);
-        let (mut def, _, _) = self.block(self.describe(&topo, 0, name))??;
-        let before = def.clone();
-        change(&mut def)?;
-        if def.name != before.name
-            || def.table_id != before.table_id
-            || def.key_schema != before.key_schema
-        {
-            return Err(StorageError::InvalidTableDefinition(
-                "the name, id and key schema of a table cannot change".into(),
-            ));
-        }
-        let result = self.block(self.replicate_ddl(&topo, Command::UpdateTable(def)))?;
+        // Read, change and write in one turn: a change made between the
+        // read and the write (a GSI created, TTL enabled by a replica)
+        // would otherwise be overwritten.
+        let result = self.block(async {
+            let _turn = self.ddl.lock().await;
+            let (mut def, _, _) = self.describe(&topo, 0, name).await?;
+            let before = def.clone();
+            change(&mut def)?;
+            if def.name != before.name
+                || def.table_id != before.table_id
+                || def.key_schema != before.key_schema
+            {
+                return Err(StorageError::InvalidTableDefinition(
+                    "the name, id and key schema of a table cannot change".into(),
+                ));
+            }
+            self.replicate_ddl_in_turn(&topo, Command::UpdateTable(def))
+                .await
+        })?;
         self.defs.lock().remove(name);
         result
     }

@@ -641,3 +641,133 @@ async fn describe_endpoints_returns_an_address_with_cache_period() {
     assert!(!eps[0].address().is_empty());
     assert_eq!(eps[0].cache_period_in_minutes(), 1440);
 }
+
+/// Table changes made at the same time are all kept: each one changes the
+/// current definition, not the one it read before another change landed.
+/// (Through a cluster, a GSI created while TTL was being enabled once
+/// lost the TTL setting.)
+#[tokio::test]
+async fn concurrent_changes_to_one_table_are_all_kept() {
+    use partita_blackbox_tests::aws_sdk_dynamodb::types::{
+        CreateGlobalSecondaryIndexAction, GlobalSecondaryIndexUpdate, Projection, ProjectionType,
+    };
+    let env = TestEnv::new();
+    let c = &env.client;
+    let name = create_hash_table(c, "concurrent").await;
+    let arn = c
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("describe")
+        .table()
+        .and_then(|t| t.table_arn())
+        .expect("arn")
+        .to_string();
+    let mut tasks = tokio::task::JoinSet::new();
+    const TAGS: usize = 12;
+    for i in 0..TAGS {
+        let (c, arn) = (c.clone(), arn.clone());
+        tasks.spawn(async move {
+            c.tag_resource()
+                .resource_arn(&arn)
+                .tags(tag(&format!("k{i}"), &format!("v{i}")))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("tag {i}: {e:?}"))
+        });
+    }
+    let (c2, table) = (c.clone(), name.clone());
+    tasks.spawn(async move {
+        c2.update_time_to_live()
+            .table_name(&table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .enabled(true)
+                    .attribute_name("expires")
+                    .build()
+                    .expect("ttl"),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("ttl: {e:?}"))
+    });
+    let (c3, table) = (c.clone(), name.clone());
+    tasks.spawn(async move {
+        let gsi = CreateGlobalSecondaryIndexAction::builder()
+            .index_name("by_g")
+            .key_schema(key_elem("g", KeyType::Hash))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::KeysOnly)
+                    .build(),
+            )
+            .build()
+            .expect("gsi");
+        c3.update_table()
+            .table_name(&table)
+            .attribute_definitions(attr_def("g", ScalarAttributeType::S))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(gsi).build(),
+            )
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("gsi: {e:?}"))
+    });
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task").expect("every change is accepted");
+    }
+
+    let mut tags: Vec<String> = c
+        .list_tags_of_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .expect("list tags")
+        .tags()
+        .iter()
+        .map(|t| format!("{}={}", t.key(), t.value()))
+        .collect();
+    tags.sort();
+    let mut want: Vec<String> = (0..TAGS).map(|i| format!("k{i}=v{i}")).collect();
+    want.sort();
+    assert_eq!(tags, want, "every tag is kept");
+    let ttl = c
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("describe ttl");
+    assert_eq!(
+        ttl.time_to_live_description()
+            .and_then(|t| t.attribute_name()),
+        Some("expires"),
+        "the TTL setting is kept"
+    );
+    let table = c
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .expect("describe")
+        .table
+        .expect("table");
+    let indexes: Vec<&str> = table
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|i| i.index_name())
+        .collect();
+    assert_eq!(indexes, ["by_g"], "the index is kept");
+    assert!(
+        table
+            .attribute_definitions()
+            .iter()
+            .any(|a| a.attribute_name() == "g"),
+        "the index's attribute definition is kept"
+    );
+    wait_active(c, &name).await;
+    delete_table(c, &name).await;
+}
