@@ -78,10 +78,47 @@ fn zone(i: u32) -> String {
     format!("zone-{}", (b'a' + (i % 26) as u8) as char)
 }
 
-/// Returns a free loopback port (bound and released).
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(listener.local_addr()?.port())
+/// Picks free loopback ports that are all different: each stays bound
+/// until the picker is dropped, so the kernel cannot hand it out twice (a
+/// node's admin port once came out equal to another node's RPC port).
+/// Drop it before starting the processes that bind them.
+/// The gateway's ports (its endpoint and an `--admin-port` passed to it),
+/// chosen by the caller and not bound yet, are never picked.
+struct FreePorts {
+    held: Vec<std::net::TcpListener>,
+    reserved: Vec<u16>,
+}
+
+impl FreePorts {
+    fn new(reserved: Vec<u16>) -> FreePorts {
+        FreePorts {
+            held: Vec::new(),
+            reserved,
+        }
+    }
+
+    fn pick(&mut self) -> anyhow::Result<u16> {
+        loop {
+            let listener =
+                std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+            let port = listener.local_addr()?.port();
+            self.held.push(listener);
+            if !self.reserved.contains(&port) {
+                return Ok(port);
+            }
+        }
+    }
+}
+
+/// The value of `flag` in `args` (`--flag V` or `--flag=V`).
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter().enumerate().find_map(|(i, a)| {
+        if a == flag {
+            args.get(i + 1).map(String::as_str)
+        } else {
+            a.strip_prefix(flag)?.strip_prefix('=')
+        }
+    })
 }
 
 /// Makes the child get SIGKILL when this process dies, however it dies.
@@ -132,6 +169,18 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     if dynamic {
         specs.push(serde_json::json!({ "TableName": DYNAMIC_TABLES }));
     }
+    let gateway_admin_arg = flag_value(&args.gateway_args, "--admin-port")
+        .map(|v| {
+            v.parse::<u16>()
+                .with_context(|| format!("gateway --admin-port {v:?}"))
+        })
+        .transpose()?;
+    let mut free = FreePorts::new(
+        [Some(args.port), gateway_admin_arg]
+            .into_iter()
+            .flatten()
+            .collect(),
+    );
     let mut next_port = u32::from(args.rpc_base_port.unwrap_or(0));
     let mut tables = Vec::new();
     for spec in specs {
@@ -159,7 +208,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                         next_port += 1;
                         port
                     }
-                    None => free_port()?,
+                    None => free.pick()?,
                 };
                 replicas.push(ReplicaAddress {
                     zone: zone(r),
@@ -201,13 +250,13 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                 next_admin += 1;
                 Ok(port)
             }
-            None => free_port(),
+            None => free.pick(),
         }
     };
-    let gateway_admin = if args.gateway_args.iter().any(|a| a == "--admin-port") {
-        None
-    } else {
-        Some(admin_port()?)
+    // Our pick, passed as --admin-port, unless the caller passed one.
+    let gateway_admin = match gateway_admin_arg {
+        Some(_) => None,
+        None => Some(admin_port()?),
     };
     let tls_flags: Vec<std::ffi::OsString> = [
         ("--rpc-tls-ca", &args.rpc_tls.rpc_tls_ca),
@@ -218,6 +267,14 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     .filter_map(|(flag, path)| path.as_ref().map(|p| (flag, p)))
     .flat_map(|(flag, path)| [flag.into(), path.as_os_str().to_owned()])
     .collect();
+    let node_admins = topology
+        .tables
+        .iter()
+        .flat_map(|t| t.partitions.iter().flat_map(|p| p.replicas.iter()))
+        .map(|_| admin_port())
+        .collect::<anyhow::Result<Vec<u16>>>()?;
+    let mut node_admins = node_admins.into_iter();
+    drop(free);
     let exe = std::env::current_exe().context("locating the partita binary")?;
     let mut children = Children(Vec::new());
     let mut processes = Vec::new();
@@ -231,7 +288,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                 };
                 let dir = data_dir.join(format!("{dir_name}-p{}-{}", p.id, r.zone));
                 let port = r.address.rsplit_once(':').map(|x| x.1).unwrap_or("0");
-                let admin = admin_port()?;
+                let admin = node_admins.next().unwrap_or(0);
                 let mut command = Command::new(&exe);
                 die_with_parent(&mut command);
                 let child = command
@@ -273,6 +330,20 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
             }
         }
     }
+    // The gateway opens the DynamoDB port only once every partition has
+    // a leader, so a client that can connect can create a table at once.
+    let admin_ports: Vec<u16> = processes
+        .iter()
+        .filter_map(|p| p["adminPort"].as_u64())
+        .filter_map(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+        .collect();
+    if !wait_ready(&admin_ports, LEADERS_TIMEOUT).await {
+        tracing::warn!(
+            timeout = ?LEADERS_TIMEOUT,
+            "not every partition has a leader yet; starting the gateway anyway"
+        );
+    }
     let mut command = Command::new(&exe);
     die_with_parent(&mut command);
     let gateway = command
@@ -291,7 +362,8 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         .spawn()
         .context("starting the gateway")?;
     let line = serde_json::json!({
-        "role": "gateway", "port": args.port, "pid": gateway.id(), "adminPort": gateway_admin,
+        "role": "gateway", "port": args.port, "pid": gateway.id(),
+        "adminPort": gateway_admin.or(gateway_admin_arg),
     });
     println!("{line}");
     processes.push(line);
@@ -307,4 +379,83 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     shutdown_signal().await;
     drop(children);
     Ok(())
+}
+
+/// How long the launcher waits for every partition to elect a leader.
+const LEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until every admin listener on `ports` (nodes: ready once a leader
+/// is known) answers `/readyz` with 200; false after `timeout`.
+async fn wait_ready(ports: &[u16], timeout: std::time::Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut waiting: Vec<u16> = ports.to_vec();
+    while !waiting.is_empty() {
+        let mut still = Vec::new();
+        for port in waiting {
+            if !readyz_ok(port).await {
+                still.push(port);
+            }
+        }
+        waiting = still;
+        if waiting.is_empty() {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    true
+}
+
+/// Whether `GET /readyz` on 127.0.0.1:`port` answers 200 within a second.
+async fn readyz_ok(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut head = [0u8; 12];
+        stream.read_exact(&mut head).await?;
+        Ok::<bool, std::io::Error>(head.ends_with(b" 200"))
+    };
+    matches!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), exchange).await,
+        Ok(Ok(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_flag_values_are_found_in_both_spellings() {
+        let args: Vec<String> = ["--region", "eu-west-1", "--admin-port=9100"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(flag_value(&args, "--region"), Some("eu-west-1"));
+        assert_eq!(flag_value(&args, "--admin-port"), Some("9100"));
+        assert_eq!(flag_value(&args, "--port"), None);
+        assert_eq!(flag_value(&args[..1], "--region"), None);
+    }
+
+    #[test]
+    fn picked_ports_are_distinct_and_never_the_gateway_ports() {
+        let gateway = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let admin = gateway + 1;
+        let mut free = FreePorts::new(vec![gateway, admin]);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let port = free.pick().unwrap();
+            assert_ne!(port, gateway);
+            assert_ne!(port, admin);
+            assert!(seen.insert(port), "port {port} picked twice");
+        }
+    }
 }

@@ -214,10 +214,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
         for i in 1..=self.starts {
-            let _ = std::fs::remove_file(self.data_dir.path().with_extension(format!("log{i}")));
+            let path = self.data_dir.path().with_extension(format!("log{i}"));
+            // A failing test shows the end of the server's log with its
+            // own output (the log itself goes away with the data).
+            if std::thread::panicking() {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(LOG_TAIL_LINES)..];
+                eprintln!(
+                    "--- last {} lines of the log of server :{} (start {i}) ---\n{}",
+                    tail.len(),
+                    self.port,
+                    tail.join("\n")
+                );
+            }
+            let _ = std::fs::remove_file(path);
         }
     }
 }
+
+/// Lines of a server's log shown when a test using it fails.
+const LOG_TAIL_LINES: usize = 60;
 
 #[cfg(target_os = "linux")]
 fn die_with_parent(cmd: &mut Command) {
