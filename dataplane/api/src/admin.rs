@@ -1,6 +1,7 @@
 //! The admin listener (`--admin-port`): `GET /metrics` (Prometheus text
-//! format), `GET /healthz` (the process answers) and `GET /readyz` (the
-//! store answers a catalog read). Separate from the API port so metrics
+//! format), `GET /healthz` (the process answers) and `GET /readyz` (no
+//! background task keeps failing — see `partita_supervise` — and the store
+//! answers a catalog read). Separate from the API port so metrics
 //! scrapes and probes never compete with, or need the credentials of, API
 //! traffic.
 //!
@@ -115,6 +116,7 @@ async fn handle(
                 if let Some(replication) = &state.api.replication {
                     body.push_str(&replication.render_metrics());
                 }
+                body.push_str(&partita_supervise::render_metrics());
                 body
             })
             .await
@@ -148,6 +150,17 @@ async fn handle(
             }
         }
         "/readyz" => {
+            // A background task that keeps failing makes the process not
+            // ready, whatever else holds.
+            let failing = partita_supervise::failing();
+            if !failing.is_empty() {
+                let mut body = String::from("not ready\n");
+                for f in failing {
+                    body.push_str(&f.to_string());
+                    body.push('\n');
+                }
+                return text(StatusCode::SERVICE_UNAVAILABLE, body);
+            }
             let state = state.clone();
             let ready = tokio::task::spawn_blocking(move || {
                 let (state, hooks) = &*state;

@@ -226,6 +226,11 @@ impl From<StorageError> for ApiError {
                     "One or more parameter values are not valid. A value specified for a secondary index key is not supported. The AttributeValue for a key attribute cannot contain an empty {kind} value. IndexName: {index}, IndexKey: {attribute}"
                 ))
             }
+            StorageError::IndexKeyTooLarge { index, attribute, size, max } => {
+                ApiError::validation(format!(
+                    "One or more parameter values were invalid: Size limit exceeded for Index Key {attribute} Actual Size: {size} bytes Max Size: {max} bytes IndexName: {index}"
+                ))
+            }
             StorageError::ItemCollectionSizeLimitExceeded => ApiError::new(
                 ErrorKind::ItemCollectionSizeLimitExceeded,
                 "Item collection size limit exceeded",
@@ -301,6 +306,18 @@ mod tests {
         .into();
         assert_eq!(e.kind, ErrorKind::InternalServerError);
         assert!(!e.message.contains("disk"));
+        let e: ApiError = StorageError::IndexKeyTooLarge {
+            index: "by_g".into(),
+            attribute: "g".into(),
+            size: 2049,
+            max: 2048,
+        }
+        .into();
+        assert_eq!(e.kind, ErrorKind::Validation);
+        assert_eq!(
+            e.message,
+            "One or more parameter values were invalid: Size limit exceeded for Index Key g Actual Size: 2049 bytes Max Size: 2048 bytes IndexName: by_g"
+        );
         let e: ApiError = StorageError::TransactionConflict.into();
         assert_eq!(e.kind, ErrorKind::TransactionConflict);
         assert_eq!(e.message, "Transaction is ongoing for the item");

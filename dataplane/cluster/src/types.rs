@@ -239,6 +239,12 @@ pub enum WireError {
     ItemCollectionSizeLimitExceeded,
     Unsupported(String),
     TransactionConflict,
+    IndexKeyTooLarge {
+        index: String,
+        attribute: String,
+        size: u64,
+        max: u64,
+    },
 }
 
 /// Type names an `IndexKeyInvalid` may report, as `&'static str`.
@@ -286,6 +292,17 @@ impl From<&StorageError> for WireError {
             StorageError::ItemCollectionSizeLimitExceeded => {
                 WireError::ItemCollectionSizeLimitExceeded
             }
+            StorageError::IndexKeyTooLarge {
+                index,
+                attribute,
+                size,
+                max,
+            } => WireError::IndexKeyTooLarge {
+                index: index.clone(),
+                attribute: attribute.clone(),
+                size: *size as u64,
+                max: *max as u64,
+            },
             StorageError::Unsupported(m) => WireError::Unsupported(m.clone()),
             StorageError::TransactionConflict => WireError::TransactionConflict,
         }
@@ -344,6 +361,17 @@ impl From<WireError> for StorageError {
             WireError::ItemCollectionSizeLimitExceeded => {
                 StorageError::ItemCollectionSizeLimitExceeded
             }
+            WireError::IndexKeyTooLarge {
+                index,
+                attribute,
+                size,
+                max,
+            } => StorageError::IndexKeyTooLarge {
+                index,
+                attribute,
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                max: usize::try_from(max).unwrap_or(usize::MAX),
+            },
             WireError::Unsupported(m) => StorageError::Unsupported(m),
             WireError::TransactionConflict => StorageError::TransactionConflict,
         }
@@ -366,6 +394,12 @@ mod tests {
                 attribute: "a".into(),
                 expected: Some(ScalarType::N),
                 actual: "BOOL",
+            },
+            StorageError::IndexKeyTooLarge {
+                index: "i".into(),
+                attribute: "a".into(),
+                size: 2049,
+                max: 2048,
             },
             StorageError::ItemCollectionSizeLimitExceeded,
             StorageError::TransactionConflict,

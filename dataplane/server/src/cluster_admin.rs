@@ -30,7 +30,10 @@ pub(crate) async fn spawn(
             return None;
         }
     };
-    tracing::info!(address = %addr, "admin listener: /metrics /healthz /readyz");
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| addr.clone(), |a| a.to_string());
+    tracing::info!(address = %bound, "admin listener: /metrics /healthz /readyz");
     Some(tokio::spawn(partita_api::admin::serve_with(
         state, hooks, listener, shutdown,
     )))

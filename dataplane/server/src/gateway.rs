@@ -145,14 +145,25 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     };
     let reloader = {
         let router = router.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-            loop {
-                tick.tick().await;
+        partita_supervise::spawn_task(
+            "topology_reload",
+            "",
+            partita_supervise::OnFailure::Restart,
+            move |task| {
                 let router = router.clone();
-                let _ = tokio::task::spawn_blocking(move || router.reload()).await;
-            }
-        })
+                async move {
+                    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+                    loop {
+                        tick.tick().await;
+                        let router = router.clone();
+                        match tokio::task::spawn_blocking(move || router.reload()).await {
+                            Ok(_) => task.progressed(),
+                            Err(e) => task.failed(&format_args!("reloading the topology: {e}")),
+                        }
+                    }
+                }
+            },
+        )
     };
     let mut api = Api::with_backend(
         router.clone(),

@@ -118,10 +118,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(args))
 }
 
+/// What is logged when neither `PARTITA_LOG` nor `RUST_LOG` says: Partita
+/// at info, the Raft library and the storage engine at warn (their info
+/// lines are internals nobody operating a cluster needs).
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn,lsm_tree=warn,fjall=warn";
+
+/// Starts logging to stderr; the filter comes from `PARTITA_LOG`, else
+/// `RUST_LOG`, else [`DEFAULT_LOG_FILTER`].
 pub(crate) fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("PARTITA_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,lsm_tree=warn,fjall=warn"));
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -261,7 +269,10 @@ async fn spawn_admin(
             return None;
         }
     };
-    tracing::info!(address = %addr, "admin listener: /metrics /healthz /readyz");
+    let bound = listener
+        .local_addr()
+        .map_or_else(|_| addr.clone(), |a| a.to_string());
+    tracing::info!(address = %bound, "admin listener: /metrics /healthz /readyz");
     let state = partita_api::admin::AdminState {
         api: api.clone(),
         store: Some(store.clone()),

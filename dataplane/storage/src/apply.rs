@@ -139,10 +139,15 @@ fn entries_of(
     kind: IndexKind,
     outcome: &WriteOutcome,
 ) -> Result<(Option<IndexEntry>, Option<IndexEntry>), StorageError> {
+    // An item whose index key values break the index's rules has no entry:
+    // a stored item may predate a rule (or come from another region), and
+    // its entry key could exceed what the engine stores.
     let entry = |item: &Option<Item>| -> Result<Option<IndexEntry>, StorageError> {
         match item {
-            Some(item) => index_entry(indexes.table, def, kind, item),
-            None => Ok(None),
+            Some(item) if check_index_keys(def, item).is_ok() => {
+                index_entry(indexes.table, def, kind, item)
+            }
+            _ => Ok(None),
         }
     };
     Ok((entry(&outcome.old)?, entry(&outcome.new)?))
@@ -165,19 +170,37 @@ fn entry_change(
     Some((delete, new))
 }
 
+/// What a write does with an item whose index key values break an index's
+/// rules (wrong type, empty, over the size limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IndexKeyRule {
+    /// Refuse the write (a client's write, as DynamoDB).
+    Refuse,
+    /// Store the item and leave it out of that index (a change another
+    /// region already accepted: refusing it would stop replication, as
+    /// backfill leaves such items out, too).
+    LeaveOut,
+}
+
 /// Applies `command` like [`apply_command`] and plans every index and
-/// item-collection change it causes. Fails, changing nothing, when an index
-/// key attribute of the resulting item has the wrong type or an empty value
-/// (`IndexKeyInvalid`), or when the write grows the item's collection past
-/// its limit (`ItemCollectionSizeLimitExceeded`). `collection` is given for
-/// tables with local indexes; the outcome then reports the new size.
+/// item-collection change it causes. With [`IndexKeyRule::Refuse`], fails,
+/// changing nothing, when an index key attribute of the resulting item has
+/// the wrong type or an empty value (`IndexKeyInvalid`) or is over the size
+/// limit (`IndexKeyTooLarge`). Fails when the write grows the item's
+/// collection past its limit (`ItemCollectionSizeLimitExceeded`).
+/// `collection` is given for tables with local indexes; the outcome then
+/// reports the new size.
 pub fn plan_write(
     indexes: &IndexSet<'_>,
     current: Option<&Item>,
     command: &WriteCommand,
     collection: Option<Collection>,
+    rule: IndexKeyRule,
 ) -> Result<WritePlan, StorageError> {
     let check = |item: &Item| -> Result<(), StorageError> {
+        if rule == IndexKeyRule::LeaveOut {
+            return Ok(());
+        }
         for def in &indexes.local {
             check_index_keys(def, item)?;
         }

@@ -30,12 +30,15 @@
 //! When every chunk is applied, the thread waits until delivery has passed
 //! the outbox entries recorded so far, then flips the index to ACTIVE. A
 //! crash during backfill leaves the index CREATING; the next open restarts
-//! its backfill from the beginning (re-putting an entry is harmless).
+//! its backfill from the beginning (re-putting an entry is harmless), and so
+//! does the supervisor after a failure of the thread (`partita_supervise`).
 
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+
+use partita_supervise::{OnFailure, Task};
 
 use crate::commit::{Command, WriterHandle};
 use crate::state::Shared;
@@ -53,13 +56,16 @@ pub(crate) struct Job {
     pub index_id: u64,
 }
 
-/// Starts the backfill thread of one index.
+/// Starts the backfill thread of one index, supervised: a failure restarts
+/// the backfill from the beginning after a backoff (re-putting an entry is
+/// harmless).
 pub(crate) fn spawn(shared: Arc<Shared>, writer: WriterHandle, job: Job) {
-    let name = format!("partita-backfill-{}", job.index_id);
+    let detail = format!("table {} index {}", job.table, job.index_id);
     let thread_shared = shared.clone();
-    let spawned = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || run(&thread_shared, &writer, &job));
+    let spawned =
+        partita_supervise::spawn_thread("gsi_backfill", detail, OnFailure::Restart, move |task| {
+            run(&thread_shared, &writer, &job, task)
+        });
     match spawned {
         Ok(handle) => {
             let mut backfills = shared.backfills.lock();
@@ -74,19 +80,24 @@ fn stopping(shared: &Shared) -> bool {
     shared.stopping.load(Ordering::Acquire)
 }
 
-fn run(shared: &Shared, writer: &WriterHandle, job: &Job) {
-    match backfill(shared, writer, job) {
+fn run(shared: &Shared, writer: &WriterHandle, job: &Job, task: &Task) -> Result<(), String> {
+    match backfill(shared, writer, job, task) {
         Ok(true) => {
-            tracing::info!(table = %job.table, index_id = job.index_id, "global index backfilled")
+            tracing::info!(table = %job.table, index_id = job.index_id, "global index backfilled");
+            Ok(())
         }
-        Ok(false) => {}
-        Err(e) => tracing::error!(table = %job.table, index_id = job.index_id, error = %e,
-            "backfilling a global index failed; it stays CREATING until the next open"),
+        Ok(false) => Ok(()),
+        Err(e) => Err(format!("backfilling a global index: {e}")),
     }
 }
 
 /// Returns Ok(false) when the index, the table or the store went away.
-fn backfill(shared: &Shared, writer: &WriterHandle, job: &Job) -> Result<bool, StorageError> {
+fn backfill(
+    shared: &Shared,
+    writer: &WriterHandle,
+    job: &Job,
+    task: &Task,
+) -> Result<bool, StorageError> {
     let Some(table) = current_table(shared, job) else {
         return Ok(false);
     };
@@ -114,6 +125,7 @@ fn backfill(shared: &Shared, writer: &WriterHandle, job: &Job) -> Result<bool, S
             let Some(last) = keys.last().cloned() else {
                 break;
             };
+            partita_supervise::failpoint("gsi_backfill");
             let command = Command::Backfill {
                 table_id: job.table_id.clone(),
                 index_id: job.index_id,
@@ -124,7 +136,10 @@ fn backfill(shared: &Shared, writer: &WriterHandle, job: &Job) -> Result<bool, S
                 .submit_blocking(vec![(job.table.clone(), command)])
                 .pop();
             match answer {
-                Some(Ok(_)) => after = Some(last),
+                Some(Ok(_)) => {
+                    task.progressed();
+                    after = Some(last);
+                }
                 Some(Err(StorageError::TableNotFound(_) | StorageError::IndexNotFound(_))) => {
                     return Ok(false)
                 }
@@ -132,7 +147,7 @@ fn backfill(shared: &Shared, writer: &WriterHandle, job: &Job) -> Result<bool, S
                     if stopping(shared) {
                         return Ok(false);
                     }
-                    tracing::warn!(error = %e, "a backfill chunk failed; retrying");
+                    task.failed(&format_args!("a backfill chunk failed: {e}"));
                     std::thread::sleep(Duration::from_millis(100));
                     after = match lower {
                         Bound::Excluded(k) => Some(k),

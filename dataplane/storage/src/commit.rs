@@ -49,7 +49,11 @@ use std::time::{Duration, Instant};
 use partita_model::Item;
 use tokio::sync::oneshot;
 
-use crate::apply::{plan_backfill, plan_write, stats_delta, Collection, Effect, GlobalDelta};
+use partita_supervise::OnFailure;
+
+use crate::apply::{
+    plan_backfill, plan_write, stats_delta, Collection, Effect, GlobalDelta, IndexKeyRule,
+};
 use crate::catalog::{self, PartitionStats};
 use crate::codec::{decode_item, encode_item};
 use crate::engine::{Batch, Engine, ReadView, Space};
@@ -186,13 +190,17 @@ impl Writer {
     /// Starts the writer thread.
     pub fn start(shared: Arc<Shared>) -> Result<Writer, StorageError> {
         let (queue, requests) = mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name("partita-writer".into())
-            .spawn(move || run(&shared, &requests))
-            .map_err(|e| StorageError::Engine {
-                operation: "start writer",
-                message: e.to_string(),
-            })?;
+        // A group that panics is answered with errors inside `run`; a panic
+        // anywhere else would leave every queued and later write waiting
+        // forever, so it ends the process (see partita_supervise).
+        let thread = partita_supervise::spawn_thread("writer", "", OnFailure::Exit, move |_| {
+            run(&shared, &requests);
+            Ok(())
+        })
+        .map_err(|e| StorageError::Engine {
+            operation: "start writer",
+            message: e.to_string(),
+        })?;
         Ok(Writer {
             queue: Some(queue),
             thread: Some(thread),
@@ -806,7 +814,17 @@ impl<'a> GroupState<'a> {
             size: *size,
             limit: self.collection_limit,
         });
-        let plan = plan_write(&table.index_set(), current.as_ref(), command, collection)?;
+        let rule = match origin {
+            Some(_) => IndexKeyRule::LeaveOut,
+            None => IndexKeyRule::Refuse,
+        };
+        let plan = plan_write(
+            &table.index_set(),
+            current.as_ref(),
+            command,
+            collection,
+            rule,
+        )?;
         let outcome = plan.outcome;
         // Replicated tables: the version of the change, written with it. A
         // local write that changes nothing keeps the item's version (its

@@ -29,6 +29,30 @@ pub(crate) type Entry = (Bytes, Bytes);
 /// Longest space name the engine accepts.
 pub(crate) const MAX_SPACE_NAME: usize = 255;
 
+/// Longest key the engine stores (fjall panics past it, on writes and on
+/// read bounds alike). Keys are built within it (see [`crate::keys`]); this
+/// module still refuses or clamps longer ones instead of panicking.
+pub(crate) const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+/// Returns a read bound that selects the same stored keys as `bound` and is
+/// at most [`MAX_KEY_LEN`] long. For a key `k` longer than the limit and its
+/// prefix `p` of that length, a stored key `x` (never longer than `p`) is
+/// above `k` exactly when it is above `p`, and below `k` exactly when it is
+/// at most `p`.
+fn clamp_bound(bound: Bound<Vec<u8>>, lower: bool) -> Bound<Vec<u8>> {
+    match bound {
+        Bound::Included(mut k) | Bound::Excluded(mut k) if k.len() > MAX_KEY_LEN => {
+            k.truncate(MAX_KEY_LEN);
+            if lower {
+                Bound::Excluded(k)
+            } else {
+                Bound::Included(k)
+            }
+        }
+        other => other,
+    }
+}
+
 fn engine_error(operation: &'static str, err: fjall::Error) -> StorageError {
     StorageError::Engine {
         operation,
@@ -163,6 +187,12 @@ impl Engine {
         // entries for one key would be ambiguous: keep the last one only.
         // A keyspace handle hashes and compares by its identity, which its
         // interior mutability never changes.
+        if let Some((_, key, _)) = batch.ops.iter().find(|(_, k, _)| k.len() > MAX_KEY_LEN) {
+            return Err(StorageError::Engine {
+                operation: "commit",
+                message: format!("a key of {} bytes is over the engine's limit", key.len()),
+            });
+        }
         #[allow(clippy::mutable_key_type)]
         let mut seen = std::collections::HashSet::with_capacity(batch.ops.len());
         let mut inner = self.db.batch();
@@ -221,6 +251,9 @@ impl ReadView {
     /// Reads one key.
     pub(crate) fn get(&self, space: &Space, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
         use fjall::Readable;
+        if key.len() > MAX_KEY_LEN {
+            return Ok(None);
+        }
         self.snapshot
             .get(&space.keyspace, key)
             .map_err(|e| engine_error("read", e))
@@ -236,9 +269,8 @@ impl ReadView {
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<Entry, StorageError>>> {
         use fjall::Readable;
-        let iter = self
-            .snapshot
-            .range::<Vec<u8>, _>(&space.keyspace, (lower, upper));
+        let bounds = (clamp_bound(lower, true), clamp_bound(upper, false));
+        let iter = self.snapshot.range::<Vec<u8>, _>(&space.keyspace, bounds);
         let map = |guard: fjall::Guard| guard.into_inner().map_err(|e| engine_error("scan", e));
         if reverse {
             Box::new(iter.rev().map(map))
@@ -317,6 +349,57 @@ mod tests {
         };
         assert_eq!(keys(false), vec![b"b".to_vec(), b"c".to_vec()]);
         assert_eq!(keys(true), vec![b"c".to_vec(), b"b".to_vec()]);
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_refused_or_clamped_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let s = engine.space("s").unwrap();
+        let longest = vec![b'm'; MAX_KEY_LEN];
+        let mut below = longest.clone();
+        *below.last_mut().unwrap() = b'l';
+        let mut batch = engine.batch();
+        for k in [&b"a"[..], &below, &longest, b"n"] {
+            batch.put(&s, k, b"v".to_vec());
+        }
+        engine.commit(batch, false).unwrap();
+        let mut too_long = longest.clone();
+        too_long.push(b'x');
+        let mut batch = engine.batch();
+        batch.put(&s, &too_long, b"v".to_vec());
+        assert!(matches!(
+            engine.commit(batch, false),
+            Err(StorageError::Engine {
+                operation: "commit",
+                ..
+            })
+        ));
+        let view = engine.read_view();
+        assert!(view.get(&s, &too_long).unwrap().is_none());
+        let count = |lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>| {
+            view.range(&s, lower, upper, false)
+                .map(|r| r.unwrap().0.len())
+                .collect::<Vec<_>>()
+        };
+        // `too_long` sorts just above `longest`: bounds on it select what
+        // the unclamped bound would.
+        assert_eq!(
+            count(Bound::Included(too_long.clone()), Bound::Unbounded),
+            vec![1]
+        );
+        assert_eq!(
+            count(Bound::Excluded(too_long.clone()), Bound::Unbounded),
+            vec![1]
+        );
+        assert_eq!(
+            count(Bound::Unbounded, Bound::Excluded(too_long.clone())),
+            vec![1, MAX_KEY_LEN, MAX_KEY_LEN]
+        );
+        assert_eq!(
+            count(Bound::Unbounded, Bound::Included(too_long)),
+            vec![1, MAX_KEY_LEN, MAX_KEY_LEN]
+        );
     }
 
     #[test]

@@ -9,12 +9,17 @@
 //! disables the sweeper, and expiry goes through the leader instead.
 //!
 //! It checks `Shared::stopping` every few milliseconds and is joined at
-//! shutdown before the writer stops (it submits to the writer).
+//! shutdown before the writer stops (it submits to the writer). It runs
+//! supervised (`partita_supervise`): a panic restarts it after a backoff,
+//! with every schedule starting over; failpoints `stream_trim` and
+//! `ttl_sweep` sit before each pass.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use partita_supervise::{OnFailure, Task};
 
 use crate::commit::WriterHandle;
 use crate::state::Shared;
@@ -33,16 +38,17 @@ pub(crate) fn start(
     shared: Arc<Shared>,
     writer: WriterHandle,
 ) -> Result<JoinHandle<()>, StorageError> {
-    std::thread::Builder::new()
-        .name("partita-housekeeping".into())
-        .spawn(move || run(&shared, &writer))
-        .map_err(|e| StorageError::Engine {
-            operation: "start housekeeping",
-            message: e.to_string(),
-        })
+    partita_supervise::spawn_thread("housekeeping", "", OnFailure::Restart, move |task| {
+        run(&shared, &writer, task);
+        Ok(())
+    })
+    .map_err(|e| StorageError::Engine {
+        operation: "start housekeeping",
+        message: e.to_string(),
+    })
 }
 
-fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
+fn run(shared: &Arc<Shared>, writer: &WriterHandle, task: &Task) {
     let trim_every = trim_interval(shared.stream_retention);
     let mut next_trim = Instant::now() + trim_every;
     // Tombstones are purged a quarter of the retention apart: the sweep
@@ -56,30 +62,40 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle) {
         std::thread::sleep(TICK);
         let now = Instant::now();
         if now >= next_trim {
-            if let Err(e) = stream::maintain(shared) {
-                tracing::warn!(error = %e, "change log maintenance failed");
+            partita_supervise::failpoint("stream_trim");
+            match stream::maintain(shared) {
+                Ok(()) => task.progressed(),
+                Err(e) => task.failed(&format_args!("change log maintenance: {e}")),
             }
 
             next_trim = Instant::now() + trim_every;
         }
         if now >= next_purge {
             match crate::replica::purge_tombstones(shared) {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "purged replication tombstones"),
-                Err(e) => tracing::warn!(error = %e, "purging replication tombstones failed"),
+                Ok(0) => task.progressed(),
+                Ok(purged) => {
+                    task.progressed();
+                    tracing::debug!(purged, "purged replication tombstones")
+                }
+                Err(e) => task.failed(&format_args!("purging replication tombstones: {e}")),
             }
             next_purge = Instant::now() + purge_every;
         }
         if next_sweep.is_some_and(|at| now >= at) {
             let now_secs = (stream::now_ms() / 1000) as i64;
+            partita_supervise::failpoint("ttl_sweep");
             match ttl::sweep(shared, writer, now_secs) {
-                Ok(stats) if stats.candidates > 0 => tracing::debug!(
-                    candidates = stats.candidates,
-                    deleted = stats.deleted,
-                    "ttl sweep"
-                ),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "ttl sweep failed"),
+                Ok(stats) => {
+                    task.progressed();
+                    if stats.candidates > 0 {
+                        tracing::debug!(
+                            candidates = stats.candidates,
+                            deleted = stats.deleted,
+                            "ttl sweep"
+                        )
+                    }
+                }
+                Err(e) => task.failed(&format_args!("ttl sweep: {e}")),
             }
             next_sweep = after(shared.ttl_sweep_interval);
         }

@@ -9,6 +9,7 @@
 //! - INCLUDE: those plus the listed attributes the item holds;
 //! - ALL: the whole item.
 
+use partita_model::limits::{MAX_HASH_KEY_SIZE, MAX_RANGE_KEY_SIZE};
 use partita_model::schema::IndexDefinition;
 use partita_model::value::item_size;
 use partita_model::{AttributeValue, Item, KeySchema, Projection};
@@ -55,8 +56,9 @@ pub fn project(table: &KeySchema, index: &IndexDefinition, item: &Item) -> Item 
 }
 
 /// Checks the index key attributes `item` holds: each must be of the type
-/// the index declares and, for S and B, not empty. Absent attributes are
-/// fine (the item is simply not indexed).
+/// the index declares, for S and B not empty, and within DynamoDB's key
+/// size limits (2,048 bytes for the index partition key, 1,024 for its sort
+/// key). Absent attributes are fine (the item is simply not indexed).
 pub fn check_index_keys(index: &IndexDefinition, item: &Item) -> Result<(), StorageError> {
     for attr in index.key_schema.attributes() {
         let Some(value) = item.get(&attr.name) else {
@@ -81,6 +83,31 @@ pub fn check_index_keys(index: &IndexDefinition, item: &Item) -> Result<(), Stor
                 attribute: attr.name.clone(),
                 expected: None,
                 actual: value.type_name(),
+            });
+        }
+    }
+    check_index_key_sizes(index, item)
+}
+
+/// Checks the sizes of the index key attributes `item` holds: at most 2,048
+/// bytes for the index partition key and 1,024 for its sort key, as
+/// DynamoDB counts them (`IndexKeyTooLarge`).
+pub fn check_index_key_sizes(index: &IndexDefinition, item: &Item) -> Result<(), StorageError> {
+    for (position, attr) in index.key_schema.attributes().enumerate() {
+        let Some(value) = item.get(&attr.name) else {
+            continue;
+        };
+        let max = if position == 0 {
+            MAX_HASH_KEY_SIZE
+        } else {
+            MAX_RANGE_KEY_SIZE
+        };
+        if value.size() > max {
+            return Err(StorageError::IndexKeyTooLarge {
+                index: index.name.clone(),
+                attribute: attr.name.clone(),
+                size: value.size(),
+                max,
             });
         }
     }
@@ -222,5 +249,44 @@ mod tests {
             })
         ));
         assert!(check_index_keys(&def, &item(&[("g", s("x"))])).is_ok());
+    }
+
+    #[test]
+    fn index_key_sizes_are_limited_like_dynamodb() {
+        let def = IndexDefinition {
+            key_schema: KeySchema {
+                hash: attr("g", ScalarType::S),
+                range: Some(attr("h", ScalarType::S)),
+            },
+            ..index(Projection::KeysOnly)
+        };
+        let at = |g: usize, h: usize| item(&[("g", s(&"é".repeat(g))), ("h", s(&"z".repeat(h)))]);
+        assert!(check_index_keys(&def, &at(1024, 1024)).is_ok());
+        match check_index_keys(&def, &at(1025, 1)) {
+            Err(StorageError::IndexKeyTooLarge {
+                index,
+                attribute,
+                size,
+                max,
+            }) => assert_eq!(
+                (index.as_str(), attribute.as_str(), size, max),
+                ("gsi", "g", 2050, 2048)
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            check_index_keys(&def, &at(1, 1025)),
+            Err(StorageError::IndexKeyTooLarge {
+                size: 1025,
+                max: 1024,
+                ..
+            })
+        ));
+        // An oversized item is simply not indexed when it was stored anyway.
+        let table = table();
+        let mut big = at(1, 70_000);
+        big.insert("pk".into(), s("p"));
+        big.insert("sk".into(), s("s"));
+        assert!(index_entry(&table, &def, IndexKind::Global, &big).is_err());
     }
 }

@@ -26,7 +26,7 @@ use std::ops::Bound;
 use partita_expr::SortKeyCondition;
 use partita_model::{AttributeValue, Item, KeySchema, ScalarType};
 
-use crate::keys::{hash_tagged, prefix_successor, push_escaped, scalar_bytes, KeyRange};
+use crate::keys::{hash_tagged, prefix_successor, push_escaped, scalar_bytes, storable, KeyRange};
 use crate::StorageError;
 
 /// Whether an index shares the table's partition key (local) or not (global).
@@ -95,7 +95,10 @@ pub fn encode_index_key(
         let (_, sort) = scalar_bytes(range.scalar_type, attribute(item, &range.name)?)?;
         bytes.extend_from_slice(&sort);
     }
-    Ok(IndexKey { bytes, hash })
+    Ok(IndexKey {
+        bytes: storable(bytes)?,
+        hash,
+    })
 }
 
 /// Returns the key range of a Query on an index: one index partition key

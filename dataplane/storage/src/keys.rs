@@ -36,6 +36,7 @@ use std::borrow::Cow;
 use std::ops::Bound;
 
 use partita_expr::SortKeyCondition;
+use partita_model::limits::{MAX_HASH_KEY_SIZE, MAX_RANGE_KEY_SIZE};
 use partita_model::{AttributeValue, Item, KeySchema, ScalarType};
 
 use crate::StorageError;
@@ -125,19 +126,53 @@ pub struct EncodedKey {
     pub hash: u64,
 }
 
+/// Checks that a key value is within DynamoDB's size limit for its place.
+pub(crate) fn check_key_size(
+    name: &str,
+    value: &AttributeValue,
+    max: usize,
+) -> Result<(), StorageError> {
+    if value.size() > max {
+        return Err(StorageError::InvalidKey(format!(
+            "the key attribute {name} is {} bytes, over the limit of {max}",
+            value.size()
+        )));
+    }
+    Ok(())
+}
+
+/// Returns `key` when the engine can store it. Keys built from values within
+/// DynamoDB's key size limits are far shorter; this is the last guard.
+pub(crate) fn storable<K: AsRef<[u8]>>(key: K) -> Result<K, StorageError> {
+    let len = key.as_ref().len();
+    if len > crate::engine::MAX_KEY_LEN {
+        return Err(StorageError::InvalidKey(format!(
+            "an encoded key of {len} bytes is over the storage engine's limit"
+        )));
+    }
+    Ok(key)
+}
+
 /// Encodes the primary key of `item` (which may hold other attributes too).
+/// Key values over DynamoDB's size limits (2,048 bytes for the partition
+/// key, 1,024 for the sort key) are refused.
 pub fn encode_key(schema: &KeySchema, item: &Item) -> Result<EncodedKey, StorageError> {
     let hash_value = item.get(&schema.hash.name).ok_or_else(|| {
         StorageError::InvalidKey(format!("missing the key attribute {}", schema.hash.name))
     })?;
+    check_key_size(&schema.hash.name, hash_value, MAX_HASH_KEY_SIZE)?;
     let (mut bytes, hash) = partition_prefix(schema, hash_value)?;
     if let Some(range) = &schema.range {
         let sort_value = item.get(&range.name).ok_or_else(|| {
             StorageError::InvalidKey(format!("missing the key attribute {}", range.name))
         })?;
+        check_key_size(&range.name, sort_value, MAX_RANGE_KEY_SIZE)?;
         bytes.extend_from_slice(&scalar_bytes(range.scalar_type, sort_value)?.1);
     }
-    Ok(EncodedKey { bytes, hash })
+    Ok(EncodedKey {
+        bytes: storable(bytes)?,
+        hash,
+    })
 }
 
 /// Returns the hash carried by an encoded key.
@@ -511,6 +546,29 @@ mod tests {
             Err(StorageError::InvalidKey(_))
         ));
         assert!(partition_hash(&AttributeValue::Null).is_err());
+    }
+
+    #[test]
+    fn key_values_over_dynamodb_limits_are_refused() {
+        let s = schema(ScalarType::S, Some(ScalarType::B));
+        let key = |pk: usize, sk: usize| {
+            key_item(
+                AttributeValue::S("\u{0}".repeat(pk)),
+                Some(AttributeValue::B(vec![0; sk])),
+            )
+        };
+        assert!(encode_key(&s, &key(2048, 1024)).is_ok());
+        for (pk, sk) in [(2049, 1), (1, 1025), (65536, 1)] {
+            assert!(
+                matches!(
+                    encode_key(&s, &key(pk, sk)),
+                    Err(StorageError::InvalidKey(_))
+                ),
+                "{pk} {sk}"
+            );
+        }
+        assert!(storable(vec![0; crate::engine::MAX_KEY_LEN]).is_ok());
+        assert!(storable(vec![0; crate::engine::MAX_KEY_LEN + 1]).is_err());
     }
 
     #[test]

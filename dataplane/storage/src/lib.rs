@@ -48,7 +48,7 @@
 //! [`Store::index_state`], [`Store::index_stats`], [`Store::gsi_pending`],
 //! [`Store::wait_for_index_delivery`], [`WriteOutcome::item_collection_size`],
 //! [`StoreOptions::item_collection_limit`] and the errors `IndexNotFound`,
-//! `IndexKeyInvalid` and `ItemCollectionSizeLimitExceeded`.
+//! `IndexKeyInvalid`, `IndexKeyTooLarge` and `ItemCollectionSizeLimitExceeded`.
 //!
 //! Beyond the original contract: [`Store::write_many`] (one group commit for
 //! several independent commands, e.g. BatchWriteItem), [`Store::flush`],
@@ -160,6 +160,17 @@ pub enum StorageError {
         attribute: String,
         expected: Option<ScalarType>,
         actual: &'static str,
+    },
+    /// A Put or Update produced an item whose index key attribute
+    /// `attribute` of index `index` is `size` bytes, over the `max` DynamoDB
+    /// allows for an index partition key (2,048) or sort key (1,024).
+    /// Nothing was written.
+    #[error("index key {attribute} of index {index} is {size} bytes, over {max}")]
+    IndexKeyTooLarge {
+        index: String,
+        attribute: String,
+        size: usize,
+        max: usize,
     },
     /// The write would grow its item collection (the items of one partition
     /// key and their local index entries) past the limit. Nothing was written.

@@ -40,11 +40,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
+use partita_supervise::{OnFailure, Task};
 
 use crate::apply::GlobalDelta;
 use crate::catalog::{self, PartitionStats};
 use crate::codec::{decode_item, encode_item, push_bytes, push_varint, CodecError, Reader};
-use crate::keys::hash_of_key;
+use crate::keys::{self, hash_of_key};
 use crate::state::{partition_for, Partition, Shared, TableState};
 use crate::StorageError;
 
@@ -213,27 +214,40 @@ pub(crate) fn notify_all(shared: &Shared) {
     shared.delivery.notify(targets);
 }
 
-/// Starts the delivery task.
+/// Starts the delivery task, supervised: a panic restarts it (delivery is
+/// idempotent and its state is on disk).
 pub(crate) fn start(shared: Arc<Shared>) -> Result<std::thread::JoinHandle<()>, StorageError> {
-    std::thread::Builder::new()
-        .name("partita-gsi-delivery".into())
-        .spawn(move || run(&shared))
-        .map_err(|e| StorageError::Engine {
-            operation: "start index delivery",
-            message: e.to_string(),
-        })
+    let mut first = true;
+    partita_supervise::spawn_thread("gsi_delivery", "", OnFailure::Restart, move |task| {
+        // A failed run lost the outboxes it had taken from the queue.
+        if !std::mem::take(&mut first) {
+            notify_all(&shared);
+        }
+        run(&shared, task);
+        Ok(())
+    })
+    .map_err(|e| StorageError::Engine {
+        operation: "start index delivery",
+        message: e.to_string(),
+    })
 }
 
-fn run(shared: &Shared) {
+fn run(shared: &Shared, task: &Task) {
     while let Some(targets) = shared.delivery.next() {
         let mut again = Vec::new();
         for target in targets {
             match deliver_round(shared, &target) {
-                Ok(true) => again.push(target),
-                Ok(false) => {}
+                Ok(more) => {
+                    task.progressed();
+                    if more {
+                        again.push(target);
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(error = %e, table = %target.0, partition = target.2,
-                        "delivering global index updates failed; retrying");
+                    task.failed(&format_args!(
+                        "delivering global index updates of table {} partition {}: {e}",
+                        target.0, target.2
+                    ));
                     std::thread::sleep(Duration::from_millis(50));
                     again.push(target);
                 }
@@ -293,6 +307,7 @@ fn entry_partition<'a>(
 /// Applies the next outbox entries of one table partition. Returns true when
 /// more remain.
 fn deliver_round(shared: &Shared, target: &Target) -> Result<bool, StorageError> {
+    partita_supervise::failpoint("gsi_delivery");
     let _delivery = shared.delivery_lock.lock();
     let table: Arc<TableState> = match shared.tables.read().get(&target.0) {
         Some(t) if t.def.table_id == target.1 => t.clone(),
@@ -321,7 +336,18 @@ fn deliver_round(shared: &Shared, target: &Target) -> Result<bool, StorageError>
             let Some(index) = table.globals.iter().find(|g| g.id == delta.index_id) else {
                 continue;
             };
-            if let Some(old) = &delta.delete {
+            // Entries written before index keys were size-checked may hold
+            // keys the engine cannot store: such an item was never indexed.
+            let delete = delta.delete.filter(|k| keys::storable(k).is_ok());
+            let put = delta.put.filter(|(k, _, _)| {
+                let ok = keys::storable(k).is_ok();
+                if !ok {
+                    tracing::warn!(table = %target.0, index_id = delta.index_id,
+                        "an outbox entry's index key is too long to store; the item stays out of the index");
+                }
+                ok
+            });
+            if let Some(old) = &delete {
                 let partition = entry_partition(&index.partitions, old)?;
                 if let Some(size) = round.current_size(&view, partition, old)? {
                     batch.delete(&partition.space, old);
@@ -329,7 +355,7 @@ fn deliver_round(shared: &Shared, target: &Target) -> Result<bool, StorageError>
                     round.overlay.insert((partition.uid, old.clone()), None);
                 }
             }
-            if let Some((new, size, item)) = delta.put {
+            if let Some((new, size, item)) = put {
                 let partition = entry_partition(&index.partitions, &new)?;
                 let old = round.current_size(&view, partition, &new)?;
                 round.count(

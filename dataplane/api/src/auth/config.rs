@@ -32,6 +32,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use partita_supervise::{OnFailure, Task};
+
 use super::policy::Policy;
 use super::Authenticator;
 
@@ -358,38 +360,51 @@ fn line_of(source: &str, needle: &str) -> Option<usize> {
 }
 
 /// Polls `path` every second and installs a changed, valid configuration
-/// into `auth`; an invalid one is logged and the previous one kept.
+/// into `auth`; an invalid one is logged and the previous one kept. Runs
+/// supervised (`partita_supervise`, task `auth_reload`): after a failure it
+/// restarts and reloads the file at once.
 pub fn spawn_reloader(path: PathBuf, auth: Arc<Authenticator>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = stamp(&path);
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let now = stamp(&path);
-            if now == last {
-                continue;
-            }
-            last = now;
-            let loaded = {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || AuthConfig::load(&path)).await
-            };
-            match loaded {
-                Ok(Ok(config)) => {
-                    let (users, keys, policies) = config.counts();
-                    auth.install(config);
-                    tracing::info!(path = %path.display(), users, keys, policies, "auth file reloaded");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(path = %path.display(), error = %e, "auth file not reloaded; keeping the previous configuration");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "auth file reload task failed");
-                }
-            }
-        }
+    let mut first = Some(stamp(&path));
+    let detail = path.display().to_string();
+    partita_supervise::spawn_task("auth_reload", detail, OnFailure::Restart, move |task| {
+        let last = first.take().unwrap_or(None);
+        reload_loop(path.clone(), auth.clone(), last, task)
     })
+}
+
+async fn reload_loop(
+    path: PathBuf,
+    auth: Arc<Authenticator>,
+    mut last: Option<(SystemTime, u64)>,
+    task: Task,
+) -> Result<(), String> {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let now = stamp(&path);
+        if now == last {
+            task.progressed();
+            continue;
+        }
+        partita_supervise::failpoint("auth_reload");
+        last = now;
+        let loaded = {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || AuthConfig::load(&path)).await
+        };
+        match loaded {
+            Ok(Ok(config)) => {
+                let (users, keys, policies) = config.counts();
+                auth.install(config);
+                tracing::info!(path = %path.display(), users, keys, policies, "auth file reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "auth file not reloaded; keeping the previous configuration");
+            }
+            Err(e) => task.failed(&format_args!("loading the auth file: {e}")),
+        }
+    }
 }
 
 /// What identifies a version of the file: modification time and length.

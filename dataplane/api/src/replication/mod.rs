@@ -56,6 +56,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use partita_storage::ReplicationState;
+use partita_supervise::{OnFailure, Task};
 
 use partita_topology::replication::{
     ReplicaState, ReplicationFile, ReplicationStatus, TableReplication,
@@ -291,15 +292,27 @@ impl Replication {
 
     /// Starts the supervisor: it keeps one replicator per (table, peer) of
     /// every replicated table, and adds the replicas the file declares.
+    /// Supervised (`partita_supervise`, tasks `replication_reconcile` and
+    /// one `replicator` per table and peer): a failure restarts the task.
     pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
         let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                this.reconcile().await;
-                let _ =
-                    tokio::time::timeout(Duration::from_millis(500), this.wake.notified()).await;
-            }
-        })
+        partita_supervise::spawn_task(
+            "replication_reconcile",
+            "",
+            OnFailure::Restart,
+            move |task| {
+                let this = this.clone();
+                async move {
+                    loop {
+                        this.reconcile().await;
+                        task.progressed();
+                        let _ =
+                            tokio::time::timeout(Duration::from_millis(500), this.wake.notified())
+                                .await;
+                    }
+                }
+            },
+        )
     }
 
     async fn reconcile(self: &Arc<Self>) {
@@ -328,7 +341,25 @@ impl Replication {
                 continue;
             }
             let (table, table_id, region) = key.clone();
-            let task = tokio::spawn(replicator::run(self.clone(), table, table_id, region));
+            let this = self.clone();
+            let detail = format!("table {table} to region {region}");
+            let task = partita_supervise::spawn_task(
+                "replicator",
+                detail,
+                OnFailure::Restart,
+                move |_| {
+                    let run = replicator::run(
+                        this.clone(),
+                        table.clone(),
+                        table_id.clone(),
+                        region.clone(),
+                    );
+                    async move {
+                        run.await;
+                        Ok(())
+                    }
+                },
+            );
             tasks.insert(key, task);
         }
         let live: Vec<(String, String)> = tasks
@@ -354,15 +385,37 @@ impl Replication {
 /// Polls `path` every second and installs a changed, valid replication
 /// file into `replication`; an invalid one is logged and the previous one
 /// kept (like the auth file's reloader).
+///
+/// Supervised (`partita_supervise`, task `replication_reload`): after a
+/// failure it restarts and reloads the file at once.
 pub fn spawn_reloader(path: PathBuf, replication: Arc<Replication>) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut last = stamp(&path);
+    let mut first = Some(stamp(&path));
+    let detail = path.display().to_string();
+    partita_supervise::spawn_task(
+        "replication_reload",
+        detail,
+        OnFailure::Restart,
+        move |task| {
+            let last = first.take().unwrap_or(None);
+            reload_loop(path.clone(), replication.clone(), last, task)
+        },
+    )
+}
+
+async fn reload_loop(
+    path: PathBuf,
+    replication: Arc<Replication>,
+    mut last: Option<(SystemTime, u64)>,
+    task: Task,
+) -> Result<(), String> {
+    {
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
             let now = stamp(&path);
             if now == last {
+                task.progressed();
                 continue;
             }
             last = now;
@@ -380,10 +433,10 @@ pub fn spawn_reloader(path: PathBuf, replication: Arc<Replication>) -> JoinHandl
                 Ok(Err(e)) => {
                     tracing::warn!(path = %path.display(), error = %e, "replication file not reloaded; keeping the previous one")
                 }
-                Err(e) => tracing::warn!(error = %e, "replication file reload task failed"),
+                Err(e) => task.failed(&format_args!("loading the replication file: {e}")),
             }
         }
-    })
+    }
 }
 
 /// What identifies a version of the file: modification time and length.

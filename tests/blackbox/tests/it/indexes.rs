@@ -41,11 +41,11 @@ fn projection(kind: ProjectionType, include: &[&str]) -> Projection {
     p.build()
 }
 
-fn keys_only() -> Projection {
+pub(crate) fn keys_only() -> Projection {
     projection(ProjectionType::KeysOnly, &[])
 }
 
-fn all() -> Projection {
+pub(crate) fn all() -> Projection {
     projection(ProjectionType::All, &[])
 }
 
@@ -53,7 +53,12 @@ fn include(attrs: &[&str]) -> Projection {
     projection(ProjectionType::Include, attrs)
 }
 
-fn gsi(name: &str, hash: &str, range: Option<&str>, p: Projection) -> GlobalSecondaryIndex {
+pub(crate) fn gsi(
+    name: &str,
+    hash: &str,
+    range: Option<&str>,
+    p: Projection,
+) -> GlobalSecondaryIndex {
     let mut b = GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key_elem(hash, KeyType::Hash))
@@ -65,7 +70,7 @@ fn gsi(name: &str, hash: &str, range: Option<&str>, p: Projection) -> GlobalSeco
 }
 
 /// A local index on `pk` with sort key `range`.
-fn lsi(name: &str, range: &str, p: Projection) -> LocalSecondaryIndex {
+pub(crate) fn lsi(name: &str, range: &str, p: Projection) -> LocalSecondaryIndex {
     LocalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key_elem("pk", KeyType::Hash))
@@ -78,7 +83,7 @@ fn lsi(name: &str, range: &str, p: Projection) -> LocalSecondaryIndex {
 /// Creates an on-demand table keyed by `pk` (S) and, if `with_sk`, `sk`
 /// (S), with the given indexes and extra attribute definitions; waits for
 /// ACTIVE.
-async fn create_indexed(
+pub(crate) async fn create_indexed(
     c: &Client,
     name: &str,
     with_sk: bool,
@@ -110,7 +115,7 @@ async fn create_indexed(
     wait_active(c, name).await;
 }
 
-async fn put(c: &Client, table: &str, it: Item) {
+pub(crate) async fn put(c: &Client, table: &str, it: Item) {
     c.put_item()
         .table_name(table)
         .set_item(Some(it))
@@ -157,7 +162,7 @@ async fn put_batch(c: &Client, table: &str, items: &[Item]) {
 
 /// Runs `probe` until it returns Some, at most [`INDEX_DEADLINE`]; panics
 /// with `what` and the last observation otherwise.
-async fn eventually<R, F, Fut>(what: &str, mut probe: F) -> R
+pub(crate) async fn eventually<R, F, Fut>(what: &str, mut probe: F) -> R
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<R, String>>,
@@ -179,7 +184,13 @@ where
 
 /// Queries `index` for `pk_attr = value`, following LastEvaluatedKey;
 /// returns every item in order.
-async fn query_index(c: &Client, table: &str, index: &str, attr: &str, value: &str) -> Vec<Item> {
+pub(crate) async fn query_index(
+    c: &Client,
+    table: &str,
+    index: &str,
+    attr: &str,
+    value: &str,
+) -> Vec<Item> {
     let mut out = Vec::new();
     let mut start = None;
     loop {
@@ -204,7 +215,7 @@ async fn query_index(c: &Client, table: &str, index: &str, attr: &str, value: &s
 
 /// Scans `index` (None: the table) completely, following LastEvaluatedKey,
 /// optionally as one segment of a parallel scan, with an optional Limit.
-async fn scan_all(
+pub(crate) async fn scan_all(
     c: &Client,
     table: &str,
     index: Option<&str>,
@@ -272,7 +283,7 @@ fn names<T: AsRef<str>>(keys: impl Iterator<Item = T>) -> BTreeSet<String> {
 
 /// Asserts a validation error, exactly on partita and DynamoDB itself; on
 /// DynamoDB Local (whose wording differs for some of these) only the type.
-fn assert_validation<T: std::fmt::Debug, E, R>(
+pub(crate) fn assert_validation<T: std::fmt::Debug, E, R>(
     result: Result<T, partita_blackbox_tests::aws_sdk_dynamodb::error::SdkError<E, R>>,
     message: &str,
 ) where
@@ -1364,7 +1375,7 @@ async fn index_status(c: &Client, t: &str, index: &str) -> Option<(IndexStatus, 
         })
 }
 
-async fn wait_index_active(c: &Client, t: &str, index: &str, deadline: Duration) {
+pub(crate) async fn wait_index_active(c: &Client, t: &str, index: &str, deadline: Duration) {
     let end = Instant::now() + deadline;
     loop {
         let st = index_status(c, t, index).await;
@@ -1388,7 +1399,7 @@ async fn wait_index_gone(c: &Client, t: &str, index: &str) {
     }
 }
 
-fn create_action(name: &str, hash: &str, p: Projection) -> GlobalSecondaryIndexUpdate {
+pub(crate) fn create_action(name: &str, hash: &str, p: Projection) -> GlobalSecondaryIndexUpdate {
     GlobalSecondaryIndexUpdate::builder()
         .create(
             CreateGlobalSecondaryIndexAction::builder()

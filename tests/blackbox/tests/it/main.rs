@@ -10,6 +10,7 @@ mod capacity_limits;
 mod cluster_admin;
 mod durability;
 mod global_tables;
+mod index_limits;
 mod indexes;
 mod items;
 mod legacy;

@@ -4,7 +4,8 @@
 //!
 //! Write transactions, in DynamoDB's order:
 //! 1. every table is looked up, in request order (ResourceNotFoundException);
-//! 2. key values that are empty or too long are request errors
+//! 2. key values that are empty or too long, and index key values of a
+//!    Put over their size limit, are request errors
 //!    (ValidationException); a key that does not match the table's schema,
 //!    or an Update of a key attribute, is a cancellation reason
 //!    (`ValidationError`) — the other actions' conditions are still
@@ -385,6 +386,14 @@ pub(crate) async fn run_write_transaction(
     let mut reasons: Vec<Option<Reason>> = Vec::with_capacity(actions.len());
     for (action, def) in actions.iter().zip(&defs) {
         reasons.push(check_action_key(&def.key_schema, &action.write)?.map(Reason::validation));
+        // An index key value over its size limit in a Put refuses the whole
+        // request (as DynamoDB Local does; a wrong index key type is a
+        // cancellation reason, found when the store applies the action).
+        if let TxWrite::Put { item, .. } = &action.write {
+            for index in def.local_indexes.iter().chain(&def.global_indexes) {
+                partita_storage::index::check_index_key_sizes(index, item)?;
+            }
+        }
     }
     if reasons.iter().any(Option::is_some) {
         return Err(cancel_with(api, &actions, &defs, reasons).await);
