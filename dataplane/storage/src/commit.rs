@@ -332,6 +332,7 @@ fn run(shared: &Shared, requests: &mpsc::Receiver<Request>) {
             group.push(next);
         }
         last_group = group.len();
+        partita_supervise::failpoint("writer");
         let answers = std::panic::catch_unwind(AssertUnwindSafe(|| apply_group(shared, &group)))
             .unwrap_or_else(|_| {
                 tracing::error!(

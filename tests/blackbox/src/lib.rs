@@ -135,6 +135,23 @@ impl Server {
         }
     }
 
+    /// Waits up to `timeout` for the server process to exit by itself;
+    /// returns its exit status, or None while it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Starts the server again on the same data directory (on a new free
     /// port; see [`Server::endpoint`]) and waits until it accepts connections.
     pub fn restart(&mut self) {

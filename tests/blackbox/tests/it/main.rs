@@ -4,6 +4,7 @@
 //! harness in `src/lib.rs`) and only speaks the wire protocol.
 
 mod auth;
+mod background;
 mod batch;
 mod capacity;
 mod capacity_limits;

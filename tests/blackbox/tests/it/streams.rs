@@ -14,11 +14,11 @@ use aws_sdk_dynamodbstreams::types::{
 };
 use partita_blackbox_tests::*;
 
-type Streams = aws_sdk_dynamodbstreams::Client;
+pub(crate) type Streams = aws_sdk_dynamodbstreams::Client;
 
 /// A DynamoDB Streams client for `endpoint`, configured like the harness's
 /// DynamoDB client (static credentials, no retries, plain HTTP).
-fn streams_client(endpoint: &str) -> Streams {
+pub(crate) fn streams_client(endpoint: &str) -> Streams {
     use aws_sdk_dynamodbstreams::config::{BehaviorVersion, Credentials, Region};
     let config = aws_sdk_dynamodbstreams::Config::builder()
         .behavior_version(BehaviorVersion::latest())
@@ -39,7 +39,11 @@ fn streams_client(endpoint: &str) -> Streams {
 
 /// Creates a `pk`-keyed table with a stream of `view` and returns (name,
 /// stream ARN).
-async fn stream_table(client: &Client, prefix: &str, view: StreamViewType) -> (String, String) {
+pub(crate) async fn stream_table(
+    client: &Client,
+    prefix: &str,
+    view: StreamViewType,
+) -> (String, String) {
     let name = unique_name(prefix);
     client
         .create_table()
@@ -76,7 +80,7 @@ async fn latest_stream_arn(client: &Client, table: &str) -> String {
 }
 
 /// Reads every record of every shard from TRIM_HORIZON, shard by shard.
-async fn read_all(streams: &Streams, arn: &str) -> Vec<Record> {
+pub(crate) async fn read_all(streams: &Streams, arn: &str) -> Vec<Record> {
     let desc = streams
         .describe_stream()
         .stream_arn(arn)
@@ -127,7 +131,7 @@ async fn horizon_iterator(streams: &Streams, arn: &str, shard: &str) -> String {
         .to_string()
 }
 
-fn pk_of(r: &Record) -> String {
+pub(crate) fn pk_of(r: &Record) -> String {
     match r
         .dynamodb()
         .and_then(|d| d.keys())
@@ -138,7 +142,7 @@ fn pk_of(r: &Record) -> String {
     }
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
