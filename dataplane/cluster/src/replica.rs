@@ -36,6 +36,7 @@ use openraft::{BasicNode, Config, SnapshotPolicy};
 use partita_model::Item;
 use partita_storage::raft_log::RaftLog;
 use partita_storage::{StorageError, Store, Visit};
+use partita_supervise::OnFailure;
 use partita_topology::topology::DYNAMIC_TABLES;
 use partita_topology::TableTopology;
 
@@ -282,7 +283,18 @@ impl Replica {
             committed,
             snapshots,
         });
-        tokio::spawn(leader_housekeeping(Arc::downgrade(&replica), options));
+        let detail = format!("table {} partition {partition}", table.table_name);
+        let weak = Arc::downgrade(&replica);
+        partita_supervise::spawn_task(
+            "raft_housekeeping",
+            detail.clone(),
+            OnFailure::Restart,
+            move |task| leader_housekeeping(weak.clone(), options.clone(), task),
+        );
+        let metrics = replica.raft.metrics();
+        partita_supervise::spawn_task("raft_core", detail, OnFailure::Exit, move |_| {
+            watch_raft_core(metrics.clone())
+        });
         Ok(replica)
     }
 
@@ -687,22 +699,50 @@ impl Replica {
 /// Expired items proposed per log entry.
 const EXPIRE_CHUNK: usize = 256;
 
+/// Returns an error when the Raft core stops for any reason but a normal
+/// shutdown (a storage error of the log or the state machine, a panic):
+/// the replica could no longer vote or apply, so the process must exit
+/// and be restarted (task `raft_core`, see `partita_supervise`). Ends when
+/// the core shuts down normally or is dropped.
+async fn watch_raft_core(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+) -> Result<(), String> {
+    loop {
+        let state = metrics.borrow().running_state.clone();
+        match state {
+            Ok(()) => {}
+            Err(openraft::error::Fatal::Stopped) => return Ok(()),
+            Err(fatal) => return Err(format!("the Raft core stopped: {fatal}")),
+        }
+        if metrics.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
 /// The group's background work that changes state, done by its leader
 /// through the log (the stores of replicas run no housekeeping of their
 /// own, see `StoreOptions::replicated`): change-log maintenance and TTL
-/// expiry. Ends when the replica is dropped.
-async fn leader_housekeeping(replica: std::sync::Weak<Replica>, options: ReplicaOptions) {
+/// expiry. Ends when the replica is dropped. Supervised (task
+/// `raft_housekeeping`): a failure restarts it with fresh schedules.
+async fn leader_housekeeping(
+    replica: std::sync::Weak<Replica>,
+    options: ReplicaOptions,
+    task: partita_supervise::Task,
+) -> Result<(), String> {
     let tick = Duration::from_millis(200);
     let mut next_maintenance = tokio::time::Instant::now() + options.stream_maintenance_interval;
     let mut next_ttl = tokio::time::Instant::now() + options.ttl_interval;
     loop {
         tokio::time::sleep(tick).await;
         let Some(replica) = replica.upgrade() else {
-            return;
+            return Ok(());
         };
         if !replica.is_leader() {
+            task.progressed();
             continue;
         }
+        partita_supervise::failpoint("raft_housekeeping");
         let now = tokio::time::Instant::now();
         if now >= next_maintenance {
             if let Err(e) = replica.propose_timed(Command::MaintainStreams).await {

@@ -87,6 +87,9 @@ fn run(shared: &Shared, writer: &WriterHandle, job: &Job, task: &Task) -> Result
             Ok(())
         }
         Ok(false) => Ok(()),
+        Err(e @ StorageError::Corrupt { .. }) => {
+            task.fatal(&format_args!("backfilling a global index: {e}"))
+        }
         Err(e) => Err(format!("backfilling a global index: {e}")),
     }
 }
@@ -147,7 +150,7 @@ fn backfill(
                     if stopping(shared) {
                         return Ok(false);
                     }
-                    task.failed(&format_args!("a backfill chunk failed: {e}"));
+                    crate::report_failure(task, format_args!("a backfill chunk failed"), &e);
                     std::thread::sleep(Duration::from_millis(100));
                     after = match lower {
                         Bound::Excluded(k) => Some(k),

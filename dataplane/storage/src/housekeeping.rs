@@ -65,7 +65,7 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle, task: &Task) {
             partita_supervise::failpoint("stream_trim");
             match stream::maintain(shared) {
                 Ok(()) => task.progressed(),
-                Err(e) => task.failed(&format_args!("change log maintenance: {e}")),
+                Err(e) => crate::report_failure(task, format_args!("change log maintenance"), &e),
             }
 
             next_trim = Instant::now() + trim_every;
@@ -77,7 +77,9 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle, task: &Task) {
                     task.progressed();
                     tracing::debug!(purged, "purged replication tombstones")
                 }
-                Err(e) => task.failed(&format_args!("purging replication tombstones: {e}")),
+                Err(e) => {
+                    crate::report_failure(task, format_args!("purging replication tombstones"), &e)
+                }
             }
             next_purge = Instant::now() + purge_every;
         }
@@ -95,7 +97,7 @@ fn run(shared: &Arc<Shared>, writer: &WriterHandle, task: &Task) {
                         )
                     }
                 }
-                Err(e) => task.failed(&format_args!("ttl sweep: {e}")),
+                Err(e) => crate::report_failure(task, format_args!("ttl sweep"), &e),
             }
             next_sweep = after(shared.ttl_sweep_interval);
         }

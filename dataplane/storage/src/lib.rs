@@ -187,6 +187,20 @@ pub enum StorageError {
     TransactionConflict,
 }
 
+/// Reports an error of a background task to its supervisor: corruption
+/// ends the process (going on could spread it), anything else is counted
+/// and the task retries.
+pub(crate) fn report_failure(
+    task: &partita_supervise::Task,
+    what: std::fmt::Arguments<'_>,
+    e: &StorageError,
+) {
+    if matches!(e, StorageError::Corrupt { .. }) {
+        task.fatal(&format_args!("{what}: {e}"));
+    }
+    task.failed(&format_args!("{what}: {e}"));
+}
+
 /// One typed mutation of one item: the commands of the partition state machine.
 /// Serializable: in cluster mode commands travel in a partition's Raft log.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -244,10 +244,14 @@ fn run(shared: &Shared, task: &Task) {
                     }
                 }
                 Err(e) => {
-                    task.failed(&format_args!(
-                        "delivering global index updates of table {} partition {}: {e}",
-                        target.0, target.2
-                    ));
+                    crate::report_failure(
+                        task,
+                        format_args!(
+                            "delivering global index updates of table {} partition {}",
+                            target.0, target.2
+                        ),
+                        &e,
+                    );
                     std::thread::sleep(Duration::from_millis(50));
                     again.push(target);
                 }

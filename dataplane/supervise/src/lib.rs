@@ -28,9 +28,17 @@
 //! | `gsi_backfill` | storage: one per index being created | restart (re-putting entries is harmless) |
 //! | `housekeeping` | storage: TTL sweep, change-log trimming and shard rolls, tombstone purges | restart (each pass starts from disk) |
 //! | `auth_reload` | api: the credentials and policies file reloader | restart |
-//! | `tls_reload` | server: the HTTPS certificate reloader | restart |
 //! | `replication_reload` | api: the replication file reloader | restart |
+//! | `replication_reconcile` | api: keeps one replicator per replicated table and peer | restart |
 //! | `replicator` | api: one per replicated table and peer region | restart (cursors are durable) |
+//! | `topology_reload` | server: the gateway's topology file reloader | restart |
+//! | `raft_core` | cluster: watches each partition's Raft core | exit: a stopped core leaves the replica half alive |
+//! | `raft_housekeeping` | cluster: the leader's change-log maintenance and TTL expiry proposals | restart (they go through the log) |
+//!
+//! Whatever the task, a storage error that reports corruption
+//! (`StorageError::Corrupt`) ends the process ([`Task::fatal`]): going on
+//! could spread the damage. `partita serve` has no certificate reloader:
+//! its HTTPS certificate is read at start.
 //!
 //! Failpoints ([`failpoint`]): in debug builds only, the environment
 //! variable `PARTITA_FAILPOINTS` (`name[:count],...`) makes the named points
@@ -136,6 +144,14 @@ impl Task {
         let consecutive = self.count_failure(&error);
         tracing::warn!(task = self.state.name, on = %self.state.detail, consecutive, %error,
             "a background task failed; it retries");
+    }
+
+    /// Records a failure after which going on is not safe (the store
+    /// reported corruption, say): logs and counts it and exits the process.
+    pub fn fatal(&self, error: &dyn std::fmt::Display) -> ! {
+        let error = error.to_string();
+        self.ended(&error, OnFailure::Exit);
+        unreachable!("ended with OnFailure::Exit returns only by exiting")
     }
 
     fn count_failure(&self, error: &str) -> u32 {

@@ -304,6 +304,7 @@ impl Replication {
                 let this = this.clone();
                 async move {
                     loop {
+                        partita_supervise::failpoint("replication_reconcile");
                         this.reconcile().await;
                         task.progressed();
                         let _ =
@@ -418,6 +419,7 @@ async fn reload_loop(
                 task.progressed();
                 continue;
             }
+            partita_supervise::failpoint("replication_reload");
             last = now;
             let region = replication.region.clone();
             let loaded = {

@@ -71,6 +71,7 @@ pub(crate) async fn run(repl: Arc<Replication>, table: String, table_id: String,
         let notified = changes.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        partita_supervise::failpoint("replicator");
         match step(&repl, &table, &table_id, &region, &mut client).await {
             Ok(Next::Done) => {
                 tracing::info!(table = %table, region = %region, "replicator stopped");

@@ -98,6 +98,11 @@ impl AuthEnv {
     }
 
     fn start_with_file(text: &str, extra: &[&str]) -> Option<AuthEnv> {
+        AuthEnv::start_with_file_env(text, extra, &[])
+    }
+
+    /// Like [`AuthEnv::start_with_file`], with environment variables.
+    fn start_with_file_env(text: &str, extra: &[&str], env: &[(&str, &str)]) -> Option<AuthEnv> {
         if skip_without_own_server("auth") {
             return None;
         }
@@ -107,7 +112,7 @@ impl AuthEnv {
         let path = auth_path.to_string_lossy().to_string();
         let mut args = vec!["--auth", path.as_str(), "--region", REGION];
         args.extend_from_slice(extra);
-        let server = Server::start_with(&args, &[]);
+        let server = Server::start_with(&args, env);
         Some(AuthEnv {
             server,
             _dir: dir,
@@ -1072,6 +1077,50 @@ async fn auth_file_reloads_and_a_bad_reload_keeps_the_old_one() {
     assert!(!log.contains("carol-secret"), "{log}");
     assert_eq!(status_of(carol).status, 200);
     assert_eq!(status_of(ADMIN).status, 200);
+}
+
+/// The reloader runs supervised: a panic while it reloads is counted, and
+/// the restarted reloader installs the changed file at once.
+#[tokio::test]
+async fn a_reloader_panic_is_counted_and_the_restarted_reloader_installs_the_file() {
+    if crate::background::skip(
+        "a_reloader_panic_is_counted_and_the_restarted_reloader_installs_the_file",
+    ) {
+        return;
+    }
+    let admin = free_loopback_port();
+    let admin_arg = admin.to_string();
+    let Some(env) = AuthEnv::start_with_file_env(
+        ONLY_ADMIN,
+        &["--admin-port", &admin_arg],
+        &[("PARTITA_FAILPOINTS", "auth_reload:1")],
+    ) else {
+        return;
+    };
+    let carol = env.client("AKIACAROL000000001", "carol-secret");
+    assert_eq!(
+        api_err(carol.list_tables().send().await).code,
+        "UnrecognizedClientException"
+    );
+    let text = ONLY_ADMIN.replace(
+        "policies:\n",
+        "  - name: carol\n    accessKeyId: AKIACAROL000000001\n    secretAccessKey: carol-secret\n    policies: [admin]\npolicies:\n",
+    );
+    std::fs::write(&env.auth_path, &text).expect("rewrite");
+    let end = Instant::now() + Duration::from_secs(20);
+    while carol.list_tables().send().await.is_err() {
+        assert!(
+            Instant::now() < end,
+            "carol was not added:\n{}",
+            env.server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(crate::background::failures(admin, "auth_reload"), 1.0);
+    assert_eq!(
+        crate::background::admin_get(admin, "/readyz"),
+        (200, "ready\n".to_string())
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ use crate::streams::{now_secs, stream_table, streams_client};
 
 const FAILURES: &str = "partita_background_task_failures_total";
 
-fn skip(test: &str) -> bool {
+pub(crate) fn skip(test: &str) -> bool {
     if skip_without_own_server(test) {
         return true;
     }
@@ -39,7 +39,7 @@ fn skip(test: &str) -> bool {
 }
 
 /// A GET on the admin port: (status code, body).
-fn admin_get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn admin_get(port: u16, path: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -62,7 +62,7 @@ fn admin_get(port: u16, path: &str) -> (u16, String) {
 }
 
 /// The failures counted for `task` in a strict parse of `/metrics`.
-fn failures(admin: u16, task: &str) -> f64 {
+pub(crate) fn failures(admin: u16, task: &str) -> f64 {
     let (status, body) = admin_get(admin, "/metrics");
     assert_eq!(status, 200);
     parse_exposition(&body)
@@ -71,7 +71,7 @@ fn failures(admin: u16, task: &str) -> f64 {
 }
 
 /// Waits until `task` has failed exactly `count` times.
-async fn wait_failures(admin: u16, task: &str, count: f64) {
+pub(crate) async fn wait_failures(admin: u16, task: &str, count: f64) {
     let end = Instant::now() + Duration::from_secs(30);
     loop {
         let seen = failures(admin, task);

@@ -635,6 +635,59 @@ async fn two_regions_copy_existing_items_then_replicate_both_ways() {
 }
 
 #[tokio::test]
+async fn replication_tasks_restart_after_a_panic_and_replication_resumes() {
+    if crate::background::skip("replication_tasks_restart_after_a_panic_and_replication_resumes") {
+        return;
+    }
+    // Each replication task of each region panics once.
+    let regions = Regions::start_env(
+        &["us-east-1", "eu-west-1"],
+        |_| Vec::new(),
+        |_| {
+            vec![(
+                "PARTITA_FAILPOINTS".into(),
+                "replicator:1,replication_reconcile:1,replication_reload:1".into(),
+            )]
+        },
+    );
+    let (a, b) = (regions.client(0), regions.client(1));
+    let table = unique_name("gt_panic");
+    create_global_source(a, &table).await;
+    add_replica(a, &table, "eu-west-1").await;
+    wait_replicas_active(&regions, &table).await;
+    put(a, &table, "from-a", "1").await;
+    wait_item(&regions, &table, "from-a", Some("1")).await;
+    put(b, &table, "from-b", "2").await;
+    wait_item(&regions, &table, "from-b", Some("2")).await;
+    // The file reloader panics at its first reload; the restarted one
+    // installs the file (peers cut off: writes stop crossing).
+    regions.set_cut(true).await;
+    put(a, &table, "while-cut", "3").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        get(b, &table, "while-cut").await,
+        None,
+        "the cut file is installed"
+    );
+    regions.set_cut(false).await;
+    wait_item(&regions, &table, "while-cut", Some("3")).await;
+    for region in &regions.regions {
+        for task in ["replicator", "replication_reconcile", "replication_reload"] {
+            assert_eq!(
+                crate::background::failures(region.admin_port, task),
+                1.0,
+                "{task} in {}",
+                region.name
+            );
+        }
+        assert_eq!(
+            crate::background::admin_get(region.admin_port, "/readyz").0,
+            200
+        );
+    }
+}
+
+#[tokio::test]
 async fn three_regions_converge_and_list_each_other() {
     if skip_without_own_server("three_regions_converge_and_list_each_other") {
         return;
