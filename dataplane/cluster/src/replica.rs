@@ -292,8 +292,9 @@ impl Replica {
             move |task| leader_housekeeping(weak.clone(), options.clone(), task),
         );
         let metrics = replica.raft.metrics();
+        let weak = Arc::downgrade(&replica);
         partita_supervise::spawn_task("raft_core", detail, OnFailure::Exit, move |_| {
-            watch_raft_core(metrics.clone())
+            watch_raft_core(metrics.clone(), weak.clone())
         });
         Ok(replica)
     }
@@ -700,12 +701,15 @@ impl Replica {
 const EXPIRE_CHUNK: usize = 256;
 
 /// Returns an error when the Raft core stops for any reason but a normal
-/// shutdown (a storage error of the log or the state machine, a panic):
-/// the replica could no longer vote or apply, so the process must exit
-/// and be restarted (task `raft_core`, see `partita_supervise`). Ends when
-/// the core shuts down normally or is dropped.
+/// shutdown (a storage error of the log or the state machine, a panic —
+/// after which the core is gone without a word: its metrics channel
+/// closes while the replica still exists): the replica could no longer
+/// vote or apply, so the process must exit and be restarted (task
+/// `raft_core`, see `partita_supervise`). Ends when the core shuts down
+/// normally or the replica is dropped.
 async fn watch_raft_core(
     mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    replica: std::sync::Weak<Replica>,
 ) -> Result<(), String> {
     loop {
         let state = metrics.borrow().running_state.clone();
@@ -715,7 +719,10 @@ async fn watch_raft_core(
             Err(fatal) => return Err(format!("the Raft core stopped: {fatal}")),
         }
         if metrics.changed().await.is_err() {
-            return Ok(());
+            if replica.strong_count() == 0 {
+                return Ok(());
+            }
+            return Err("the Raft core ended without a shutdown (it panicked)".into());
         }
     }
 }

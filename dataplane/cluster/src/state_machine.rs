@@ -784,6 +784,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        partita_supervise::failpoint("raft_apply");
         let entries: Vec<Entry> = entries.into_iter().collect();
         let mut replies = vec![Reply::Empty; entries.len()];
         let mut pending = PendingWrites::default();

@@ -155,6 +155,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
                     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
                     loop {
                         tick.tick().await;
+                        partita_supervise::failpoint("topology_reload");
                         let router = router.clone();
                         match tokio::task::spawn_blocking(move || router.reload()).await {
                             Ok(_) => task.progressed(),

@@ -5,7 +5,7 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ pub struct Node {
     pub port: u16,
     pub dir: PathBuf,
     pub child: Option<Child>,
+    /// Environment variables of the node's next starts.
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Cluster {
@@ -118,6 +120,7 @@ impl Cluster {
                     port,
                     dir: dir.path().join(format!("p{p}-r{r}")),
                     child: None,
+                    env: Vec::new(),
                 });
             }
             parts.push(json!({"id": p, "hashRange": ranges[p as usize], "replicas": replicas}));
@@ -260,11 +263,29 @@ impl Cluster {
             .args(["--admin-port", "0"])
             .args(&self.node_args)
             .env("PARTITA_LOG", "warn,partita_cluster=info,openraft=error")
+            .envs(node.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stderr(log)
             .spawn()
             .unwrap();
         node.child = Some(child);
+    }
+
+    /// Waits up to `timeout` for node `i` to exit by itself; returns its
+    /// exit status, or None while it runs.
+    pub fn wait_node_exit(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.nodes[i].child.as_mut()?;
+            if let Ok(Some(status)) = child.try_wait() {
+                self.nodes[i].child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn kill_node(&mut self, i: usize) {

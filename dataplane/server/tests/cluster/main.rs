@@ -6,6 +6,7 @@ mod harness;
 mod linearizability;
 mod replication_flag;
 mod streams;
+mod supervision;
 mod tls;
 mod tokens;
 mod two_phase;
@@ -22,7 +23,7 @@ use serde_json::json;
 /// Returns the index (in `cluster.nodes`) of the replica of `partition`
 /// that says it is the leader, waiting up to 5 s for one (leadership may
 /// be changing hands).
-fn leader_of(cluster: &Cluster, partition: u32) -> Option<usize> {
+pub(crate) fn leader_of(cluster: &Cluster, partition: u32) -> Option<usize> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Some(l) = leader_now(cluster, partition) {
@@ -64,7 +65,7 @@ fn leader_now(cluster: &Cluster, partition: u32) -> Option<usize> {
     })
 }
 
-fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
+pub(crate) fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -87,7 +88,7 @@ fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
     })
 }
 
-fn put(cluster: &Cluster, pk: &str, sk: &str, v: i64) -> bool {
+pub(crate) fn put(cluster: &Cluster, pk: &str, sk: &str, v: i64) -> bool {
     let (status, _) = cluster.call(
         "PutItem",
         &json!({"TableName": TABLE, "Item": {"pk": {"S": pk}, "sk": {"S": sk}, "v": {"N": v.to_string()}}}),
