@@ -44,6 +44,8 @@ use aws_sdk_dynamodb::Client;
 
 pub use aws_sdk_dynamodb;
 
+pub mod lazyfs;
+
 /// The region every test client signs for.
 pub const REGION: &str = "us-west-2";
 /// The access key every test client uses (any credentials are accepted).
@@ -86,6 +88,25 @@ impl Server {
             .prefix("partita-blackbox-")
             .tempdir()
             .expect("create temp data dir");
+        Server::start_with_dir(data_dir, port, args, env)
+    }
+
+    /// Like [`Server::start_with`], with the data directory (and the logs
+    /// beside it) created inside `parent` (e.g. a [`lazyfs`] mount).
+    pub fn start_in(parent: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let data_dir = tempfile::Builder::new()
+            .prefix("partita-blackbox-")
+            .tempdir_in(parent)
+            .expect("create temp data dir");
+        Server::start_with_dir(data_dir, None, args, env)
+    }
+
+    fn start_with_dir(
+        data_dir: tempfile::TempDir,
+        port: Option<u16>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut server = Server {
             child: None,
             data_dir,

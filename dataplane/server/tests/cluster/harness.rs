@@ -457,11 +457,34 @@ fn ip(args: &[&str]) {
 }
 
 impl Net {
+    /// Creates `count` namespaces on a bridge of their own. Names carry the
+    /// process id and a per-process sequence number, and the subnet is one
+    /// no interface of the machine uses yet, so tests running in parallel
+    /// (in one process or several) never share a name or a subnet.
     pub fn create(count: usize) -> Net {
-        let id = std::process::id() % 10_000;
+        static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        static SUBNETS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = std::process::id() % 1_000_000;
+        // Interface names are at most 15 bytes: "pt" + 6 + "s" + 3 + "br".
+        let prefix = format!("pt{id}s{}", seq % 1000);
+        let _choosing = SUBNETS.lock().unwrap_or_else(|e| e.into_inner());
+        let used = String::from_utf8_lossy(
+            &Command::new("ip")
+                .args(["-o", "-4", "addr", "show"])
+                .output()
+                .expect("run ip")
+                .stdout,
+        )
+        .into_owned();
+        let start = (id + seq) % 150;
+        let subnet = (0..150)
+            .map(|k| 100 + ((start + k) % 150) as u8)
+            .find(|s| !used.contains(&format!(" 10.{s}.")))
+            .expect("a free 10.x subnet");
         let net = Net {
-            prefix: format!("pt{id}"),
-            subnet: 100 + (id % 100) as u8,
+            prefix,
+            subnet,
             count,
         };
         let bridge = format!("{}br", net.prefix);

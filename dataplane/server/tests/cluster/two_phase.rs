@@ -3,7 +3,7 @@
 //! Each test names the invariant it checks.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use partita_model::AttributeValue;
@@ -157,7 +157,11 @@ fn total_of(cluster: &Cluster, accounts: &[String]) -> i64 {
         .sum()
 }
 
-fn transfer(from: &str, to: &str, amount: u64) -> Value {
+/// A transfer of `amount` from `from` to `to` (guarded: `from` keeps a
+/// non-negative balance) that also writes its witness record `witness`
+/// (created once: `attribute_not_exists`), naming both accounts and the
+/// amount, in the same transaction.
+fn transfer(from: &str, to: &str, amount: u64, witness: &str) -> Value {
     let update = |pk: &str, delta: i64, guard: bool| {
         let mut u = json!({
             "TableName": TABLE,
@@ -171,7 +175,74 @@ fn transfer(from: &str, to: &str, amount: u64) -> Value {
         }
         json!({ "Update": u })
     };
-    json!({"TransactItems": [update(from, -(amount as i64), true), update(to, amount as i64, false)]})
+    let record = json!({"Put": {
+        "TableName": TABLE,
+        "Item": {"pk": {"S": witness}, "sk": {"S": "w"}, "from": {"S": from},
+                 "to": {"S": to}, "amount": {"N": amount.to_string()}},
+        "ConditionExpression": "attribute_not_exists(pk)",
+    }});
+    json!({"TransactItems": [update(from, -(amount as i64), true), update(to, amount as i64, false), record]})
+}
+
+/// What the client learned of each transfer it sent, by witness key.
+#[derive(Default)]
+struct Outcomes {
+    acknowledged: Vec<String>,
+    cancelled: Vec<String>,
+    unknown: Vec<String>,
+}
+
+/// Checks the transfers against their witnesses: every acknowledged
+/// transfer's witness exists, no cancelled one's does, and each account's
+/// balance is its start plus what the existing witnesses moved in minus
+/// what they moved out (so each transfer applied exactly once, on both
+/// sides), never below zero (the guard held).
+fn check_witnesses(cluster: &Cluster, accounts: &[String], start: i64, outcomes: &Outcomes) {
+    let witness = |pk: &str| get(cluster, pk, "w");
+    let mut expected: std::collections::BTreeMap<&str, i64> =
+        accounts.iter().map(|a| (a.as_str(), start)).collect();
+    let mut apply = |record: &Value| {
+        let amount: i64 = record["amount"]["N"].as_str().unwrap().parse().unwrap();
+        *expected
+            .get_mut(record["from"]["S"].as_str().unwrap())
+            .unwrap() -= amount;
+        *expected
+            .get_mut(record["to"]["S"].as_str().unwrap())
+            .unwrap() += amount;
+    };
+    for pk in &outcomes.acknowledged {
+        let record = witness(pk).unwrap_or_else(|| panic!("acknowledged transfer {pk} is lost"));
+        apply(&record);
+    }
+    for pk in &outcomes.cancelled {
+        assert!(witness(pk).is_none(), "cancelled transfer {pk} applied");
+    }
+    let mut unknown_applied = 0;
+    for pk in &outcomes.unknown {
+        if let Some(record) = witness(pk) {
+            unknown_applied += 1;
+            apply(&record);
+        }
+    }
+    for pk in accounts {
+        let balance: i64 = get(cluster, pk, "b").unwrap()["n"]["N"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(balance >= 0, "account {pk} overdrawn: {balance}");
+        assert_eq!(
+            balance,
+            expected[pk.as_str()],
+            "account {pk}: its balance is not what its transfers' witnesses say"
+        );
+    }
+    eprintln!(
+        "witnesses: {} acknowledged, {} cancelled, {} unknown ({unknown_applied} applied)",
+        outcomes.acknowledged.len(),
+        outcomes.cancelled.len(),
+        outcomes.unknown.len()
+    );
 }
 
 /// Invariant: concurrent transfers between accounts on two partitions
@@ -208,7 +279,7 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                 if status != 200 {
                     continue;
                 }
-                let sum: i64 = body["Responses"]
+                let balances: Vec<i64> = body["Responses"]
                     .as_array()
                     .unwrap()
                     .iter()
@@ -219,17 +290,27 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                             .parse::<i64>()
                             .unwrap()
                     })
-                    .sum();
-                assert_eq!(sum, total, "a read saw half a transfer: {body}");
+                    .collect();
+                assert_eq!(
+                    balances.iter().sum::<i64>(),
+                    total,
+                    "a read saw half a transfer: {body}"
+                );
+                assert!(
+                    balances.iter().all(|b| *b >= 0),
+                    "a read saw an overdraft: {body}"
+                );
                 checks += 1;
             }
             checks
         })
     };
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
     let workers: Vec<_> = (0..4u64)
         .map(|w| {
             let (cluster, accounts) = (cluster.clone(), accounts.clone());
             let (committed, crossing) = (committed.clone(), crossing.clone());
+            let outcomes = outcomes.clone();
             std::thread::spawn(move || {
                 let mut seed = 0x9e37_79b9_7f4a_7c15u64.wrapping_mul(w + 1);
                 let mut next = move || {
@@ -238,15 +319,19 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                     seed ^= seed << 17;
                     seed
                 };
-                for _ in 0..25 {
+                for t in 0..25 {
                     let from = (next() % accounts.len() as u64) as usize;
                     let to = (from + 1 + (next() % (accounts.len() as u64 - 1)) as usize)
                         % accounts.len();
-                    let body = transfer(&accounts[from], &accounts[to], 1 + next() % 5);
-                    // Conflicting transfers cancel each other: retry a few times.
+                    let amount = 1 + next() % 5;
+                    // Conflicting transfers cancel each other: retry a few
+                    // times, each attempt a transfer of its own.
                     for attempt in 0..20 {
+                        let witness = format!("w{w}-{t}-{attempt}");
+                        let body = transfer(&accounts[from], &accounts[to], amount, &witness);
                         let (status, answer) = cluster.call("TransactWriteItems", &body);
                         if status == 200 {
+                            outcomes.lock().unwrap().acknowledged.push(witness);
                             committed.fetch_add(1, Ordering::Relaxed);
                             if partition_of(&accounts[from]) != partition_of(&accounts[to]) {
                                 crossing.fetch_add(1, Ordering::Relaxed);
@@ -260,6 +345,7 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
                                     .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
                             "unexpected answer: {status} {answer}"
                         );
+                        outcomes.lock().unwrap().cancelled.push(witness);
                         std::thread::sleep(Duration::from_millis(5 + 7 * attempt));
                     }
                     // Leave the checker gaps between locks.
@@ -275,6 +361,7 @@ fn concurrent_transfers_conserve_the_total_and_reads_see_no_half() {
     let checks = checker.join().unwrap();
     let sum = total_of(&cluster, &accounts);
     assert_eq!(sum, total);
+    check_witnesses(&cluster, &accounts, 100, &outcomes.lock().unwrap());
     assert!(
         crossing.load(Ordering::Relaxed) > 10,
         "too few cross-partition transfers committed"
@@ -439,33 +526,56 @@ fn transfers_conserve_the_total_across_a_participant_leader_kill() {
     let stop = Arc::new(AtomicBool::new(false));
     let unknown = Arc::new(AtomicU64::new(0));
     let committed = Arc::new(AtomicU64::new(0));
+    let outcomes = Arc::new(Mutex::new(Outcomes::default()));
+    // Transfers acknowledged since the kill (progress after the fault).
+    let killed = Arc::new(AtomicBool::new(false));
+    let after_kill = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..3u64)
         .map(|w| {
             let accounts = accounts.clone();
             let (stop, unknown, committed) = (stop.clone(), unknown.clone(), committed.clone());
+            let (outcomes, killed, after_kill) =
+                (outcomes.clone(), killed.clone(), after_kill.clone());
             std::thread::spawn(move || {
                 let mut seed = 0x2545_f491_4f6c_dd1du64.wrapping_mul(w + 3);
+                let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     seed ^= seed << 13;
                     seed ^= seed >> 7;
                     seed ^= seed << 17;
                     let from = (seed % 8) as usize;
                     let to = (from + 1 + ((seed >> 8) % 7) as usize) % 8;
-                    let body = transfer(&accounts[from], &accounts[to], 1 + (seed >> 16) % 5);
+                    n += 1;
+                    let witness = format!("w{w}-{n}");
+                    let after = killed.load(Ordering::Relaxed);
+                    let body = transfer(
+                        &accounts[from],
+                        &accounts[to],
+                        1 + (seed >> 16) % 5,
+                        &witness,
+                    );
                     let (status, answer) = http_call(port, "TransactWriteItems", &body);
                     match status {
                         200 => {
                             committed.fetch_add(1, Ordering::Relaxed);
+                            if after {
+                                after_kill.fetch_add(1, Ordering::Relaxed);
+                            }
+                            outcomes.lock().unwrap().acknowledged.push(witness);
                         }
-                        400 => assert!(
-                            answer["__type"]
-                                .as_str()
-                                .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
-                            "unexpected answer: {answer}"
-                        ),
+                        400 => {
+                            assert!(
+                                answer["__type"]
+                                    .as_str()
+                                    .is_some_and(|t| t.ends_with("#TransactionCanceledException")),
+                                "unexpected answer: {answer}"
+                            );
+                            outcomes.lock().unwrap().cancelled.push(witness);
+                        }
                         // Outcome unknown (the leader died mid-way).
                         _ => {
                             unknown.fetch_add(1, Ordering::Relaxed);
+                            outcomes.lock().unwrap().unknown.push(witness);
                         }
                     }
                     std::thread::sleep(Duration::from_millis(5));
@@ -473,10 +583,22 @@ fn transfers_conserve_the_total_across_a_participant_leader_kill() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(2));
+    let wait_for = |what: &str, counter: &AtomicU64, count: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while counter.load(Ordering::Relaxed) < count {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: too few transfers acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_for("before the kill", &committed, 20);
     let leader = crate::leader_of(&cluster, 1).expect("a leader of partition 1");
+    killed.store(true, Ordering::Relaxed);
     cluster.kill_node(leader);
-    std::thread::sleep(Duration::from_secs(4));
+    // Progress after the fault: transfers sent after the kill acknowledged.
+    wait_for("after the kill", &after_kill, 20);
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
@@ -484,10 +606,11 @@ fn transfers_conserve_the_total_across_a_participant_leader_kill() {
     // Consistent reads wait for (or recover) every transaction left open.
     let sum = total_of(&cluster, &accounts);
     assert_eq!(sum, total);
-    assert!(committed.load(Ordering::Relaxed) > 20);
+    check_witnesses(&cluster, &accounts, 100, &outcomes.lock().unwrap());
     eprintln!(
-        "transfers committed: {}, outcome unknown: {}",
+        "transfers committed: {} ({} after the kill), outcome unknown: {}",
         committed.load(Ordering::Relaxed),
+        after_kill.load(Ordering::Relaxed),
         unknown.load(Ordering::Relaxed)
     );
     // Writes work again on every account (no lock left behind).

@@ -135,13 +135,40 @@ impl Regions {
     /// or reachable again; waits until the servers reloaded them.
     async fn set_cut(&self, cut: bool) {
         let names = self.names();
-        for (i, name) in names.iter().enumerate() {
-            let path = self.dir.path().join(format!("{name}.json"));
-            std::fs::write(&path, replication_file(&names, &self.ports, i, cut))
-                .expect("write file");
+        for i in 0..names.len() {
+            self.rewrite_file(i, &replication_file(&names, &self.ports, i, cut))
+                .await;
         }
-        // The reloader polls every second.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+    }
+
+    /// How many times region `i` has installed a changed replication file.
+    fn reloads(&self, i: usize) -> usize {
+        self.regions[i]
+            .server
+            .log_text()
+            .matches("replication file reloaded")
+            .count()
+    }
+
+    /// Writes region `i`'s replication file and waits until its server
+    /// installed it (the reloader polls every second).
+    async fn rewrite_file(&self, i: usize, text: &str) {
+        let before = self.reloads(i);
+        let path = self
+            .dir
+            .path()
+            .join(format!("{}.json", self.regions[i].name));
+        std::fs::write(&path, text).expect("write file");
+        let deadline = Instant::now() + WAIT;
+        while self.reloads(i) <= before {
+            assert!(
+                Instant::now() < deadline,
+                "region {} did not reload its replication file:\n{}",
+                self.regions[i].name,
+                self.regions[i].server.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn client(&self, i: usize) -> &Client {
@@ -1372,9 +1399,8 @@ async fn with_auth_a_user_allowed_partita_replicate_may_replicate() {
     let mut file: serde_json::Value =
         serde_json::from_str(&replication_file(&names, &regions.ports, 1, false)).expect("json");
     file["inbound"] = serde_json::json!([]);
-    std::fs::write(regions.dir.path().join("eu-west-1.json"), file.to_string())
-        .expect("write file");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Once reloaded, only the auth file can authorize the replicator's key.
+    regions.rewrite_file(1, &file.to_string()).await;
     let b_admin = partita_blackbox_tests::client_with_credentials(
         &regions.regions[1].server.endpoint(),
         "eu-west-1",
@@ -1621,9 +1647,8 @@ async fn peers_are_reached_over_https() {
     let mut file: serde_json::Value =
         serde_json::from_str(&replication_file(&names, &regions.ports, 0, false)).expect("json");
     file["peers"][0]["endpoint"] = serde_json::json!(format!("https://localhost:{tls_port}"));
-    std::fs::write(regions.dir.path().join("us-east-1.json"), file.to_string())
-        .expect("write file");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Every call after the reload goes to the HTTPS endpoint.
+    regions.rewrite_file(0, &file.to_string()).await;
     let table = unique_name("https");
     create_global_source(regions.client(0), &table).await;
     put(regions.client(0), &table, "before", "1").await;

@@ -16,6 +16,7 @@ mod indexes;
 mod items;
 mod legacy;
 mod partiql;
+mod power_loss;
 mod protocol;
 mod query_scan;
 mod streams;
