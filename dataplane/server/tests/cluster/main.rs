@@ -12,7 +12,7 @@ mod tokens;
 mod two_phase;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -110,19 +110,21 @@ fn get(cluster: &Cluster, pk: &str, sk: &str) -> Option<serde_json::Value> {
 #[test]
 fn leader_kill_loses_no_acknowledged_write() {
     let mut cluster = Cluster::start(1, 10_000);
-    let cluster_ref = Arc::new(Mutex::new(()));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    // Writes begun after the kill and acknowledged: progress after the fault.
+    let acked_after = Arc::new(AtomicU64::new(0));
+    let killed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let port = cluster.gateway_port;
     let mut writers = Vec::new();
     for w in 0..4 {
-        let acked = acked.clone();
-        let stop = stop.clone();
-        let _guard = cluster_ref.clone();
+        let (acked, acked_after) = (acked.clone(), acked_after.clone());
+        let (killed, stop) = (killed.clone(), stop.clone());
         writers.push(std::thread::spawn(move || {
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let sk = format!("{w}-{i}");
+                let after = killed.load(Ordering::Relaxed);
                 let (status, _) = harness::http_call(
                     port,
                     "PutItem",
@@ -130,21 +132,29 @@ fn leader_kill_loses_no_acknowledged_write() {
                 );
                 if status == 200 {
                     acked.lock().unwrap().insert(sk);
+                    if after {
+                        acked_after.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 i += 1;
             }
         }));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while acked.lock().unwrap().len() < 50 {
+        assert!(
+            Instant::now() < deadline,
+            "too few writes acknowledged before the kill"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let leader = leader_of(&cluster, 0).expect("a leader");
-    let before = acked.lock().unwrap().len();
-    assert!(before > 0, "no write acknowledged before the kill");
+    killed.store(true, Ordering::Relaxed);
     cluster.kill_node(leader);
     let killed_at = Instant::now();
-    // A new leader: the first write acknowledged after the kill.
+    // A new leader: writes begun after the kill are acknowledged.
     let recovered = loop {
-        let now = acked.lock().unwrap().len();
-        if now > before + 10 {
+        if acked_after.load(Ordering::Relaxed) >= 10 {
             break killed_at.elapsed();
         }
         assert!(
@@ -153,7 +163,6 @@ fn leader_kill_loses_no_acknowledged_write() {
         );
         std::thread::sleep(Duration::from_millis(20));
     };
-    std::thread::sleep(Duration::from_secs(1));
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().unwrap();
