@@ -31,11 +31,29 @@ pub(crate) fn skip(test: &str) -> bool {
     if skip_without_own_server(test) {
         return true;
     }
+    if cluster_partitions().is_some() && test_is_serve_only(test) {
+        eprintln!(
+            "skipping {test} in cluster mode: it injects failures into the standalone store's \
+             threads; cluster nodes run no such threads (dataplane/server/tests/cluster/supervision.rs \
+             covers the Raft core, the leader's housekeeping and the gateway's reloader)"
+        );
+        return true;
+    }
     if std::env::var_os("PARTITA_BIN").is_some() {
         eprintln!("skipping {test}: PARTITA_BIN may be a release build, which has no failpoints");
         return true;
     }
     false
+}
+
+/// The tests of this module, which exercise `partita serve`'s own threads.
+fn test_is_serve_only(test: &str) -> bool {
+    [
+        "each_background_task_restarts_after_a_panic_and_its_work_resumes",
+        "a_task_that_keeps_failing_makes_the_process_not_ready",
+        "a_writer_failure_ends_the_process_with_a_clear_error",
+    ]
+    .contains(&test)
 }
 
 /// A GET on the admin port: (status code, body).
