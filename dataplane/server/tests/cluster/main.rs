@@ -568,9 +568,17 @@ fn gateway_follows_a_topology_epoch_bump() {
 fn follower_reads_answer_without_a_quorum() {
     let mut cluster = Cluster::start_with_gateway(1, &["--follower-reads"]);
     assert!(put(&cluster, "f", "1", 1));
-    // Let every replica apply the write before two of them go.
-    std::thread::sleep(Duration::from_millis(500));
+    // Every replica applies the write before two of them go.
     let leader = leader_of(&cluster, 0).expect("a leader");
+    let target = status_applied(&cluster, leader).expect("the leader's applied index");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (0..3).any(|i| status_applied(&cluster, i).unwrap_or(0) < target) {
+        assert!(
+            Instant::now() < deadline,
+            "the replicas did not apply the write"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let survivor = (0..3).find(|i| *i != leader).unwrap();
     for i in (0..3).filter(|i| *i != survivor) {
         cluster.kill_node(i);
