@@ -18,6 +18,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 mod ops;
+mod reload;
 pub mod replication;
 pub mod request;
 

@@ -299,6 +299,21 @@ impl LazyFs {
         state.attr(ino)
     }
 
+    /// Removes the entry `name` of `parent` from the backing directory
+    /// with `remove` (a file or a directory), and forgets its inode.
+    fn remove(
+        &self,
+        parent: INodeNo,
+        name: &OsStr,
+        remove: fn(&Path) -> std::io::Result<()>,
+    ) -> Result<(), Errno> {
+        let mut state = self.state();
+        let relative = state.path(parent)?.join(name);
+        remove(&state.full(&relative)).map_err(Errno::from)?;
+        state.forget_path(&relative);
+        Ok(())
+    }
+
     fn open_handle(&self, ino: u64, flags: i32) -> Result<u64, Errno> {
         let mut state = self.state();
         let relative = state.paths.get(&ino).cloned().ok_or(Errno::ENOENT)?;
@@ -394,28 +409,14 @@ impl Filesystem for LazyFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let mut state = self.state();
-            let relative = state.path(parent)?.join(name);
-            std::fs::remove_file(state.full(&relative)).map_err(Errno::from)?;
-            state.forget_path(&relative);
-            Ok(())
-        })();
-        match result {
+        match self.remove(parent, name, |p| std::fs::remove_file(p)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let result = (|| {
-            let mut state = self.state();
-            let relative = state.path(parent)?.join(name);
-            std::fs::remove_dir(state.full(&relative)).map_err(Errno::from)?;
-            state.forget_path(&relative);
-            Ok(())
-        })();
-        match result {
+        match self.remove(parent, name, |p| std::fs::remove_dir(p)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
         }

@@ -332,6 +332,30 @@ fn gateway_args(args: &[String]) -> Vec<String> {
     out
 }
 
+/// A plain HTTP GET of `path` on 127.0.0.1:`port` (an admin listener):
+/// (status code, body).
+pub fn admin_get(port: u16, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut buf = Vec::new();
+    let _ = stream.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status code");
+    (status, body.to_string())
+}
+
 /// The path of the `partita` binary the harness starts.
 pub fn partita_binary() -> PathBuf {
     partita_bin()

@@ -27,12 +27,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
-
-use partita_supervise::{OnFailure, Task};
 
 use super::policy::Policy;
 use super::Authenticator;
@@ -364,53 +361,17 @@ fn line_of(source: &str, needle: &str) -> Option<usize> {
 /// supervised (`partita_supervise`, task `auth_reload`): after a failure it
 /// restarts and reloads the file at once.
 pub fn spawn_reloader(path: PathBuf, auth: Arc<Authenticator>) -> tokio::task::JoinHandle<()> {
-    let mut first = Some(stamp(&path));
-    let detail = path.display().to_string();
-    partita_supervise::spawn_task("auth_reload", detail, OnFailure::Restart, move |task| {
-        let last = first.take().unwrap_or(None);
-        reload_loop(path.clone(), auth.clone(), last, task)
-    })
-}
-
-async fn reload_loop(
-    path: PathBuf,
-    auth: Arc<Authenticator>,
-    mut last: Option<(SystemTime, u64)>,
-    task: Task,
-) -> Result<(), String> {
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let now = stamp(&path);
-        if now == last {
-            task.progressed();
-            continue;
-        }
-        partita_supervise::failpoint("auth_reload");
-        last = now;
-        let loaded = {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || AuthConfig::load(&path)).await
-        };
-        match loaded {
-            Ok(Ok(config)) => {
-                let (users, keys, policies) = config.counts();
-                auth.install(config);
-                tracing::info!(path = %path.display(), users, keys, policies, "auth file reloaded");
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(path = %path.display(), error = %e, "auth file not reloaded; keeping the previous configuration");
-            }
-            Err(e) => task.failed(&format_args!("loading the auth file: {e}")),
-        }
-    }
-}
-
-/// What identifies a version of the file: modification time and length.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    crate::reload::spawn_reloader(
+        "auth_reload",
+        "auth file",
+        path.clone(),
+        |path: &Path| AuthConfig::load(path),
+        move |config: AuthConfig| {
+            let (users, keys, policies) = config.counts();
+            auth.install(config);
+            tracing::info!(path = %path.display(), users, keys, policies, "auth file reloaded");
+        },
+    )
 }
 
 #[cfg(test)]

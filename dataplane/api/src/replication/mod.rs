@@ -53,10 +53,10 @@ pub(crate) mod wire;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use partita_storage::ReplicationState;
-use partita_supervise::{OnFailure, Task};
+use partita_supervise::OnFailure;
 
 use partita_topology::replication::{
     ReplicaState, ReplicationFile, ReplicationStatus, TableReplication,
@@ -390,61 +390,18 @@ impl Replication {
 /// Supervised (`partita_supervise`, task `replication_reload`): after a
 /// failure it restarts and reloads the file at once.
 pub fn spawn_reloader(path: PathBuf, replication: Arc<Replication>) -> JoinHandle<()> {
-    let mut first = Some(stamp(&path));
-    let detail = path.display().to_string();
-    partita_supervise::spawn_task(
+    let region = replication.region.clone();
+    crate::reload::spawn_reloader(
         "replication_reload",
-        detail,
-        OnFailure::Restart,
-        move |task| {
-            let last = first.take().unwrap_or(None);
-            reload_loop(path.clone(), replication.clone(), last, task)
+        "replication file",
+        path.clone(),
+        move |path: &Path| load_file(path, &region),
+        move |file: ReplicationFile| {
+            let (peers, tables) = (file.peers.len(), file.tables.len());
+            replication.install(file);
+            tracing::info!(path = %path.display(), peers, tables, "replication file reloaded");
         },
     )
-}
-
-async fn reload_loop(
-    path: PathBuf,
-    replication: Arc<Replication>,
-    mut last: Option<(SystemTime, u64)>,
-    task: Task,
-) -> Result<(), String> {
-    {
-        let mut ticker = tokio::time::interval(Duration::from_secs(1));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            let now = stamp(&path);
-            if now == last {
-                task.progressed();
-                continue;
-            }
-            partita_supervise::failpoint("replication_reload");
-            last = now;
-            let region = replication.region.clone();
-            let loaded = {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || load_file(&path, &region)).await
-            };
-            match loaded {
-                Ok(Ok(file)) => {
-                    let (peers, tables) = (file.peers.len(), file.tables.len());
-                    replication.install(file);
-                    tracing::info!(path = %path.display(), peers, tables, "replication file reloaded");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(path = %path.display(), error = %e, "replication file not reloaded; keeping the previous one")
-                }
-                Err(e) => task.failed(&format_args!("loading the replication file: {e}")),
-            }
-        }
-    }
-}
-
-/// What identifies a version of the file: modification time and length.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
 }
 
 #[cfg(test)]

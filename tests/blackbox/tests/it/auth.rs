@@ -1117,10 +1117,7 @@ async fn a_reloader_panic_is_counted_and_the_restarted_reloader_installs_the_fil
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(crate::background::failures(admin, "auth_reload"), 1.0);
-    assert_eq!(
-        crate::background::admin_get(admin, "/readyz"),
-        (200, "ready\n".to_string())
-    );
+    assert_eq!(admin_get(admin, "/readyz"), (200, "ready\n".to_string()));
 }
 
 #[test]

@@ -10,8 +10,6 @@
 //! tests start the debug binary the workspace builds, and skip when
 //! `PARTITA_BIN` names another one or `DYNAMODB_ENDPOINT` an outside server.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::{ScalarAttributeType as T, StreamViewType, TimeToLiveSpecification};
@@ -54,29 +52,6 @@ fn test_is_serve_only(test: &str) -> bool {
         "a_writer_failure_ends_the_process_with_a_clear_error",
     ]
     .contains(&test)
-}
-
-/// A GET on the admin port: (status code, body).
-pub(crate) fn admin_get(port: u16, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    (status, body.to_string())
 }
 
 /// The failures counted for `task` in a strict parse of `/metrics`.

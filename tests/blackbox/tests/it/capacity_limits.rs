@@ -8,8 +8,6 @@
 //! skip themselves against an external endpoint or a dev-cluster.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -1389,21 +1387,9 @@ pub(crate) fn parse_exposition(text: &str) -> Result<Scrape, String> {
 /// A plain HTTP GET on the admin port; returns the body (panics on a
 /// non-200 status).
 pub(crate) fn http_get(port: u16, path: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the admin port");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut buf = Vec::new();
-    let _ = stream.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    body.to_string()
+    let (status, body) = admin_get(port, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    body
 }
 
 #[test]

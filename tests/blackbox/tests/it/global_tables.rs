@@ -708,7 +708,7 @@ async fn replication_tasks_restart_after_a_panic_and_replication_resumes() {
             );
         }
         assert_eq!(
-            crate::background::admin_get(region.admin_port, "/readyz").0,
+            partita_blackbox_tests::admin_get(region.admin_port, "/readyz").0,
             200
         );
     }
