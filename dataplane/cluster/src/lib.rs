@@ -45,6 +45,7 @@
 //! plus the Raft series of [`metrics`] on `--admin-port`; `partita
 //! gateway` serves the request series.
 
+pub mod identity;
 pub mod log_store;
 #[doc = include_str!("../docs/not_done.md")]
 pub mod not_done {}
@@ -63,7 +64,7 @@ pub use router::{Router, RouterOptions};
 
 /// Returns the wall clock in ms since the Unix epoch (what replicated
 /// commands carry as their time).
-pub(crate) fn wall_ms() -> u64 {
+pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -116,6 +116,16 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         })? as u64;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    // The directory is opened only as the member it was created for.
+    let node_id = partita_cluster::identity::Identity::establish(
+        &args.data_dir,
+        &table.table_name,
+        args.partition,
+        node_id,
+        partita_cluster::wall_ms(),
+    )
+    .context("checking the data directory's member identity")?
+    .member_id;
     let store = Arc::new(
         // No per-commit fsync: the Raft log is the durable record (see
         // partita_cluster::state_machine).

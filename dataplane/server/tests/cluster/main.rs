@@ -262,6 +262,44 @@ fn wiped_replica_is_rebuilt_from_a_snapshot() {
     assert_eq!(count, 300);
 }
 
+/// Invariant: a data directory is opened only as the member it was
+/// created for: a volume of partition 0 mounted on a replica of
+/// partition 1 is refused with a clear error, and its owner still starts
+/// on it.
+#[test]
+fn a_data_directory_is_opened_only_as_its_own_member() {
+    let mut cluster = Cluster::start(2, 10_000);
+    assert!(put(&cluster, "id", "1", 1));
+    let owner = 0; // partition 0, zone a
+    let other = 3; // partition 1, zone a
+    assert_eq!(
+        (
+            cluster.nodes[owner].partition,
+            cluster.nodes[other].partition
+        ),
+        (0, 1)
+    );
+    cluster.kill_node(owner);
+    cluster.kill_node(other);
+    let own_dir = cluster.nodes[other].dir.clone();
+    cluster.nodes[other].dir = cluster.nodes[owner].dir.clone();
+    cluster.start_node(other);
+    let status = cluster
+        .wait_node_exit(other, Duration::from_secs(30))
+        .expect("the replica refuses the volume");
+    assert!(!status.success(), "{status}");
+    let log = cluster.node_log(other);
+    assert!(
+        log.contains("belongs to member 0 of table Items partition 0, not to member 0 of table Items partition 1"),
+        "{log}"
+    );
+    cluster.nodes[other].dir = own_dir;
+    cluster.start_node(other);
+    cluster.start_node(owner);
+    cluster.wait_ready(Duration::from_secs(30));
+    assert!(get(&cluster, "id", "1").is_some());
+}
+
 /// Item operations, Query and Scan (paged, segmented) through the gateway
 /// on a table of two partitions.
 #[test]
