@@ -2,21 +2,30 @@
 //! directory names the Raft member the directory belongs to — its member
 //! id, table and partition — from the first start on.
 //!
-//! What it guards today: a data directory is only ever opened as the
-//! member it was created for. A volume mounted on the wrong pod (another
-//! partition, another table, or a zone whose member id differs) is refused
-//! with a clear error instead of being opened as somebody else's replica.
-//! Data directories written before this file existed (a Raft log, no
-//! `member.json`) are adopted as the member their flags name.
-//!
-//! Not yet (see `docs/membership.md`): an *empty* data directory still
-//! starts as the member its zone names and initializes the group again; the
-//! plan gives it a new identity and a membership change instead.
+//! What it guards:
+//! - a data directory is only ever opened as the member it was created
+//!   for: a volume mounted on the wrong pod (another partition, another
+//!   table, or a zone whose member id differs) is refused with a clear
+//!   error;
+//! - an empty data directory is a new member, never an old one: before its
+//!   Raft starts, the replica asks the partition's other replicas where
+//!   they stand ([`decide`], `Request::Founding`). When one is a member,
+//!   the group exists and this replica becomes a *blank* member with a new
+//!   random id: it never votes under the identity its directory had, and
+//!   waits to be added (membership changes are the next slice,
+//!   `docs/membership.md`). When every other replica answered and none is
+//!   a member, it durably *promises* to found the group and initializes it
+//!   once every founder promised — so a founder wiped after the group
+//!   formed finds a member and comes back blank, and one wiped before lost
+//!   no vote (no Raft ran yet);
+//! - data directories written before this file existed (a Raft log, no
+//!   `member.json`) are adopted as the member their flags name.
 //!
 //! Format (version 1):
 //!
 //! ```json
-//! {"formatVersion": 1, "memberId": 2, "table": "Orders", "partition": 0, "createdAtMs": 1796635429723}
+//! {"formatVersion": 1, "memberId": 2, "table": "Orders", "partition": 0,
+//!  "createdAtMs": 1796635429723, "state": "founding" | "member" | "blank"}
 //! ```
 
 use std::io::Write;
@@ -39,6 +48,58 @@ pub struct Identity {
     pub table: String,
     pub partition: u32,
     pub created_at_ms: u64,
+    /// Where the member stands (absent in files that predate it: member).
+    #[serde(default)]
+    pub state: MemberState,
+}
+
+/// Where a member stands: see the module docs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum MemberState {
+    /// Promised to found the group; not initialized yet.
+    Founding,
+    /// A member of the group.
+    #[default]
+    Member,
+    /// A new member of a group that existed before its data directory did:
+    /// waits to be added.
+    Blank,
+}
+
+impl Identity {
+    /// Returns a new identity of member `member_id` of `table`'s partition
+    /// `partition`.
+    pub fn new(
+        table: &str,
+        partition: u32,
+        member_id: u64,
+        state: MemberState,
+        now_ms: u64,
+    ) -> Identity {
+        Identity {
+            format_version: FORMAT_VERSION,
+            member_id,
+            table: table.to_string(),
+            partition,
+            created_at_ms: now_ms,
+            state,
+        }
+    }
+
+    /// Returns a fresh member id for a blank member: random, with the top
+    /// bit set, so it is never a founding member's id.
+    pub fn blank_member_id() -> u64 {
+        let mut bytes = [0u8; 8];
+        if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+            use std::io::Read;
+            let _ = random.read_exact(&mut bytes);
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        (u64::from_le_bytes(bytes) ^ nanos) | (1 << 63)
+    }
 }
 
 fn config(message: String) -> ClusterError {
@@ -97,17 +158,11 @@ impl Identity {
         member_id: u64,
         now_ms: u64,
     ) -> Result<Identity, ClusterError> {
-        let wanted = Identity {
-            format_version: FORMAT_VERSION,
-            member_id,
-            table: table.to_string(),
-            partition,
-            created_at_ms: now_ms,
-        };
+        let wanted = Identity::new(table, partition, member_id, MemberState::Member, now_ms);
         match Identity::load(dir)? {
             Some(found) => {
-                if (found.table.as_str(), found.partition, found.member_id)
-                    != (table, partition, member_id)
+                if (found.table.as_str(), found.partition) != (table, partition)
+                    || (found.state != MemberState::Blank && found.member_id != member_id)
                 {
                     return Err(config(format!(
                         "data directory {} belongs to member {} of table {} partition {}, not to member {member_id} of table {table} partition {partition}: a volume mounted on the wrong replica is never opened",
@@ -127,6 +182,144 @@ impl Identity {
             }
         }
     }
+}
+
+/// The replicas of a partition a founding replica consults.
+pub struct Peers {
+    /// The target of the partition (table, partition, epoch).
+    pub target: crate::rpc::Target,
+    /// The RPC addresses of the other replicas the topology lists.
+    pub addresses: Vec<String>,
+    pub clients: std::sync::Arc<crate::rpc::Clients>,
+}
+
+impl Peers {
+    /// Asks every peer where it stands; `None` for a peer that did not
+    /// answer (down, or too old to know the call).
+    async fn states(&self) -> Vec<Option<crate::rpc::FoundingState>> {
+        let mut states = Vec::with_capacity(self.addresses.len());
+        for address in &self.addresses {
+            let request = crate::rpc::Request::Founding(self.target.clone());
+            let answer = self
+                .clients
+                .get(address)
+                .call(&request, std::time::Duration::from_secs(1))
+                .await;
+            states.push(match answer {
+                Ok(crate::rpc::Response::Founding(state)) => Some(state),
+                _ => None,
+            });
+        }
+        states
+    }
+}
+
+/// Decides who the replica on `dir` is before its Raft starts, and
+/// returns its identity (see the module docs):
+///
+/// - a directory with an identity keeps it (a `founding` one waits until
+///   every founding member promised);
+/// - one written before identities existed (a Raft log, no file) is the
+///   member `member_id` its zone names;
+/// - an empty one asks its peers: when one is a member, the group exists and
+///   this replica becomes a blank member under a new id (it waits to be
+///   added and takes no part meanwhile); when every peer answered and none
+///   is a member, it promises to found the group as `member_id`, durably,
+///   then waits until every peer promised too.
+///
+/// `state` is what the replica answers `Request::Founding` with meanwhile.
+pub async fn decide(
+    dir: &Path,
+    table: &str,
+    partition: u32,
+    member_id: u64,
+    peers: &Peers,
+    state: &parking_lot::Mutex<crate::rpc::FoundingState>,
+) -> Result<Identity, ClusterError> {
+    use crate::rpc::FoundingState as F;
+    let now_ms = crate::wall_ms();
+    let mut identity = match Identity::load(dir)? {
+        Some(found) => found,
+        None if dir.join("raft").exists() => {
+            Identity::establish(dir, table, partition, member_id, now_ms)?
+        }
+        None => {
+            *state.lock() = F::Undecided;
+            let mut rounds = 0u64;
+            loop {
+                let answers = peers.states().await;
+                if answers.contains(&Some(F::Member)) {
+                    let id = Identity::blank_member_id();
+                    let blank = Identity::new(table, partition, id, MemberState::Blank, now_ms);
+                    blank.save(dir)?;
+                    tracing::warn!(dir = %dir.display(), table, partition, member_id = id,
+                        "the data directory is empty but the partition's group exists: this replica is a new member and waits to be added (it never votes under the identity the directory had)");
+                    break blank;
+                }
+                if answers
+                    .iter()
+                    .all(|a| matches!(a, Some(F::Undecided | F::Promised)))
+                {
+                    let founding =
+                        Identity::new(table, partition, member_id, MemberState::Founding, now_ms);
+                    founding.save(dir)?;
+                    tracing::info!(
+                        table,
+                        partition,
+                        member_id,
+                        "promised to found the partition's group"
+                    );
+                    break founding;
+                }
+                rounds += 1;
+                if rounds.is_multiple_of(200) {
+                    tracing::info!(table, partition, ?answers,
+                        "an empty data directory: waiting for the partition's other replicas to tell whether its group exists");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    if (identity.table.as_str(), identity.partition) != (table, partition)
+        || (identity.state != MemberState::Blank && identity.member_id != member_id)
+    {
+        return Err(config(format!(
+            "data directory {} belongs to member {} of table {} partition {}, not to member {member_id} of table {table} partition {partition}: a volume mounted on the wrong replica is never opened",
+            dir.display(),
+            identity.member_id,
+            identity.table,
+            identity.partition
+        )));
+    }
+    match identity.state {
+        MemberState::Blank => *state.lock() = F::Blank,
+        MemberState::Member => *state.lock() = F::Member,
+        MemberState::Founding => {
+            *state.lock() = F::Promised;
+            let mut rounds = 0u64;
+            loop {
+                let answers = peers.states().await;
+                if answers
+                    .iter()
+                    .all(|a| matches!(a, Some(F::Promised | F::Member)))
+                {
+                    break;
+                }
+                rounds += 1;
+                if rounds.is_multiple_of(200) {
+                    tracing::info!(
+                        table,
+                        partition,
+                        ?answers,
+                        "waiting until every founding member of the partition promised"
+                    );
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            identity.state = MemberState::Member;
+        }
+    }
+    Ok(identity)
 }
 
 #[cfg(test)]

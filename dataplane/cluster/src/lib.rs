@@ -35,9 +35,9 @@
 //! Not done yet (see [`not_done`]): what is left of cross-group
 //! transactions (timestamp ordering, lock-aware Query and Scan) and
 //! streams in cluster mode; membership changes (a
-//! replica replaced with an empty disk comes back under the same node id
-//! and is caught up by snapshot, but it forgot its vote — see
-//! [`replica`]); partition splits
+//! replica on an empty disk of a group that exists comes back as a blank
+//! new member and waits to be added: [`identity`],
+//! `docs/membership.md`); partition splits
 //! (re-routing a key to a new partition); streaming snapshots (they are
 //! built in memory) and a crash-safe snapshot install.
 //!

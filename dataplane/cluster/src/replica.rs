@@ -2,21 +2,22 @@
 //! handler of the calls it receives (Raft messages from peers, data calls
 //! from gateways).
 //!
-//! Node ids are the replica's position in the partition's replica list of
-//! the topology file (0, 1, 2); each node's openraft `BasicNode` address is
-//! its topology address. Every replica initializes the group with the full
-//! membership on first start (openraft accepts the same initial membership
-//! on every member); a replica restarted with an empty data dir does the
-//! same and then receives the log or a snapshot from the leader.
+//! Node ids are the member ids of [`crate::identity`]: a founding member's
+//! is its position in the partition's replica list of the topology file
+//! (0, 1, 2); each node's openraft `BasicNode` address is its topology
+//! address. A replica starts only once its identity is decided: founders
+//! initialize the group with the full membership once every founder
+//! promised (openraft accepts the same initial membership on every
+//! member); a replica on an empty data directory of a group that exists
+//! never starts (it is a blank new member waiting to be added).
 //!
 //! Reads: `consistent` reads go through `ensure_linearizable` (read index:
 //! the leader confirms its leadership with a quorum and waits until it has
 //! applied up to its commit index) and are answered by the leader only;
 //! other reads are answered from the local store (possibly stale).
 //!
-//! Caveat: a replica whose disk was wiped forgets its vote, so in the
-//! term where it comes back it could vote twice. The safe procedure (remove
-//! then re-add the member through a membership change) is not wired yet.
+//! Not yet: adding the blank member (learner, then voter) and removing
+//! the identity it replaces (see `docs/membership.md`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -409,6 +410,8 @@ impl Replica {
     /// Handles one call.
     pub async fn handle(self: Arc<Self>, request: Request) -> Response {
         match request {
+            // A running replica is a member of its group.
+            Request::Founding(_) => Response::Founding(crate::rpc::FoundingState::Member),
             Request::AppendEntries(t, rpc) => match self.check(&t) {
                 Ok(()) => Response::AppendEntries(self.raft.append_entries(rpc).await),
                 Err(e) => Response::BadRequest(e.to_string()),

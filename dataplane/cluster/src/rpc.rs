@@ -134,6 +134,24 @@ pub enum Request {
         table: String,
         region: String,
     },
+    /// Where this replica stands in founding its group (see
+    /// `identity`): answered before the replica's Raft exists.
+    Founding(Target),
+}
+
+/// Where a replica stands in founding its group (`Request::Founding`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FoundingState {
+    /// An empty data directory that has not decided yet.
+    Undecided,
+    /// A founding member that durably promised to found the group and
+    /// waits until every founding member promised.
+    Promised,
+    /// A member of the group (it founded it, or was one before).
+    Member,
+    /// A new member on an empty data directory of a group that exists: it
+    /// waits to be added and takes no part in the group meanwhile.
+    Blank,
 }
 
 /// A page of items; `more` when the replica stopped at `limit`.
@@ -207,6 +225,7 @@ pub enum Response {
     Replication(Result<Option<partita_storage::ReplicationState>, NodeError>),
     CopyPage(Result<partita_storage::CopyPage, NodeError>),
     Cursor(Result<Option<u64>, NodeError>),
+    Founding(FoundingState),
 }
 
 /// Why a call failed before a node answered.

@@ -13,14 +13,16 @@
 //! `--rpc-tls-*` flags (see `partita_cluster::tls`), plaintext without.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use partita_api::admin::{AdminHooks, AdminState};
 use partita_api::{Api, ApiConfig};
+use partita_cluster::identity::{self, MemberState, Peers};
 use partita_cluster::metrics::RaftMetrics;
+use partita_cluster::rpc::{Clients, FoundingState, Request, Response, Target};
 use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
 use partita_cluster::{Replica, ReplicaOptions};
 use partita_storage::{Store, StoreOptions};
@@ -116,16 +118,69 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         })? as u64;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
-    // The directory is opened only as the member it was created for.
-    let node_id = partita_cluster::identity::Identity::establish(
-        &args.data_dir,
-        &table.table_name,
-        args.partition,
-        node_id,
-        partita_cluster::wall_ms(),
-    )
-    .context("checking the data directory's member identity")?
-    .member_id;
+    // The RPC listener answers before the replica exists: founding
+    // replicas ask each other where they stand.
+    let listener = TcpListener::bind((args.rpc_host.as_str(), args.rpc_port))
+        .await
+        .with_context(|| format!("binding {}:{}", args.rpc_host, args.rpc_port))?;
+    let founding = Arc::new(parking_lot::Mutex::new(FoundingState::Undecided));
+    let slot: Arc<OnceLock<Arc<Replica>>> = Arc::default();
+    let server = {
+        let (founding, slot) = (founding.clone(), slot.clone());
+        tokio::spawn(partita_cluster::rpc::serve_tls(
+            listener,
+            tls.as_ref().map(|t| t.server.clone()),
+            move |req| {
+                let (founding, replica) = (founding.clone(), slot.get().cloned());
+                async move {
+                    match (req, replica) {
+                        (Request::Founding(_), _) => Response::Founding(*founding.lock()),
+                        (req, Some(replica)) => replica.handle(req).await,
+                        (_, None) => Response::BadRequest(
+                            "this replica is not a member of its group (yet): see its log".into(),
+                        ),
+                    }
+                }
+            },
+        ))
+    };
+    // Who this data directory is: a member, a founder, or a blank new
+    // member of a group that exists (see partita_cluster::identity).
+    let peers = Peers {
+        target: Target {
+            table: table.table_name.clone(),
+            partition: args.partition,
+            epoch: table.epoch.0,
+        },
+        addresses: partition
+            .replicas
+            .iter()
+            .filter(|r| r.zone != args.zone)
+            .map(|r| r.address.clone())
+            .collect(),
+        clients: Arc::new(Clients::with_tls(client_config(&tls))),
+    };
+    let identity = tokio::select! {
+        decided = identity::decide(&args.data_dir, &table.table_name, args.partition, node_id, &peers, &founding) => {
+            decided.context("deciding the data directory's member identity")?
+        }
+        () = shutdown_signal() => {
+            server.abort();
+            return Ok(());
+        }
+    };
+    if identity.state == MemberState::Blank {
+        tracing::warn!(
+            table = %table.table_name,
+            partition = args.partition,
+            member_id = identity.member_id,
+            "a blank member: waiting to be added to the group (membership changes are not built yet; see dataplane/cluster/docs/membership.md)"
+        );
+        shutdown_signal().await;
+        server.abort();
+        return Ok(());
+    }
+    let node_id = identity.member_id;
     let store = Arc::new(
         // No per-commit fsync: the Raft log is the durable record (see
         // partita_cluster::state_machine).
@@ -174,9 +229,6 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         ttl_interval: args.ttl_sweep_interval,
         ..ReplicaOptions::default()
     };
-    let listener = TcpListener::bind((args.rpc_host.as_str(), args.rpc_port))
-        .await
-        .with_context(|| format!("binding {}:{}", args.rpc_host, args.rpc_port))?;
     let replica = Replica::start(
         &table,
         args.partition,
@@ -187,6 +239,17 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("starting the replica")?;
+    // A founder has initialized the group: it is a member from now on.
+    if identity::Identity::load(&args.data_dir)
+        .context("reading the member identity")?
+        .is_some_and(|i| i.state == MemberState::Founding)
+    {
+        identity
+            .save(&args.data_dir)
+            .context("recording the membership")?;
+    }
+    *founding.lock() = FoundingState::Member;
+    let _ = slot.set(replica.clone());
     tracing::info!(
         table = %table.table_name,
         partition = args.partition,
@@ -194,12 +257,6 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         rpc_port = args.rpc_port,
         "partita node serving"
     );
-    let handler_replica = replica.clone();
-    let server = tokio::spawn(partita_cluster::rpc::serve_tls(
-        listener,
-        tls.map(|t| t.server),
-        move |req| handler_replica.clone().handle(req),
-    ));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let admin = cluster_admin::spawn(
         &args.rpc_host,

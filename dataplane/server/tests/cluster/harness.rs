@@ -74,7 +74,7 @@ impl Cluster {
     /// Like [`Cluster::start`] with extra flags for every node and the
     /// gateway.
     pub fn start_with_args(partitions: u32, node_args: &[&str], gateway_args: &[&str]) -> Cluster {
-        Cluster::start_full(partitions, 10_000, None, node_args, gateway_args)
+        Cluster::start_full(partitions, 10_000, None, node_args, gateway_args, true)
     }
 
     fn start_on(
@@ -83,7 +83,7 @@ impl Cluster {
         net: Option<Net>,
         gateway_args: &[&str],
     ) -> Cluster {
-        Cluster::start_full(partitions, snapshot_logs, net, &[], gateway_args)
+        Cluster::start_full(partitions, snapshot_logs, net, &[], gateway_args, true)
     }
 
     fn start_full(
@@ -92,6 +92,7 @@ impl Cluster {
         net: Option<Net>,
         node_args: &[&str],
         gateway_args: &[&str],
+        start: bool,
     ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut ports = free_ports(partitions as usize * 3 + 1);
@@ -161,12 +162,22 @@ impl Cluster {
             snapshot_logs,
             net,
         };
+        if !start {
+            return cluster;
+        }
         for i in 0..cluster.nodes.len() {
             cluster.start_node(i);
         }
         cluster.start_gateway();
         cluster.wait_ready(Duration::from_secs(30));
         cluster
+    }
+
+    /// Lays out `partitions` × 3 nodes (topology, data directories) and
+    /// starts nothing: the test starts nodes ([`Cluster::start_node`]) and
+    /// the gateway ([`Cluster::start_gateway`]) itself.
+    pub fn prepare(partitions: u32) -> Cluster {
+        Cluster::start_full(partitions, 10_000, None, &[], &[], false)
     }
 
     /// Starts the gateway (a fresh process: no cached state).

@@ -221,45 +221,105 @@ fn minority_accepts_no_writes() {
     assert!(get(&cluster, "m", "after").is_some());
 }
 
-/// Invariant: a replica restarted with an empty data dir is rebuilt from a
-/// snapshot (its log prefix was purged) and then holds every item.
+/// Invariant: a replica whose data directory was wiped while it was down
+/// comes back as a blank new member (a new id, recorded in its
+/// member.json) and takes no part in the group: it never votes under the
+/// identity the directory had. The group stays writable with the two
+/// members left; with one of them down too there is no quorum (the blank
+/// replica does not count), and writes resume when that member returns.
 #[test]
-fn wiped_replica_is_rebuilt_from_a_snapshot() {
+fn a_wiped_replica_comes_back_blank_and_never_votes() {
+    use partita_cluster::identity::{Identity, MemberState};
     let mut cluster = Cluster::start(1, 50);
-    for i in 0..150 {
-        assert!(put(&cluster, &format!("s{}", i % 7), &format!("{i}"), i));
+    for i in 0..60 {
+        assert!(put(&cluster, "wiped", &format!("{i}"), i));
     }
     let leader = leader_of(&cluster, 0).expect("a leader");
     let victim = (0..3).find(|i| *i != leader).unwrap();
+    let third = (0..3).find(|i| *i != leader && *i != victim).unwrap();
+    let old = Identity::load(&cluster.nodes[victim].dir)
+        .unwrap()
+        .expect("an identity");
+    assert_eq!(old.state, MemberState::Member);
     cluster.kill_node(victim);
     std::fs::remove_dir_all(&cluster.nodes[victim].dir).unwrap();
-    for i in 150..300 {
-        assert!(put(&cluster, &format!("s{}", i % 7), &format!("{i}"), i));
-    }
     cluster.start_node(victim);
-    let target = status_applied(&cluster, leader).unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(30);
-    while status_applied(&cluster, victim).unwrap_or(0) < target {
+    while !cluster
+        .node_log(victim)
+        .contains("a blank member: waiting to be added")
+    {
         assert!(
             Instant::now() < deadline,
-            "wiped replica did not catch up: {}",
+            "the wiped replica did not come back blank: {}",
             cluster.node_log(victim)
         );
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        cluster.node_log(victim).contains("snapshot installed"),
-        "the replica was not rebuilt from a snapshot"
+    let new = Identity::load(&cluster.nodes[victim].dir)
+        .unwrap()
+        .expect("an identity");
+    assert_eq!(new.state, MemberState::Blank);
+    assert_ne!(new.member_id, old.member_id);
+    assert!(new.member_id >= 1 << 63, "{new:?}");
+    // The two members go on.
+    for i in 60..80 {
+        assert!(put(&cluster, "wiped", &format!("{i}"), i));
+    }
+    // One member and the blank replica are no quorum.
+    cluster.kill_node(third);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert!(
+            !put(&cluster, "wiped", "during", 0),
+            "a write was acknowledged without a quorum of members"
+        );
+    }
+    cluster.start_node(third);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !put(&cluster, "wiped", "after", 1) {
+        assert!(Instant::now() < deadline, "writes did not resume");
+    }
+    // The blank replica answers nothing for the group.
+    assert_eq!(status_applied(&cluster, victim), None);
+    assert!(get(&cluster, "wiped", "79").is_some());
+}
+
+/// Invariant: founding members bootstrap their group only once every one
+/// of them promised: a replica started alone on an empty directory waits
+/// (it initializes nothing and answers nothing for the group), and when the
+/// others start late the group forms with all three as members.
+#[test]
+fn founders_wait_for_each_other_and_form_the_group() {
+    use partita_cluster::identity::{Identity, MemberState};
+    let mut cluster = Cluster::prepare(1);
+    cluster.start_node(0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        status_applied(&cluster, 0),
+        None,
+        "a lone founder started its group"
     );
-    // Open the rebuilt replica's store directly: every item is there.
-    cluster.kill_node(victim);
-    let store = partita_storage::Store::open(
-        &cluster.node_store_dir(victim),
-        partita_storage::StoreOptions::default(),
-    )
-    .unwrap();
-    let (count, _) = store.table_stats(TABLE).unwrap();
-    assert_eq!(count, 300);
+    assert!(
+        Identity::load(&cluster.nodes[0].dir).unwrap().is_none(),
+        "a lone replica decided without hearing from its peers"
+    );
+    cluster.start_node(1);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(status_applied(&cluster, 0), None);
+    cluster.start_node(2);
+    cluster.start_gateway();
+    cluster.wait_ready(Duration::from_secs(30));
+    assert!(put(&cluster, "founded", "1", 1));
+    for i in 0..3 {
+        let identity = Identity::load(&cluster.nodes[i].dir)
+            .unwrap()
+            .expect("an identity");
+        assert_eq!(
+            (identity.member_id, identity.state),
+            (i as u64, MemberState::Member)
+        );
+    }
 }
 
 /// Invariant: a data directory is opened only as the member it was
