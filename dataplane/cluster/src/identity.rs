@@ -12,12 +12,16 @@
 //!   they stand ([`decide`], `Request::Founding`). When one is a member,
 //!   the group exists and this replica becomes a *blank* member with a new
 //!   random id: it never votes under the identity its directory had, and
-//!   waits to be added (membership changes are the next slice,
-//!   `docs/membership.md`). When every other replica answered and none is
-//!   a member, it durably *promises* to found the group and initializes it
-//!   once every founder promised — so a founder wiped after the group
-//!   formed finds a member and comes back blank, and one wiped before lost
-//!   no vote (no Raft ran yet);
+//!   waits to be added (`crate::membership`, `partita members add`). When
+//!   every other replica answered and none is a member, it durably
+//!   *promises* to found the group and initializes it once every founder
+//!   promised — so a founder wiped after the group formed finds a member
+//!   and comes back blank, and one wiped before lost no vote (no Raft ran
+//!   yet);
+//! - a member removed from the group (it learns it from its own log, or
+//!   from a peer's leader when it starts or goes without a leader) records
+//!   `removed` and its directory is never opened again: it can only rejoin
+//!   as a new member, on an empty data directory;
 //! - data directories written before this file existed (a Raft log, no
 //!   `member.json`) are adopted as the member their flags name.
 //!
@@ -25,12 +29,14 @@
 //!
 //! ```json
 //! {"formatVersion": 1, "memberId": 2, "table": "Orders", "partition": 0,
-//!  "createdAtMs": 1796635429723, "state": "founding" | "member" | "blank"}
+//!  "createdAtMs": 1796635429723,
+//!  "state": "founding" | "member" | "blank" | "removed"}
 //! ```
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use partita_topology::PartitionTopology;
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
@@ -65,6 +71,9 @@ pub enum MemberState {
     /// A new member of a group that existed before its data directory did:
     /// waits to be added.
     Blank,
+    /// Removed from the group: the directory is never opened again; the
+    /// replica can only rejoin as a new member (an empty data directory).
+    Removed,
 }
 
 impl Identity {
@@ -214,33 +223,85 @@ impl Peers {
     }
 }
 
-/// Decides who the replica on `dir` is before its Raft starts, and
-/// returns its identity (see the module docs):
+/// Refuses a data directory that belongs to another replica: another
+/// table or partition, or a member the topology lists in another zone (a
+/// volume mounted on the wrong pod). A member the topology does not list
+/// (one added by a membership change) is accepted in any zone.
+fn check_owner(
+    identity: &Identity,
+    dir: &Path,
+    table: &str,
+    part: &PartitionTopology,
+    zone: &str,
+) -> Result<(), ClusterError> {
+    let elsewhere = part
+        .members()
+        .any(|(id, r)| id == identity.member_id && r.zone != zone);
+    if (identity.table.as_str(), identity.partition) != (table, part.id)
+        || (identity.state != MemberState::Blank && elsewhere)
+    {
+        return Err(config(format!(
+            "data directory {} belongs to member {} of table {} partition {}, not to the replica of table {table} partition {} in zone {zone}: a volume mounted on the wrong replica is never opened",
+            dir.display(),
+            identity.member_id,
+            identity.table,
+            identity.partition,
+            part.id
+        )));
+    }
+    if identity.state == MemberState::Removed {
+        return Err(config(format!(
+            "data directory {} belongs to member {} of table {table} partition {}, which was removed from the partition's group: it can only rejoin as a new member (empty the data directory)",
+            dir.display(),
+            identity.member_id,
+            part.id
+        )));
+    }
+    Ok(())
+}
+
+/// Decides who the replica of `table`'s partition `part` in `zone`, on
+/// `dir`, is before its Raft starts, and returns its identity (see the
+/// module docs):
 ///
 /// - a directory with an identity keeps it (a `founding` one waits until
-///   every founding member promised);
+///   every founding member promised; a `removed` one is refused);
 /// - one written before identities existed (a Raft log, no file) is the
-///   member `member_id` its zone names;
+///   member its zone names in the topology;
 /// - an empty one asks its peers: when one is a member, the group exists and
 ///   this replica becomes a blank member under a new id (it waits to be
 ///   added and takes no part meanwhile); when every peer answered and none
-///   is a member, it promises to found the group as `member_id`, durably,
-///   then waits until every peer promised too.
+///   is a member, a replica the topology lists promises to found the group
+///   under the id the topology gives it, durably, then waits until every
+///   peer promised too. A replica in a zone the topology does not list can
+///   only join a group that exists.
 ///
 /// `state` is what the replica answers `Request::Founding` with meanwhile.
 pub async fn decide(
     dir: &Path,
     table: &str,
-    partition: u32,
-    member_id: u64,
+    part: &PartitionTopology,
+    zone: &str,
     peers: &Peers,
     state: &parking_lot::Mutex<crate::rpc::FoundingState>,
 ) -> Result<Identity, ClusterError> {
     use crate::rpc::FoundingState as F;
+    let partition = part.id;
+    let listed = part
+        .replicas
+        .iter()
+        .position(|r| r.zone == zone)
+        .map(|i| part.member_id(i));
     let now_ms = crate::wall_ms();
     let mut identity = match Identity::load(dir)? {
         Some(found) => found,
         None if dir.join("raft").exists() => {
+            let member_id = listed.ok_or_else(|| {
+                config(format!(
+                    "data directory {} holds a Raft log but no member identity, and zone {zone} has no replica of table {table} partition {partition} in the topology",
+                    dir.display()
+                ))
+            })?;
             Identity::establish(dir, table, partition, member_id, now_ms)?
         }
         None => {
@@ -256,10 +317,11 @@ pub async fn decide(
                         "the data directory is empty but the partition's group exists: this replica is a new member and waits to be added (it never votes under the identity the directory had)");
                     break blank;
                 }
-                if answers
-                    .iter()
-                    .all(|a| matches!(a, Some(F::Undecided | F::Promised)))
-                {
+                if let Some(member_id) = listed.filter(|_| {
+                    answers
+                        .iter()
+                        .all(|a| matches!(a, Some(F::Undecided | F::Promised)))
+                }) {
                     let founding =
                         Identity::new(table, partition, member_id, MemberState::Founding, now_ms);
                     founding.save(dir)?;
@@ -273,27 +335,18 @@ pub async fn decide(
                 }
                 rounds += 1;
                 if rounds.is_multiple_of(200) {
-                    tracing::info!(table, partition, ?answers,
+                    tracing::info!(table, partition, ?answers, listed = listed.is_some(),
                         "an empty data directory: waiting for the partition's other replicas to tell whether its group exists");
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             }
         }
     };
-    if (identity.table.as_str(), identity.partition) != (table, partition)
-        || (identity.state != MemberState::Blank && identity.member_id != member_id)
-    {
-        return Err(config(format!(
-            "data directory {} belongs to member {} of table {} partition {}, not to member {member_id} of table {table} partition {partition}: a volume mounted on the wrong replica is never opened",
-            dir.display(),
-            identity.member_id,
-            identity.table,
-            identity.partition
-        )));
-    }
+    check_owner(&identity, dir, table, part, zone)?;
     match identity.state {
         MemberState::Blank => *state.lock() = F::Blank,
         MemberState::Member => *state.lock() = F::Member,
+        MemberState::Removed => *state.lock() = F::Removed,
         MemberState::Founding => {
             *state.lock() = F::Promised;
             let mut rounds = 0u64;
@@ -320,6 +373,35 @@ pub async fn decide(
         }
     }
     Ok(identity)
+}
+
+/// Asks `peers` for the partition's membership and returns the one that
+/// removed `member`: a leader's settled (not joint) membership, newer than
+/// `own_index` (the membership entry this replica holds), that does not
+/// list it. `None` when no peer says so (or none answers).
+pub async fn removed_by_peers(
+    peers: &Peers,
+    member: u64,
+    own_index: Option<u64>,
+) -> Option<crate::rpc::Membership> {
+    for address in &peers.addresses {
+        let request = crate::rpc::Request::Members(peers.target.clone());
+        let answer = peers
+            .clients
+            .get(address)
+            .call(&request, std::time::Duration::from_secs(1))
+            .await;
+        if let Ok(crate::rpc::Response::Members(Ok(m))) = answer {
+            if m.leader == Some(m.member)
+                && !m.joint
+                && m.log_index > own_index
+                && !m.contains(member)
+            {
+                return Some(m);
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -47,6 +47,7 @@
 
 pub mod identity;
 pub mod log_store;
+pub mod membership;
 #[doc = include_str!("../docs/not_done.md")]
 pub mod not_done {}
 pub mod metrics;

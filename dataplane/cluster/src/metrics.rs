@@ -5,9 +5,9 @@
 //!
 //! Every series is prefixed `partita_raft_` and carries the constant labels
 //! `table` (the topology entry: a table name, or `*` for the dynamic-tables
-//! entry) and `partition`; the only other label is `peer` on the
-//! replication lag, a node id of the partition's replica list (at most the
-//! replica count). Indexes are reported as `index + 1` of openraft's log
+//! entry) and `partition`; the only other labels are `peer` on the
+//! replication lag, a member id of the partition's group (at most the
+//! member count), and `role` (`voter`, `learner`) on the member count. Indexes are reported as `index + 1` of openraft's log
 //! ids with 0 meaning "none yet", so an empty log and the first entry
 //! differ.
 
@@ -31,6 +31,8 @@ pub struct RaftMetrics {
     snapshots: IntCounterVec,
     quorum_ack_ms: IntGauge,
     replication_lag: IntGaugeVec,
+    members: IntGaugeVec,
+    joint: IntGauge,
 }
 
 fn gauge(registry: &Registry, opts: Opts) -> Result<IntGauge, prometheus::Error> {
@@ -118,6 +120,21 @@ impl RaftMetrics {
             &["peer"],
         )?;
         registry.register(Box::new(replication_lag.clone()))?;
+        let members = IntGaugeVec::new(
+            opts(
+                "partita_raft_members",
+                "Members of the partition's group in the membership this replica holds, by role.",
+            ),
+            &["role"],
+        )?;
+        registry.register(Box::new(members.clone()))?;
+        let joint = gauge(
+            &registry,
+            opts(
+                "partita_raft_membership_joint",
+                "1 while a membership change is in its joint phase (old and new voters decide).",
+            ),
+        )?;
         Ok(RaftMetrics {
             registry,
             term,
@@ -130,6 +147,8 @@ impl RaftMetrics {
             snapshots,
             quorum_ack_ms,
             replication_lag,
+            members,
+            joint,
         })
     }
 
@@ -160,6 +179,17 @@ impl RaftMetrics {
             let counter = self.snapshots.with_label_values(&[kind]);
             counter.inc_by(value.saturating_sub(counter.get()));
         }
+        let membership = replica.membership();
+        let voters = membership.voters().len();
+        for (role, count) in [
+            ("voter", voters),
+            ("learner", membership.members.len() - voters),
+        ] {
+            self.members
+                .with_label_values(&[role])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        self.joint.set(i64::from(membership.joint));
         self.replication_lag.reset();
         if let (true, Some(replication)) = (leader, m.replication.as_ref()) {
             let last = plus_one(m.last_log_index);

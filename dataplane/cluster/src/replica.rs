@@ -3,23 +3,25 @@
 //! from gateways).
 //!
 //! Node ids are the member ids of [`crate::identity`]: a founding member's
-//! is its position in the partition's replica list of the topology file
-//! (0, 1, 2); each node's openraft `BasicNode` address is its topology
-//! address. A replica starts only once its identity is decided: founders
-//! initialize the group with the full membership once every founder
-//! promised (openraft accepts the same initial membership on every
-//! member); a replica on an empty data directory of a group that exists
-//! never starts (it is a blank new member waiting to be added).
+//! is the id the topology file gives its zone's replica (its position in
+//! the partition's replica list unless the entry names one); each node's
+//! openraft `BasicNode` address is its address when it was added, and the
+//! topology's address for the member wins when it lists one (pods and
+//! dev-cluster nodes move). A replica starts only once its identity is
+//! decided: founders initialize the group with the full membership once
+//! every founder promised (openraft accepts the same initial membership on
+//! every member); a blank member (an empty data directory of a group that
+//! exists) starts uninitialized and takes part only once the leader added
+//! it ([`crate::membership`]). Raft calls to a peer name the member they
+//! are for (`Request::ForMember`), and a replica refuses calls for any
+//! other member.
 //!
 //! Reads: `consistent` reads go through `ensure_linearizable` (read index:
 //! the leader confirms its leadership with a quorum and waits until it has
 //! applied up to its commit index) and are answered by the leader only;
 //! other reads are answered from the local store (possibly stale).
 //!
-//! Not yet: adding the blank member (learner, then voter) and removing
-//! the identity it replaces (see `docs/membership.md`).
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,10 +86,11 @@ pub struct Replica {
     pub raft: Raft,
     pub store: Arc<Store>,
     pub node_id: u64,
-    table: String,
-    partition: u32,
+    pub(crate) table: String,
+    pub(crate) partition: u32,
     epoch: u64,
-    addresses: Vec<String>,
+    /// Member addresses the topology file lists, by member id.
+    addresses: HashMap<u64, String>,
     /// Last committed index + 1 saved by the log store (0: none).
     committed: Arc<std::sync::atomic::AtomicU64>,
     snapshots: Arc<SnapshotCounters>,
@@ -98,10 +101,11 @@ pub struct Replica {
 struct Network {
     clients: Arc<Clients>,
     target: Target,
-    /// Peer addresses by node id, from the topology file: the addresses in
-    /// the stored membership may be stale (a pod or a dev-cluster restarted
-    /// on new addresses), the topology is current.
-    addresses: Vec<String>,
+    /// Peer addresses by member id, from the topology file: the addresses
+    /// in the stored membership may be stale (a pod or a dev-cluster
+    /// restarted on new addresses), the topology is current when it lists
+    /// the member.
+    addresses: HashMap<u64, String>,
 }
 
 struct PeerLink {
@@ -116,7 +120,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerLink {
         let address = self
             .addresses
-            .get(target as usize)
+            .get(&target)
             .cloned()
             .unwrap_or_else(|| node.addr.clone());
         PeerLink {
@@ -143,6 +147,11 @@ impl PeerLink {
             .map_err(|e| RPCError::Unreachable(Unreachable::new(&Transport(e.to_string()))))
     }
 
+    /// Wraps `request` so that only the member it is for answers it.
+    fn for_peer(&self, request: Request) -> Request {
+        Request::ForMember(self.peer, Box::new(request))
+    }
+
     fn unexpected<E: std::error::Error>(&self, r: Response) -> RPCError<u64, BasicNode, E> {
         RPCError::Network(NetworkError::new(&Transport(format!(
             "unexpected answer from node {}: {r:?}",
@@ -158,7 +167,10 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         match self
-            .call(Request::AppendEntries(self.target.clone(), rpc), &option)
+            .call(
+                self.for_peer(Request::AppendEntries(self.target.clone(), rpc)),
+                &option,
+            )
             .await?
         {
             Response::AppendEntries(r) => {
@@ -177,7 +189,10 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         RPCError<u64, BasicNode, RaftError<u64, InstallSnapshotError>>,
     > {
         match self
-            .call(Request::InstallSnapshot(self.target.clone(), rpc), &option)
+            .call(
+                self.for_peer(Request::InstallSnapshot(self.target.clone(), rpc)),
+                &option,
+            )
             .await?
         {
             Response::InstallSnapshot(r) => {
@@ -193,7 +208,10 @@ impl RaftNetwork<TypeConfig> for PeerLink {
         option: RPCOption,
     ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
         match self
-            .call(Request::Vote(self.target.clone(), rpc), &option)
+            .call(
+                self.for_peer(Request::Vote(self.target.clone(), rpc)),
+                &option,
+            )
             .await?
         {
             Response::Vote(r) => {
@@ -212,11 +230,14 @@ impl Replica {
     /// Starts the replica `node_id` of partition `partition` of `table`:
     /// opens the Raft log under `data_dir/raft`, the state machine on
     /// `store` (which already holds the table and the meta table), starts
-    /// Raft and initializes the group when this member never was.
+    /// Raft and, for a founding member (`found`), initializes the group
+    /// with the topology's members when it never was. A blank member
+    /// (`!found`) starts uninitialized and waits to be added.
     pub async fn start(
         table: &TableTopology,
         partition: u32,
         node_id: u64,
+        found: bool,
         data_dir: &Path,
         store: Arc<Store>,
         options: ReplicaOptions,
@@ -225,7 +246,10 @@ impl Replica {
             .partitions
             .get(partition as usize)
             .ok_or_else(|| ClusterError::Config(format!("no partition {partition}")))?;
-        let addresses: Vec<String> = part.replicas.iter().map(|r| r.address.clone()).collect();
+        let addresses: HashMap<u64, String> = part
+            .members()
+            .map(|(id, r)| (id, r.address.clone()))
+            .collect();
         let log = RaftLog::open(&data_dir.join("raft"), true).map_err(ClusterError::Storage)?;
         let log_store = LogStore::new(Arc::new(log));
         let committed = log_store.committed_handle();
@@ -259,15 +283,15 @@ impl Replica {
         let raft = Raft::new(node_id, config, network, log_store, sm)
             .await
             .map_err(|e| ClusterError::Config(format!("raft start: {e}")))?;
-        let members: BTreeMap<u64, BasicNode> = addresses
-            .iter()
-            .enumerate()
-            .map(|(i, a)| (i as u64, BasicNode::new(a.clone())))
+        let members: BTreeMap<u64, BasicNode> = part
+            .members()
+            .map(|(id, r)| (id, BasicNode::new(r.address.clone())))
             .collect();
-        if !raft
-            .is_initialized()
-            .await
-            .map_err(|e| ClusterError::Config(format!("raft: {e}")))?
+        if found
+            && !raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterError::Config(format!("raft: {e}")))?
         {
             if let Err(e) = raft.initialize(members).await {
                 tracing::info!(error = %e, "raft group already initialized by a peer");
@@ -375,10 +399,23 @@ impl Replica {
         Ok(())
     }
 
-    fn not_leader(&self, leader: Option<u64>) -> NodeError {
+    /// The address of member `member`: the topology's when it lists the
+    /// member, else the one it was added with.
+    pub(crate) fn address_of(&self, member: u64) -> Option<String> {
+        if let Some(address) = self.addresses.get(&member) {
+            return Some(address.clone());
+        }
+        let m = self.raft.metrics().borrow().clone();
+        m.membership_config
+            .membership()
+            .get_node(&member)
+            .map(|n| n.addr.clone())
+    }
+
+    pub(crate) fn not_leader(&self, leader: Option<u64>) -> NodeError {
         NodeError::NotLeader {
             partition: self.partition,
-            leader_hint: leader.and_then(|l| self.addresses.get(l as usize).cloned()),
+            leader_hint: leader.and_then(|l| self.address_of(l)),
         }
     }
 
@@ -412,6 +449,32 @@ impl Replica {
         match request {
             // A running replica is a member of its group.
             Request::Founding(_) => Response::Founding(crate::rpc::FoundingState::Member),
+            Request::Identity(_) => {
+                Response::Identity(Some(self.node_id), crate::rpc::FoundingState::Member)
+            }
+            Request::ForMember(member, request) => {
+                if member != self.node_id {
+                    return Response::BadRequest(format!(
+                        "this replica is member {} of table {} partition {}, not member {member}",
+                        self.node_id, self.table, self.partition
+                    ));
+                }
+                Box::pin(self.handle(*request)).await
+            }
+            Request::Members(target) => Response::Members(
+                async {
+                    self.check(&target)?;
+                    Ok(self.membership())
+                }
+                .await,
+            ),
+            Request::ChangeMembers(target, change) => Response::Members(
+                async {
+                    self.check(&target)?;
+                    self.change_members(change).await
+                }
+                .await,
+            ),
             Request::AppendEntries(t, rpc) => match self.check(&t) {
                 Ok(()) => Response::AppendEntries(self.raft.append_entries(rpc).await),
                 Err(e) => Response::BadRequest(e.to_string()),

@@ -137,6 +137,75 @@ pub enum Request {
     /// Where this replica stands in founding its group (see
     /// `identity`): answered before the replica's Raft exists.
     Founding(Target),
+    /// `request`, for member `.0` of the partition only: a replica whose
+    /// member id differs refuses it (Raft peers and membership calls name
+    /// the member they are for, so a rebuilt process never answers for an
+    /// identity it no longer has).
+    ForMember(u64, Box<Request>),
+    /// The partition's membership as this replica sees it.
+    Members(Target),
+    /// A membership change (leader only; see [`MemberChange`]).
+    ChangeMembers(Target, MemberChange),
+    /// Which member this replica is and where it stands: answered before
+    /// the replica's Raft exists (a blank member tells the id to add).
+    Identity(Target),
+}
+
+/// A change of a partition's membership, made through Raft by its leader
+/// (openraft's learner → voter path; every change is idempotent).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MemberChange {
+    /// Adds `member`, listening at `address`, as a learner and answers
+    /// once it has caught up with the leader's log (a snapshot, then the
+    /// log).
+    AddLearner { member: u64, address: String },
+    /// Makes the learner `member` a voter (joint consensus).
+    Promote { member: u64 },
+    /// Removes `member`, voter or learner, from the membership.
+    Remove { member: u64 },
+}
+
+/// One member of a partition's group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    pub id: u64,
+    pub address: String,
+    pub voter: bool,
+    /// The last log index the leader knows the member holds (answered by
+    /// the leader only).
+    pub matched: Option<u64>,
+}
+
+/// A partition's membership as one replica sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    /// The member that answered.
+    pub member: u64,
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// The log index of the membership entry in effect (`None`: the
+    /// replica is not part of any membership yet, a blank member).
+    pub log_index: Option<u64>,
+    /// True while a change is in its joint phase (old and new voters).
+    pub joint: bool,
+    pub members: Vec<MemberInfo>,
+    pub last_log: Option<u64>,
+}
+
+impl Membership {
+    /// True when `member` is a voter or learner of this membership.
+    pub fn contains(&self, member: u64) -> bool {
+        self.members.iter().any(|m| m.id == member)
+    }
+
+    /// The voters' ids.
+    pub fn voters(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|m| m.voter)
+            .map(|m| m.id)
+            .collect()
+    }
 }
 
 /// Where a replica stands in founding its group (`Request::Founding`).
@@ -152,6 +221,9 @@ pub enum FoundingState {
     /// A new member on an empty data directory of a group that exists: it
     /// waits to be added and takes no part in the group meanwhile.
     Blank,
+    /// A member that was removed from the group: it answers nothing and
+    /// can only rejoin as a new member (an empty data directory).
+    Removed,
 }
 
 /// A page of items; `more` when the replica stopped at `limit`.
@@ -195,6 +267,10 @@ pub enum NodeError {
     Unavailable(String),
     #[error("storage: {0:?}")]
     Storage(WireError),
+    /// A membership change was refused (e.g. it would leave no voter) or
+    /// failed; the message says why.
+    #[error("membership change refused: {0}")]
+    Membership(String),
 }
 
 /// An answer.
@@ -226,6 +302,10 @@ pub enum Response {
     CopyPage(Result<partita_storage::CopyPage, NodeError>),
     Cursor(Result<Option<u64>, NodeError>),
     Founding(FoundingState),
+    Members(Result<Membership, NodeError>),
+    /// The answering replica's member id (`None`: not decided yet) and
+    /// where it stands.
+    Identity(Option<u64>, FoundingState),
 }
 
 /// Why a call failed before a node answered.

@@ -213,6 +213,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                 replicas.push(ReplicaAddress {
                     zone: zone(r),
                     address: format!("127.0.0.1:{port}"),
+                    member_id: None,
                 });
             }
             partitions.push(PartitionTopology {

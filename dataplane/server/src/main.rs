@@ -3,11 +3,13 @@
 //! `partita serve` runs the standalone server: the DynamoDB endpoint and every
 //! partition of every table in one process, durable on local disk.
 //! `partita node`, `partita gateway` and `partita dev-cluster` run cluster
-//! mode (see `partita-cluster`).
+//! mode (see `partita-cluster`); `partita members` changes a partition's
+//! Raft membership.
 
 mod cluster_admin;
 mod dev_cluster;
 mod gateway;
+mod members;
 mod node;
 mod rpc_tls;
 mod serve;
@@ -41,6 +43,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Start a local cluster: a gateway and partitions x replicas nodes.
     DevCluster(dev_cluster::DevClusterArgs),
+    /// Show or change the members of a partition's Raft group (cluster mode).
+    Members(members::MembersArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -50,5 +54,6 @@ fn main() -> anyhow::Result<()> {
         Command::Node(args) => node::run(args),
         Command::Gateway(args) => gateway::run(args),
         Command::DevCluster(args) => dev_cluster::run(args),
+        Command::Members(args) => members::run(args),
     }
 }

@@ -106,16 +106,6 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         .partitions
         .get(args.partition as usize)
         .with_context(|| format!("table {} has no partition {}", args.table, args.partition))?;
-    let node_id = partition
-        .replicas
-        .iter()
-        .position(|r| r.zone == args.zone)
-        .with_context(|| {
-            format!(
-                "partition {} has no replica in zone {}",
-                args.partition, args.zone
-            )
-        })? as u64;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
     // The RPC listener answers before the replica exists: founding
@@ -124,17 +114,23 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}:{}", args.rpc_host, args.rpc_port))?;
     let founding = Arc::new(parking_lot::Mutex::new(FoundingState::Undecided));
+    let member: Arc<OnceLock<u64>> = Arc::default();
     let slot: Arc<OnceLock<Arc<Replica>>> = Arc::default();
     let server = {
-        let (founding, slot) = (founding.clone(), slot.clone());
+        let (founding, member, slot) = (founding.clone(), member.clone(), slot.clone());
         tokio::spawn(partita_cluster::rpc::serve_tls(
             listener,
             tls.as_ref().map(|t| t.server.clone()),
             move |req| {
-                let (founding, replica) = (founding.clone(), slot.get().cloned());
+                let state = *founding.lock();
+                let (member, replica) = (member.get().copied(), slot.get().cloned());
                 async move {
                     match (req, replica) {
-                        (Request::Founding(_), _) => Response::Founding(*founding.lock()),
+                        (Request::Founding(_), _) => Response::Founding(state),
+                        (Request::Identity(_), _) => Response::Identity(member, state),
+                        (_, _) if state == FoundingState::Removed => Response::BadRequest(
+                            "this replica was removed from its group: see its log".into(),
+                        ),
                         (req, Some(replica)) => replica.handle(req).await,
                         (_, None) => Response::BadRequest(
                             "this replica is not a member of its group (yet): see its log".into(),
@@ -161,7 +157,7 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         clients: Arc::new(Clients::with_tls(client_config(&tls))),
     };
     let identity = tokio::select! {
-        decided = identity::decide(&args.data_dir, &table.table_name, args.partition, node_id, &peers, &founding) => {
+        decided = identity::decide(&args.data_dir, &table.table_name, partition, &args.zone, &peers, &founding) => {
             decided.context("deciding the data directory's member identity")?
         }
         () = shutdown_signal() => {
@@ -169,18 +165,16 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     };
+    let node_id = identity.member_id;
+    let _ = member.set(node_id);
     if identity.state == MemberState::Blank {
         tracing::warn!(
             table = %table.table_name,
             partition = args.partition,
-            member_id = identity.member_id,
-            "a blank member: waiting to be added to the group (membership changes are not built yet; see dataplane/cluster/docs/membership.md)"
+            member_id = node_id,
+            "a blank member: waiting to be added to the group (partita members add)"
         );
-        shutdown_signal().await;
-        server.abort();
-        return Ok(());
     }
-    let node_id = identity.member_id;
     let store = Arc::new(
         // No per-commit fsync: the Raft log is the durable record (see
         // partita_cluster::state_machine).
@@ -233,6 +227,7 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         &table,
         args.partition,
         node_id,
+        identity.state != MemberState::Blank,
         &args.data_dir,
         store.clone(),
         options,
@@ -248,7 +243,14 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
             .save(&args.data_dir)
             .context("recording the membership")?;
     }
-    *founding.lock() = FoundingState::Member;
+    if identity.state == MemberState::Member {
+        // A member that was removed while it was down is refused.
+        let own_index = replica.membership().log_index;
+        if let Some(m) = identity::removed_by_peers(&peers, node_id, own_index).await {
+            return removed(&args.data_dir, identity, &m, &replica, &founding).await;
+        }
+        *founding.lock() = FoundingState::Member;
+    }
     let _ = slot.set(replica.clone());
     tracing::info!(
         table = %table.table_name,
@@ -272,7 +274,12 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         },
     )
     .await;
-    shutdown_signal().await;
+    let outcome = tokio::select! {
+        () = shutdown_signal() => Ok(()),
+        removal = watch_membership(&replica, identity.clone(), &args.data_dir, &peers, &founding) => {
+            removed(&args.data_dir, identity, &removal, &replica, &founding).await
+        }
+    };
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     if let Some(admin) = admin {
@@ -282,7 +289,101 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     if let Err(e) = replica.raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
-    Ok(())
+    outcome
+}
+
+/// How long a member may go without a leader before it asks its peers
+/// whether it was removed.
+const LEADERLESS_CHECK: Duration = Duration::from_secs(3);
+
+/// Follows the replica's membership: a blank member that was added becomes
+/// a member (recorded in its identity); returns the membership that
+/// removed this member once a peer's leader confirms it (checked when the
+/// replica's own view no longer lists it, or it has known no leader for a
+/// while).
+async fn watch_membership(
+    replica: &Arc<Replica>,
+    mut identity: identity::Identity,
+    dir: &std::path::Path,
+    peers: &Peers,
+    founding: &parking_lot::Mutex<FoundingState>,
+) -> partita_cluster::rpc::Membership {
+    let mut leaderless_since = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let view = replica.membership();
+        if view.leader.is_some() {
+            leaderless_since = tokio::time::Instant::now();
+        }
+        let listed = view.contains(identity.member_id);
+        if listed && identity.state == MemberState::Blank {
+            identity.state = MemberState::Member;
+            match identity.save(dir) {
+                Ok(()) => {
+                    *founding.lock() = FoundingState::Member;
+                    tracing::info!(
+                        member_id = identity.member_id,
+                        "added to the partition's group: a member from now on"
+                    );
+                }
+                Err(e) => {
+                    identity.state = MemberState::Blank;
+                    tracing::warn!(error = %e, "recording the membership failed; will retry");
+                }
+            }
+        }
+        let unsure = (identity.state == MemberState::Member && !listed)
+            || leaderless_since.elapsed() >= LEADERLESS_CHECK;
+        if unsure && identity.state == MemberState::Member {
+            let mut asked = peers.addresses.clone();
+            for m in &view.members {
+                if m.id != identity.member_id && !asked.contains(&m.address) {
+                    asked.push(m.address.clone());
+                }
+            }
+            let everyone = Peers {
+                target: peers.target.clone(),
+                addresses: asked,
+                clients: peers.clients.clone(),
+            };
+            if let Some(m) =
+                identity::removed_by_peers(&everyone, identity.member_id, view.log_index).await
+            {
+                return m;
+            }
+            leaderless_since = tokio::time::Instant::now();
+        }
+    }
+}
+
+/// Records that this member was removed (its data directory is never
+/// opened again), stops answering and fails the process with the reason.
+async fn removed(
+    dir: &std::path::Path,
+    mut identity: identity::Identity,
+    by: &partita_cluster::rpc::Membership,
+    replica: &Arc<Replica>,
+    founding: &parking_lot::Mutex<FoundingState>,
+) -> anyhow::Result<()> {
+    *founding.lock() = FoundingState::Removed;
+    identity.state = MemberState::Removed;
+    identity
+        .save(dir)
+        .context("recording the removal in the member identity")?;
+    let _ = replica.raft.shutdown().await;
+    let members: Vec<u64> = by.members.iter().map(|m| m.id).collect();
+    tracing::error!(
+        member_id = identity.member_id,
+        ?members,
+        "this member was removed from the partition's group"
+    );
+    anyhow::bail!(
+        "member {} was removed from table {} partition {} (members now {members:?}): its data directory {} can only rejoin as a new member (empty it)",
+        identity.member_id,
+        identity.table,
+        identity.partition,
+        dir.display()
+    )
 }
 
 /// The Raft series and the readiness rule (a leader is known) of a node.

@@ -97,6 +97,30 @@ pub struct ReplicaAddress {
     pub zone: String,
     /// `host:port` of the replica's internal RPC listener.
     pub address: String,
+    /// The Raft member id of the replica (absent: its position in the
+    /// partition's list, the id founding members get). A replica that
+    /// replaced another (a membership change) has its own id here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<u64>,
+}
+
+impl PartitionTopology {
+    /// The member id of the replica at `position` (see
+    /// [`ReplicaAddress::member_id`]).
+    pub fn member_id(&self, position: usize) -> u64 {
+        self.replicas
+            .get(position)
+            .and_then(|r| r.member_id)
+            .unwrap_or(position as u64)
+    }
+
+    /// The replicas' member ids and addresses.
+    pub fn members(&self) -> impl Iterator<Item = (u64, &ReplicaAddress)> {
+        self.replicas
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.member_id.unwrap_or(i as u64), r))
+    }
 }
 
 /// Why a topology file was refused.
@@ -132,6 +156,8 @@ pub enum TopologyError {
     },
     #[error("table name must not be empty")]
     EmptyTableName,
+    #[error("table {table:?}: partition {id}: member id {member} appears more than once")]
+    DuplicateMember { table: String, id: u32, member: u64 },
 }
 
 impl TopologyFile {
@@ -216,6 +242,16 @@ impl TableTopology {
                     id: p.id,
                 });
             }
+            let mut members = std::collections::BTreeSet::new();
+            for (member, _) in p.members() {
+                if !members.insert(member) {
+                    return Err(TopologyError::DuplicateMember {
+                        table: table(),
+                        id: p.id,
+                        member,
+                    });
+                }
+            }
             for r in &p.replicas {
                 if !is_host_port(&r.address) {
                     return Err(TopologyError::Address {
@@ -270,6 +306,7 @@ mod tests {
                     replicas: vec![ReplicaAddress {
                         zone: "a".into(),
                         address: format!("t-a-{i}.t-a.default.svc:7000"),
+                        member_id: None,
                     }],
                 })
                 .collect(),
@@ -342,6 +379,30 @@ mod tests {
             TopologyFile::parse(br#"{"formatVersion":1,"tables":[],"extra":1}"#),
             Err(TopologyError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn member_ids_default_to_positions_and_are_unique() {
+        let mut t = table("Orders", 1);
+        let second = ReplicaAddress {
+            zone: "b".into(),
+            address: "t-b-0.t-b.default.svc:7000".into(),
+            member_id: Some(1 << 63),
+        };
+        t.partitions[0].replicas.push(second);
+        let ids: Vec<u64> = t.partitions[0].members().map(|(id, _)| id).collect();
+        assert_eq!(ids, vec![0, 1 << 63]);
+        assert_eq!(t.partitions[0].member_id(1), 1 << 63);
+        assert!(t.validate().is_ok());
+        // A listed id equal to another replica's position is a duplicate.
+        t.partitions[0].replicas[1].member_id = Some(0);
+        assert!(matches!(
+            t.validate(),
+            Err(TopologyError::DuplicateMember { member: 0, .. })
+        ));
+        // Files without member ids read as before and write no field.
+        t.partitions[0].replicas[1].member_id = None;
+        assert!(!TopologyFile::new(vec![t]).to_json().contains("memberId"));
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub fn build_topology(table: &ValidatedTable) -> TableTopology {
                     .map(|z| ReplicaAddress {
                         zone: z.name.clone(),
                         address: replica_address(table, z, i as u32),
+                        member_id: None,
                     })
                     .collect(),
             })

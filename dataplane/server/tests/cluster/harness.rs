@@ -374,6 +374,76 @@ impl Cluster {
         .unwrap();
     }
 
+    /// Lays out one more replica of `partition` in `zone`, which the
+    /// topology does not list (a new member to add), and returns its index;
+    /// starts nothing.
+    pub fn add_node(&mut self, partition: u32, zone: &str) -> usize {
+        let port = free_ports(1)[0];
+        let i = self.nodes.len();
+        let dir = self
+            .topology
+            .with_file_name(format!("p{partition}-{zone}-{i}"));
+        self.nodes.push(Node {
+            netns: None,
+            partition,
+            zone: zone.to_string(),
+            port,
+            dir,
+            child: None,
+            env: Vec::new(),
+        });
+        i
+    }
+
+    /// Runs `partita members` for `partition` with `args` (the subcommand
+    /// and its flags), finding the group through the topology file and
+    /// `nodes`; returns its JSON answer, or its stderr as the error.
+    pub fn members(&self, partition: u32, nodes: &[usize], args: &[&str]) -> Result<Value, String> {
+        let mut command = Command::new(BIN);
+        command
+            .args(["members", "--topology-file"])
+            .arg(&self.topology)
+            .args(["--table", TABLE, "--partition", &partition.to_string()])
+            .args(["--timeout", "60s"]);
+        for i in nodes {
+            command.args(["--node", &self.node_address(*i)]);
+        }
+        let output = command
+            .args(args)
+            .args(&self.node_args)
+            .env("PARTITA_LOG", "info")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        if !output.status.success() {
+            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+        }
+        serde_json::from_slice(&output.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&output.stdout)))
+    }
+
+    /// Rewrites partition `partition`'s replicas in the topology file as
+    /// nodes `nodes` with their member ids, and bumps the epoch (what the
+    /// operator does after a membership change).
+    pub fn set_replicas(&self, partition: u32, nodes: &[(usize, u64)]) {
+        let mut topology: Value =
+            serde_json::from_slice(&std::fs::read(&self.topology).unwrap()).unwrap();
+        let table = &mut topology["tables"][0];
+        let epoch = table["epoch"].as_u64().unwrap() + 1;
+        table["epoch"] = json!(epoch);
+        table["partitions"][partition as usize]["replicas"] = nodes
+            .iter()
+            .map(|(i, member)| {
+                json!({"zone": self.nodes[*i].zone, "address": self.node_address(*i), "memberId": member})
+            })
+            .collect();
+        std::fs::write(
+            &self.topology,
+            serde_json::to_vec_pretty(&topology).unwrap(),
+        )
+        .unwrap();
+    }
+
     pub fn node_log(&self, i: usize) -> String {
         std::fs::read_to_string(format!("{}.log", self.nodes[i].dir.display())).unwrap_or_default()
     }

@@ -4,6 +4,7 @@
 
 mod harness;
 mod linearizability;
+mod membership;
 mod replication_flag;
 mod streams;
 mod supervision;
@@ -65,6 +66,28 @@ fn leader_now(cluster: &Cluster, partition: u32) -> Option<usize> {
     })
 }
 
+fn target(partition: u32) -> Target {
+    Target {
+        table: TABLE.into(),
+        partition,
+        epoch: 1,
+    }
+}
+
+/// One internal RPC call to node `i` (None: no answer).
+fn call_node(cluster: &Cluster, i: usize, request: Request) -> Option<Response> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        Client::new(cluster.node_address(i))
+            .call(&request, Duration::from_secs(1))
+            .await
+            .ok()
+    })
+}
+
 pub(crate) fn status_applied(cluster: &Cluster, i: usize) -> Option<u64> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -96,7 +119,7 @@ pub(crate) fn put(cluster: &Cluster, pk: &str, sk: &str, v: i64) -> bool {
     status == 200
 }
 
-fn get(cluster: &Cluster, pk: &str, sk: &str) -> Option<serde_json::Value> {
+pub(crate) fn get(cluster: &Cluster, pk: &str, sk: &str) -> Option<serde_json::Value> {
     let (status, body) = cluster.call(
         "GetItem",
         &json!({"TableName": TABLE, "Key": key(pk, sk), "ConsistentRead": true}),
@@ -280,9 +303,66 @@ fn a_wiped_replica_comes_back_blank_and_never_votes() {
     while !put(&cluster, "wiped", "after", 1) {
         assert!(Instant::now() < deadline, "writes did not resume");
     }
-    // The blank replica answers nothing for the group.
+    // The blank replica answers nothing for the group, and refuses calls
+    // for the identity its directory had.
     assert_eq!(status_applied(&cluster, victim), None);
+    let refused = call_node(
+        &cluster,
+        victim,
+        Request::ForMember(old.member_id, Box::new(Request::Status(target(0)))),
+    );
+    match refused {
+        Some(Response::BadRequest(message)) => assert!(
+            message.contains(&format!("not member {}", old.member_id)),
+            "{message}"
+        ),
+        other => panic!("a call for the old identity was answered: {other:?}"),
+    }
     assert!(get(&cluster, "wiped", "79").is_some());
+    // It joins as the new member it is (catching up from a snapshot: the
+    // log is compacted every 50 entries) and the old identity leaves.
+    let after = cluster
+        .members(
+            0,
+            &[],
+            &[
+                "replace",
+                "--member",
+                &old.member_id.to_string(),
+                "--address",
+                &cluster.node_address(victim),
+            ],
+        )
+        .expect("the wiped replica replaces its old identity");
+    let members: BTreeSet<u64> = after["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    let expected = BTreeSet::from([leader as u64, third as u64, new.member_id]);
+    assert_eq!(members, expected, "{after}");
+    assert!(after["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["voter"] == true));
+    // It counts for the quorum and holds the data: the old leader down,
+    // the new member and the third one go on and serve every write.
+    cluster.kill_node(leader);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !put(&cluster, "wiped", "rejoined", 1) {
+        assert!(
+            Instant::now() < deadline,
+            "writes did not resume with the new member"
+        );
+    }
+    for i in 0..80 {
+        assert!(
+            get(&cluster, "wiped", &format!("{i}")).is_some(),
+            "write {i} lost"
+        );
+    }
 }
 
 /// Invariant: founding members bootstrap their group only once every one
@@ -350,7 +430,7 @@ fn a_data_directory_is_opened_only_as_its_own_member() {
     assert!(!status.success(), "{status}");
     let log = cluster.node_log(other);
     assert!(
-        log.contains("belongs to member 0 of table Items partition 0, not to member 0 of table Items partition 1"),
+        log.contains("belongs to member 0 of table Items partition 0, not to the replica of table Items partition 1 in zone zone-a"),
         "{log}"
     );
     cluster.nodes[other].dir = own_dir;
@@ -549,7 +629,7 @@ fn isolated_leader_is_replaced_and_rejoins() {
 
 /// Waits until `history` holds at least `count` answered reads and
 /// `count` acknowledged writes that began at or after `since`.
-fn wait_for_progress(
+pub(crate) fn wait_for_progress(
     history: &linearizability::History,
     since: u128,
     count: usize,

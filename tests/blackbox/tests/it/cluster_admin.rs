@@ -182,6 +182,9 @@ async fn node_and_gateway_admin_endpoints_report_raft_and_requests() {
         assert!(s.names().contains("partita_storage_engine"));
         assert!(s.names().contains("partita_writer_commits_total"));
         assert!(s.names().contains("partita_raft_snapshots_total"));
+        assert_eq!(s.sum("partita_raft_members", &[("role", "voter")]), 3.0);
+        assert_eq!(s.sum("partita_raft_members", &[("role", "learner")]), 0.0);
+        assert_eq!(value(s, "partita_raft_membership_joint"), 0.0);
         for label in ["table", "partition"] {
             let has = s.sum(
                 "partita_raft_term",
