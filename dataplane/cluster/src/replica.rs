@@ -383,7 +383,11 @@ impl Replica {
         self.raft.metrics().borrow().current_leader.is_some()
     }
 
-    fn check(&self, target: &Target) -> Result<(), NodeError> {
+    /// Checks that a call from a Raft peer is for this replica's group.
+    /// Not its epoch: the topology's epoch grows with membership changes
+    /// (the topology lists the new members), and the members of a group
+    /// started at different epochs still talk to each other.
+    fn check_group(&self, target: &Target) -> Result<(), NodeError> {
         let table_ok = self.table == DYNAMIC_TABLES || target.table == self.table;
         if !table_ok || target.partition != self.partition {
             return Err(NodeError::WrongPartition {
@@ -391,6 +395,13 @@ impl Replica {
                 partition: self.partition,
             });
         }
+        Ok(())
+    }
+
+    /// Checks that a gateway's call is for this replica's partition at the
+    /// current or a newer epoch of the partition map.
+    fn check(&self, target: &Target) -> Result<(), NodeError> {
+        self.check_group(target)?;
         if target.epoch < self.epoch {
             return Err(NodeError::StaleEpoch {
                 current: self.epoch,
@@ -463,27 +474,27 @@ impl Replica {
             }
             Request::Members(target) => Response::Members(
                 async {
-                    self.check(&target)?;
+                    self.check_group(&target)?;
                     Ok(self.membership())
                 }
                 .await,
             ),
             Request::ChangeMembers(target, change) => Response::Members(
                 async {
-                    self.check(&target)?;
+                    self.check_group(&target)?;
                     self.change_members(change).await
                 }
                 .await,
             ),
-            Request::AppendEntries(t, rpc) => match self.check(&t) {
+            Request::AppendEntries(t, rpc) => match self.check_group(&t) {
                 Ok(()) => Response::AppendEntries(self.raft.append_entries(rpc).await),
                 Err(e) => Response::BadRequest(e.to_string()),
             },
-            Request::Vote(t, rpc) => match self.check(&t) {
+            Request::Vote(t, rpc) => match self.check_group(&t) {
                 Ok(()) => Response::Vote(self.raft.vote(rpc).await),
                 Err(e) => Response::BadRequest(e.to_string()),
             },
-            Request::InstallSnapshot(t, rpc) => match self.check(&t) {
+            Request::InstallSnapshot(t, rpc) => match self.check_group(&t) {
                 Ok(()) => Response::InstallSnapshot(self.raft.install_snapshot(rpc).await),
                 Err(e) => Response::BadRequest(e.to_string()),
             },

@@ -17,6 +17,11 @@
 //!
 //! `--rpc-tls-ca/-cert/-key` are forwarded to every process (one
 //! certificate for all: it must name 127.0.0.1).
+//!
+//! Membership changes of a running dev-cluster: `partita dev-cluster
+//! --data-dir D replica add|remove|replace` (see `dev_replica`). The
+//! launcher starts the new replica's process when asked through
+//! `D/requests/` (so it dies with the cluster like the others).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -72,6 +77,10 @@ pub struct DevClusterArgs {
     /// Further `partita gateway` flags, after `--` (e.g. `-- --auth FILE`).
     #[arg(last = true)]
     pub gateway_args: Vec<String>,
+    /// Change a running dev-cluster (the one on --data-dir) instead of
+    /// starting one.
+    #[command(subcommand)]
+    pub command: Option<crate::dev_replica::DevClusterCommand>,
 }
 
 fn zone(i: u32) -> String {
@@ -84,20 +93,20 @@ fn zone(i: u32) -> String {
 /// Drop it before starting the processes that bind them.
 /// The gateway's ports (its endpoint and an `--admin-port` passed to it),
 /// chosen by the caller and not bound yet, are never picked.
-struct FreePorts {
+pub(crate) struct FreePorts {
     held: Vec<std::net::TcpListener>,
     reserved: Vec<u16>,
 }
 
 impl FreePorts {
-    fn new(reserved: Vec<u16>) -> FreePorts {
+    pub(crate) fn new(reserved: Vec<u16>) -> FreePorts {
         FreePorts {
             held: Vec::new(),
             reserved,
         }
     }
 
-    fn pick(&mut self) -> anyhow::Result<u16> {
+    pub(crate) fn pick(&mut self) -> anyhow::Result<u16> {
         loop {
             let listener =
                 std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
@@ -135,7 +144,7 @@ fn die_with_parent(command: &mut Command) {
 }
 
 /// Kills every child when dropped (also on errors).
-struct Children(Vec<Child>);
+pub(crate) struct Children(pub(crate) Vec<Child>);
 
 impl Drop for Children {
     fn drop(&mut self) {
@@ -149,6 +158,9 @@ impl Drop for Children {
 }
 
 pub fn run(args: DevClusterArgs) -> anyhow::Result<()> {
+    if let Some(command) = &args.command {
+        return crate::dev_replica::run(&args, command);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -279,52 +291,20 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the partita binary")?;
     let mut children = Children(Vec::new());
     let mut processes = Vec::new();
+    let launch = NodeLaunch {
+        exe: exe.clone(),
+        topology_path: topology_path.clone(),
+        data_dir: data_dir.clone(),
+        snapshot_logs: args.snapshot_logs,
+        ttl_sweep_interval: args.ttl_sweep_interval,
+        stream_retention: args.stream_retention,
+        tls_flags: tls_flags.clone(),
+    };
     for t in &topology.tables {
         for p in &t.partitions {
             for r in &p.replicas {
-                let dir_name = if t.table_name == DYNAMIC_TABLES {
-                    "dynamic"
-                } else {
-                    t.table_name.as_str()
-                };
-                let dir = data_dir.join(format!("{dir_name}-p{}-{}", p.id, r.zone));
-                let port = r.address.rsplit_once(':').map(|x| x.1).unwrap_or("0");
                 let admin = node_admins.next().unwrap_or(0);
-                let mut command = Command::new(&exe);
-                die_with_parent(&mut command);
-                let child = command
-                    .args(["node", "--topology-file"])
-                    .arg(&topology_path)
-                    .args(["--table", &t.table_name, "--partition", &p.id.to_string()])
-                    .args([
-                        "--zone",
-                        &r.zone,
-                        "--rpc-host",
-                        "127.0.0.1",
-                        "--rpc-port",
-                        port,
-                    ])
-                    .arg("--data-dir")
-                    .arg(&dir)
-                    .args(["--snapshot-logs", &args.snapshot_logs.to_string()])
-                    .args([
-                        "--ttl-sweep-interval",
-                        &format!("{}ms", args.ttl_sweep_interval.as_millis()),
-                    ])
-                    .args([
-                        "--stream-retention",
-                        &format!("{}ms", args.stream_retention.as_millis()),
-                    ])
-                    .args(["--admin-port", &admin.to_string()])
-                    .args(&tls_flags)
-                    .stdin(Stdio::null())
-                    .spawn()
-                    .context("starting a node")?;
-                let line = serde_json::json!({
-                    "role": "node", "table": t.table_name, "partition": p.id,
-                    "zone": r.zone, "address": r.address, "pid": child.id(),
-                    "dataDir": dir, "adminPort": admin,
-                });
+                let (child, line) = launch.spawn(&t.table_name, p.id, r, "", admin)?;
                 println!("{line}");
                 processes.push(line);
                 children.0.push(child);
@@ -377,9 +357,91 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
         "{{\"role\": \"dev-cluster\", \"topology\": {:?}}}",
         topology_path.display().to_string()
     );
+    let children = std::sync::Arc::new(parking_lot::Mutex::new(children));
+    let processes = std::sync::Arc::new(parking_lot::Mutex::new(processes));
+    let admin_none = args.admin_base_port == Some(0);
+    let requests = tokio::spawn(crate::dev_replica::serve_requests(
+        launch,
+        children.clone(),
+        processes,
+        admin_none,
+    ));
     shutdown_signal().await;
+    requests.abort();
     drop(children);
     Ok(())
+}
+
+/// How the launcher starts a node process.
+pub(crate) struct NodeLaunch {
+    exe: PathBuf,
+    pub(crate) topology_path: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    snapshot_logs: u64,
+    ttl_sweep_interval: std::time::Duration,
+    stream_retention: std::time::Duration,
+    tls_flags: Vec<std::ffi::OsString>,
+}
+
+impl NodeLaunch {
+    /// Starts the node of `table`'s partition `partition` replica `r` with
+    /// its admin listener on `admin` (0: none); its data directory is
+    /// named after the table, partition and zone, plus `suffix`. Returns
+    /// the child and its line of the process table.
+    pub(crate) fn spawn(
+        &self,
+        table: &str,
+        partition: u32,
+        r: &ReplicaAddress,
+        suffix: &str,
+        admin: u16,
+    ) -> anyhow::Result<(Child, serde_json::Value)> {
+        let dir_name = if table == DYNAMIC_TABLES {
+            "dynamic"
+        } else {
+            table
+        };
+        let dir = self
+            .data_dir
+            .join(format!("{dir_name}-p{partition}-{}{suffix}", r.zone));
+        let port = r.address.rsplit_once(':').map(|x| x.1).unwrap_or("0");
+        let mut command = Command::new(&self.exe);
+        die_with_parent(&mut command);
+        let child = command
+            .args(["node", "--topology-file"])
+            .arg(&self.topology_path)
+            .args(["--table", table, "--partition", &partition.to_string()])
+            .args([
+                "--zone",
+                &r.zone,
+                "--rpc-host",
+                "127.0.0.1",
+                "--rpc-port",
+                port,
+            ])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--snapshot-logs", &self.snapshot_logs.to_string()])
+            .args([
+                "--ttl-sweep-interval",
+                &format!("{}ms", self.ttl_sweep_interval.as_millis()),
+            ])
+            .args([
+                "--stream-retention",
+                &format!("{}ms", self.stream_retention.as_millis()),
+            ])
+            .args(["--admin-port", &admin.to_string()])
+            .args(&self.tls_flags)
+            .stdin(Stdio::null())
+            .spawn()
+            .context("starting a node")?;
+        let line = serde_json::json!({
+            "role": "node", "table": table, "partition": partition,
+            "zone": r.zone, "address": r.address, "pid": child.id(),
+            "dataDir": dir, "adminPort": admin,
+        });
+        Ok((child, line))
+    }
 }
 
 /// How long the launcher waits for every partition to elect a leader.

@@ -8,6 +8,7 @@
 
 mod cluster_admin;
 mod dev_cluster;
+mod dev_replica;
 mod gateway;
 mod members;
 mod node;

@@ -88,7 +88,7 @@ pub fn run(args: MembersArgs) -> anyhow::Result<()> {
 }
 
 /// A session with one partition's group.
-struct Group {
+pub(crate) struct Group {
     target: Target,
     clients: Clients,
     /// Addresses to ask who leads (the flags', then members' addresses).
@@ -96,10 +96,32 @@ struct Group {
     deadline: Instant,
 }
 
+impl Group {
+    /// A session with `table`'s partition `partition`, found through
+    /// `seeds`, giving up after `timeout`.
+    pub(crate) fn new(
+        table: &str,
+        partition: u32,
+        seeds: Vec<String>,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Group {
+        Group {
+            target: Target {
+                table: table.to_string(),
+                partition,
+                epoch: u64::MAX,
+            },
+            clients: Clients::with_tls(tls),
+            seeds,
+            deadline: Instant::now() + timeout,
+        }
+    }
+}
+
 async fn members(args: MembersArgs) -> anyhow::Result<()> {
     let tls = args.rpc_tls.load()?;
     let mut seeds = args.nodes.clone();
-    let mut epoch = u64::MAX;
     if let Some(path) = &args.topology_file {
         let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let topology = TopologyFile::parse(&bytes)
@@ -111,22 +133,18 @@ async fn members(args: MembersArgs) -> anyhow::Result<()> {
             .partitions
             .get(args.partition as usize)
             .with_context(|| format!("table {} has no partition {}", args.table, args.partition))?;
-        epoch = table.epoch.0;
         seeds.extend(part.replicas.iter().map(|r| r.address.clone()));
     }
     if seeds.is_empty() {
         bail!("name a member with --node ADDRESS or give --topology-file");
     }
-    let group = Group {
-        target: Target {
-            table: args.table.clone(),
-            partition: args.partition,
-            epoch,
-        },
-        clients: Clients::with_tls(client_config(&tls)),
+    let group = Group::new(
+        &args.table,
+        args.partition,
         seeds,
-        deadline: Instant::now() + args.timeout,
-    };
+        client_config(&tls),
+        args.timeout,
+    );
     let after = match args.change {
         Change::List => group.leader().await?.1,
         Change::Add { address, learner } => group.add(&address, !learner).await?,
@@ -149,7 +167,7 @@ impl Group {
     }
 
     /// Finds the leader: its address and its membership.
-    async fn leader(&self) -> anyhow::Result<(String, Membership)> {
+    pub(crate) async fn leader(&self) -> anyhow::Result<(String, Membership)> {
         let mut last = String::from("no member answered");
         loop {
             let mut asked: Vec<String> = self.seeds.clone();
@@ -189,7 +207,7 @@ impl Group {
 
     /// Makes `change` on the leader, retrying through leader changes and
     /// while a learner catches up.
-    async fn change(&self, change: MemberChange) -> anyhow::Result<Membership> {
+    pub(crate) async fn change(&self, change: MemberChange) -> anyhow::Result<Membership> {
         loop {
             let (address, m) = self.leader().await?;
             let request = Request::ForMember(
@@ -220,7 +238,7 @@ impl Group {
 
     /// Adds the replica listening at `address` as a learner and, with
     /// `promote`, makes it a voter.
-    async fn add(&self, address: &str, promote: bool) -> anyhow::Result<Membership> {
+    pub(crate) async fn add(&self, address: &str, promote: bool) -> anyhow::Result<Membership> {
         let member = self.identity(address).await?;
         let mut after = self
             .change(MemberChange::AddLearner {
@@ -235,7 +253,7 @@ impl Group {
     }
 
     /// The member id of the replica at `address`.
-    async fn identity(&self, address: &str) -> anyhow::Result<u64> {
+    pub(crate) async fn identity(&self, address: &str) -> anyhow::Result<u64> {
         loop {
             let answer = self
                 .clients

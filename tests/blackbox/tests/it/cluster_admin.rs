@@ -282,3 +282,157 @@ async fn node_and_gateway_admin_endpoints_report_raft_and_requests() {
     assert!(value(&n, "partita_raft_term") > term, "new term");
     assert_eq!(status_of(new_leader, "/readyz"), Some(200));
 }
+
+impl DevCluster {
+    /// Runs `partita dev-cluster --data-dir D replica --partition 0 ARGS`
+    /// against this cluster and returns the membership it prints.
+    fn replica(&self, args: &[&str]) -> serde_json::Value {
+        let output = Command::new(partita_binary())
+            .arg("dev-cluster")
+            .arg("--data-dir")
+            .arg(self._dir.path())
+            .args(["replica", "--partition", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run partita dev-cluster replica");
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).expect("membership JSON")
+    }
+}
+
+/// The member ids of a membership and whether each is a voter.
+fn members_of(membership: &serde_json::Value) -> Vec<(u64, bool)> {
+    membership["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["id"].as_u64().expect("id"), m["voter"] == true))
+        .collect()
+}
+
+/// True while process `pid` runs (a zombie waiting for its parent to reap
+/// it has stopped).
+fn running(pid: i64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// `partita dev-cluster ... replica replace|add|remove` changes the members
+/// of a running dev-cluster's partition: the launcher starts the new
+/// replica, it catches up (from a snapshot: the log is compacted every 20
+/// entries) and becomes a voter, a removed member's process stops by
+/// itself, the topology file lists the current members, and every item
+/// written before is still there through the gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn dev_cluster_replaces_adds_and_removes_replicas() {
+    if skip_without_own_server("dev_cluster_replaces_adds_and_removes_replicas") {
+        return;
+    }
+    let cluster = DevCluster::start(&["--snapshot-logs", "20"]);
+    for port in cluster.admin_ports("node") {
+        wait_status(port, "/readyz", 200);
+    }
+    let client = client_for(&format!("http://127.0.0.1:{}", cluster.port));
+    let table = create_hash_table(&client, "members").await;
+    for i in 0..60 {
+        client
+            .put_item()
+            .table_name(&table)
+            .item("pk", s(&format!("k{i}")))
+            .send()
+            .await
+            .expect("put");
+    }
+    let pid_of_zone = |zone: &str| {
+        cluster
+            .processes
+            .iter()
+            .find(|p| p["zone"] == zone)
+            .and_then(|p| p["pid"].as_i64())
+            .expect("pid")
+    };
+
+    // Replace zone-a's member 0 with a new replica in zone-d.
+    let after = cluster.replica(&["replace", "--member", "0", "--zone", "zone-d"]);
+    let members = members_of(&after);
+    assert_eq!(members.len(), 3, "{after}");
+    assert!(
+        members.iter().all(|(id, voter)| *id != 0 && *voter),
+        "{after}"
+    );
+    let new = members
+        .iter()
+        .find(|(id, _)| *id >= 1 << 63)
+        .expect("a new member")
+        .0;
+    // Grow to four with zone-e, then remove member 1.
+    let after = cluster.replica(&["add", "--zone", "zone-e"]);
+    assert_eq!(members_of(&after).len(), 4, "{after}");
+    assert!(
+        members_of(&after).iter().all(|(_, voter)| *voter),
+        "{after}"
+    );
+    let after = cluster.replica(&["remove", "--member", "1"]);
+    let ids: Vec<u64> = members_of(&after).iter().map(|(id, _)| *id).collect();
+    assert_eq!(ids.len(), 3, "{after}");
+    assert!(ids.contains(&2) && ids.contains(&new), "{after}");
+
+    // The removed members' processes stop by themselves.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running(pid_of_zone("zone-a")) || running(pid_of_zone("zone-b")) {
+        assert!(Instant::now() < deadline, "a removed member still runs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The topology lists the current members; the launcher's process table
+    // lists the new replicas.
+    let topology: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(cluster._dir.path().join("topology.json")).expect("topology"),
+    )
+    .expect("json");
+    let entry = &topology["tables"][0];
+    assert_eq!(entry["epoch"], 4, "{entry}");
+    let listed: Vec<u64> = entry["partitions"][0]["replicas"]
+        .as_array()
+        .expect("replicas")
+        .iter()
+        .map(|r| r["memberId"].as_u64().expect("memberId"))
+        .collect();
+    assert_eq!(listed.len(), 3);
+    assert!(
+        ids.iter().all(|id| listed.contains(id)),
+        "{listed:?} {ids:?}"
+    );
+    let processes = wait_for_processes(&cluster._dir.path().join("processes.json"));
+    for zone in ["zone-d", "zone-e"] {
+        assert!(processes.iter().any(|p| p["zone"] == zone), "{processes:?}");
+    }
+
+    // Every item is still there, and the partition takes writes.
+    for i in 0..60 {
+        let got = client
+            .get_item()
+            .table_name(&table)
+            .key("pk", s(&format!("k{i}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("get");
+        assert!(got.item.is_some(), "k{i} lost");
+    }
+    client
+        .put_item()
+        .table_name(&table)
+        .item("pk", s("after"))
+        .send()
+        .await
+        .expect("put after the changes");
+}
