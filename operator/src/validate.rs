@@ -30,13 +30,19 @@ pub struct Existing {
     pub epoch: Option<u64>,
 }
 
-/// One zone the table's replicas run in.
+/// One replica slot of every partition: a StatefulSet pinned to a zone.
+/// A zone holds several slots when the Table asks for more replicas than
+/// it lists zones (replicas spread as evenly as possible over the zones).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
     /// The node-label value, e.g. `us-east-1a`.
     pub name: String,
-    /// The DNS-label form used in object names, e.g. `us-east-1a`.
+    /// The DNS-label form used in object names: the zone's, e.g.
+    /// `us-east-1a`, and `us-east-1a-2`, `-3` for a zone's later slots.
     pub slug: String,
+    /// The replica's key in the topology file and its node's `--zone`:
+    /// the zone name, and `<zone>/2`, `/3` for a zone's later slots.
+    pub replica: String,
 }
 
 /// A Table resource checked and completed with defaults.
@@ -71,7 +77,7 @@ pub struct ValidatedTable {
 }
 
 impl ValidatedTable {
-    /// Replicas per partition (one per zone).
+    /// Replicas per partition (one per slot).
     pub fn replicas_per_partition(&self) -> u32 {
         self.zones.len() as u32
     }
@@ -101,7 +107,7 @@ pub enum ValidateError {
     TooManyIndexes,
     #[error("index {index:?}: {reason}")]
     Index { index: String, reason: &'static str },
-    #[error("placement names {zones} zones for {replicas} replicas per partition; give one zone per replica")]
+    #[error("placement names {zones} zones for {replicas} replicas per partition; give at most one zone per replica (replicas are spread evenly over the zones)")]
     ZoneCount { zones: usize, replicas: usize },
     #[error("replicasPerPartition must be 1, 3 or 5, got {0}")]
     ReplicaCount(i32),
@@ -243,17 +249,33 @@ pub fn validate_table(
             config.default_zones[..wanted].to_vec()
         }
     };
+    // More replicas than zones only where the Table asks for it (an
+    // explicit replicasPerPartition above the zones it lists).
     let wanted = replicas.map(|r| r as usize).unwrap_or(zone_names.len());
-    if zone_names.len() != wanted || !matches!(wanted, 1 | 3 | 5) {
+    if zone_names.len() > wanted || !matches!(wanted, 1 | 3 | 5) {
         return Err(ValidateError::ZoneCount {
             zones: zone_names.len(),
             replicas: wanted,
         });
     }
-    let mut zones = Vec::with_capacity(zone_names.len());
+    let mut slugs: Vec<String> = Vec::with_capacity(zone_names.len());
     for name in &zone_names {
         let slug = zone_slug(name).ok_or_else(|| ValidateError::ZoneName { zone: name.clone() })?;
-        if zones.iter().any(|z: &Zone| z.slug == slug) {
+        if slugs.contains(&slug) {
+            return Err(ValidateError::DuplicateZone { zone: name.clone() });
+        }
+        slugs.push(slug);
+    }
+    let mut zones: Vec<Zone> = Vec::with_capacity(wanted);
+    for i in 0..wanted {
+        let (name, slug) = (&zone_names[i % zone_names.len()], &slugs[i % slugs.len()]);
+        let nth = i / zone_names.len() + 1;
+        let (slug, replica) = if nth == 1 {
+            (slug.clone(), name.clone())
+        } else {
+            (format!("{slug}-{nth}"), format!("{name}/{nth}"))
+        };
+        if zones.iter().any(|z| z.slug == slug) {
             return Err(ValidateError::DuplicateZone { zone: name.clone() });
         }
         if resource_name.len() + 1 + slug.len() > MAX_STATEFULSET_NAME {
@@ -264,8 +286,10 @@ pub fn validate_table(
         zones.push(Zone {
             name: name.clone(),
             slug,
+            replica,
         });
     }
+    let zone_names: Vec<String> = zones.iter().map(|z| z.replica.clone()).collect();
     if let Some(before) = &existing.zones {
         let mut before_sorted = before.clone();
         before_sorted.sort();

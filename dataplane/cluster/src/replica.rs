@@ -400,8 +400,24 @@ impl Replica {
 
     /// Checks that a gateway's call is for this replica's partition at the
     /// current or a newer epoch of the partition map.
+    ///
+    /// A replica outside its group's membership (a blank member not added
+    /// yet, or a removed one) answers no data call: its store is not the
+    /// group's. It answers "not the leader" with no hint, so the gateway
+    /// tries another replica.
     fn check(&self, target: &Target) -> Result<(), NodeError> {
         self.check_group(target)?;
+        let member = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .get_node(&self.node_id)
+            .is_some();
+        if !member {
+            return Err(self.not_leader(None));
+        }
         if target.epoch < self.epoch {
             return Err(NodeError::StaleEpoch {
                 current: self.epoch,
@@ -642,7 +658,9 @@ impl Replica {
                 }
                 .await,
             ),
-            Request::Status(target) => Response::Status(self.check(&target).map(|_| self.status())),
+            Request::Status(target) => {
+                Response::Status(self.check_group(&target).map(|_| self.status()))
+            }
             Request::ListTables(target) => Response::Names(
                 async {
                     self.check(&target)?;

@@ -48,7 +48,7 @@ pub fn build_topology(table: &ValidatedTable) -> TableTopology {
                     .zones
                     .iter()
                     .map(|z| ReplicaAddress {
-                        zone: z.name.clone(),
+                        zone: z.replica.clone(),
                         address: replica_address(table, z, i as u32),
                         member_id: None,
                     })

@@ -1,6 +1,9 @@
-//! One StatefulSet per zone: pod ordinal i in every zone is a replica of
-//! partition i (DESIGN.md §5). Required node affinity pins the set to its
-//! zone; preferred anti-affinity spreads its pods over the zone's nodes.
+//! One StatefulSet per replica slot (a zone, or a zone's second and later
+//! slots when a Table asks for more replicas than zones): pod ordinal i in
+//! every slot is a replica of partition i (DESIGN.md §5). Required node
+//! affinity pins the set to its zone; preferred anti-affinity spreads its
+//! pods over the zone's nodes, and a zone of several slots keeps replicas
+//! of one partition on different nodes (required).
 
 use std::collections::BTreeMap;
 
@@ -86,7 +89,7 @@ pub fn build_statefulset(
             PARTITIONS_ANNOTATION.to_string(),
             table.partitions.to_string(),
         ),
-        (ZONE_ANNOTATION.to_string(), zone.name.clone()),
+        (ZONE_ANNOTATION.to_string(), zone.replica.clone()),
     ]);
     let retention = match table.volume_retention {
         VolumeRetentionPolicy::Retain => "Retain",
@@ -158,6 +161,31 @@ pub fn build_statefulset(
     }
 }
 
+/// Kubernetes' label of a StatefulSet pod's ordinal (1.28+).
+pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+
+/// When `zone` holds several replica slots of the table, a required
+/// anti-affinity that keeps two pods with the same ordinal (replicas of
+/// the same partition) of the table off one node: a node lost never takes
+/// two voters of a partition. `matchLabelKeys` (Kubernetes 1.31+, or 1.29+
+/// with its feature gate) takes the ordinal from the pod being placed.
+/// None when the zone holds one slot: node affinity already keeps the
+/// table's replicas of a partition in different zones.
+fn same_partition_apart(table: &ValidatedTable, zone: &Zone) -> Option<Vec<PodAffinityTerm>> {
+    let slots = table.zones.iter().filter(|z| z.name == zone.name).count();
+    (slots > 1).then(|| {
+        vec![PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: Some(super::selector_labels(table)),
+                ..LabelSelector::default()
+            }),
+            match_label_keys: Some(vec![POD_INDEX_LABEL.into()]),
+            topology_key: "kubernetes.io/hostname".into(),
+            ..PodAffinityTerm::default()
+        }]
+    })
+}
+
 fn pod_spec(
     table: &ValidatedTable,
     zone: &Zone,
@@ -168,7 +196,7 @@ fn pod_spec(
         topology_file: format!("{TOPOLOGY_MOUNT}/{FILE_NAME}"),
         table: table.table_name.clone(),
         partition: None,
-        zone: zone.name.clone(),
+        zone: zone.replica.clone(),
         data_dir: DATA_MOUNT.into(),
         rpc_port: DEFAULT_RPC_PORT,
         admin_port: DEFAULT_ADMIN_PORT,
@@ -253,6 +281,9 @@ fn pod_spec(
                 ..NodeAffinity::default()
             }),
             pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: same_partition_apart(
+                    table, zone,
+                ),
                 preferred_during_scheduling_ignored_during_execution: Some(vec![
                     WeightedPodAffinityTerm {
                         weight: 100,

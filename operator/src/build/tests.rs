@@ -400,3 +400,103 @@ fn existing_partition_count_wins_over_throughput() {
     let t = validate_table(&table, &existing, &OperatorConfig::default()).unwrap();
     assert_eq!((t.partitions, t.needed_partitions, t.epoch), (1, 2, 4));
 }
+
+/// A Table that asks for more replicas than it lists zones gets its
+/// replicas spread over the zones round-robin: zone-a holds two slots of
+/// three, each its own StatefulSet pinned to zone-a, whose pods keep
+/// replicas of one partition on different nodes; the topology keys the
+/// second slot `zone-a/2`, which its node selects with `--zone`.
+#[test]
+fn more_replicas_than_zones_spread_over_the_zones() {
+    let mut table: Table = serde_yaml::from_str(ORDERS).unwrap();
+    let placement = table.spec.placement.as_mut().unwrap();
+    placement.zones = Some(vec!["zone-a".into(), "zone-b".into()]);
+    placement.replicas_per_partition = Some(3);
+    let config = OperatorConfig::default();
+    let t = validate_table(&table, &Existing::default(), &config).unwrap();
+    let slots: Vec<(&str, &str, &str)> = t
+        .zones
+        .iter()
+        .map(|z| (z.name.as_str(), z.slug.as_str(), z.replica.as_str()))
+        .collect();
+    assert_eq!(
+        slots,
+        [
+            ("zone-a", "zone-a", "zone-a"),
+            ("zone-b", "zone-b", "zone-b"),
+            ("zone-a", "zone-a-2", "zone-a/2")
+        ]
+    );
+    assert_eq!(t.replicas_per_partition(), 3);
+    let owner = crate::controller::owner_reference(&table).unwrap();
+    let objects = build_table_objects(&t, &owner, &config);
+    let names: Vec<String> = objects
+        .statefulsets
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["orders-zone-a", "orders-zone-b", "orders-zone-a-2"]);
+    let second = to_json(&objects.statefulsets[2]);
+    let pod = &second["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+            ["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+        json!(["zone-a"])
+    );
+    let args: Vec<String> = serde_json::from_value(pod["containers"][0]["args"].clone()).unwrap();
+    let zone_flag = args.iter().position(|a| a == "--zone").unwrap();
+    assert_eq!(args[zone_flag + 1], "zone-a/2");
+    let apart =
+        &pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"];
+    assert_eq!(
+        apart[0]["matchLabelKeys"],
+        json!(["apps.kubernetes.io/pod-index"])
+    );
+    assert_eq!(apart[0]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        apart[0]["labelSelector"]["matchLabels"],
+        to_json(&selector_labels(&t))
+    );
+    // zone-b holds one slot: nothing required beyond its zone.
+    let single = to_json(&objects.statefulsets[1]);
+    assert!(
+        single["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+            ["requiredDuringSchedulingIgnoredDuringExecution"]
+            .is_null()
+    );
+    let topology = partita_topology::TopologyFile::parse(
+        objects.topology.data.as_ref().unwrap()["topology.json"].as_bytes(),
+    )
+    .unwrap();
+    let keys: Vec<&str> = topology.tables[0].partitions[0]
+        .replicas
+        .iter()
+        .map(|r| r.zone.as_str())
+        .collect();
+    assert_eq!(keys, ["zone-a", "zone-b", "zone-a/2"]);
+    // Five replicas over three zones: two, two and one.
+    let placement = table.spec.placement.as_mut().unwrap();
+    placement.zones = Some(vec!["zone-a".into(), "zone-b".into(), "zone-c".into()]);
+    placement.replicas_per_partition = Some(5);
+    let t = validate_table(&table, &Existing::default(), &config).unwrap();
+    let replicas: Vec<&str> = t.zones.iter().map(|z| z.replica.as_str()).collect();
+    assert_eq!(
+        replicas,
+        ["zone-a", "zone-b", "zone-c", "zone-a/2", "zone-b/2"]
+    );
+    // More zones than replicas, or an even count, are refused.
+    let placement = table.spec.placement.as_mut().unwrap();
+    placement.zones = Some(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
+    placement.replicas_per_partition = Some(3);
+    assert!(matches!(
+        validate_table(&table, &Existing::default(), &config),
+        Err(crate::validate::ValidateError::ZoneCount {
+            zones: 4,
+            replicas: 3
+        })
+    ));
+    let placement = table.spec.placement.as_mut().unwrap();
+    placement.zones = Some(vec!["a".into(), "b".into()]);
+    placement.replicas_per_partition = None;
+    assert!(validate_table(&table, &Existing::default(), &config).is_err());
+}

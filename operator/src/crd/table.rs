@@ -331,10 +331,13 @@ pub struct ContinuousBackups {
 /// Where the table's data pods run.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!has(self.zones) || size(self.zones) == 0 || !has(self.replicasPerPartition) || size(self.zones) == self.replicasPerPartition").message("placement.zones must list one zone per replica (replicasPerPartition)"))]
+#[x_kube(validation = Rule::new("!has(self.zones) || size(self.zones) == 0 || !has(self.replicasPerPartition) || size(self.zones) <= self.replicasPerPartition").message("placement.zones must list at most one zone per replica (replicasPerPartition); replicas are spread evenly over the zones"))]
 pub struct Placement {
-    /// One zone per replica of each partition (values of the node label
-    /// `topology.kubernetes.io/zone`); empty: the operator's default zones.
+    /// The zones the replicas of each partition run in (values of the node
+    /// label `topology.kubernetes.io/zone`), one replica per zone; with an
+    /// explicit `replicasPerPartition` above their number, the replicas are
+    /// spread as evenly as possible over them (never two replicas of a
+    /// partition on one node). Empty: the operator's default zones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 5))]
     #[x_kube(validation = Rule::new("self.all(z, self.exists_one(y, y == z))").message("placement.zones must be distinct"))]

@@ -318,6 +318,31 @@ fn a_wiped_replica_comes_back_blank_and_never_votes() {
         ),
         other => panic!("a call for the old identity was answered: {other:?}"),
     }
+    // Nor does it serve reads from its empty store, even eventually
+    // consistent ones.
+    let read = call_node(
+        &cluster,
+        victim,
+        Request::Scan {
+            target: target(0),
+            table: TABLE.into(),
+            index: None,
+            segment: 0,
+            total_segments: 1,
+            exclusive_start: None,
+            limit: 10,
+            consistent: false,
+        },
+    );
+    assert!(
+        matches!(
+            read,
+            Some(Response::Page(Err(
+                partita_cluster::rpc::NodeError::NotLeader { .. }
+            )))
+        ),
+        "{read:?}"
+    );
     assert!(get(&cluster, "wiped", "79").is_some());
     // It joins as the new member it is (catching up from a snapshot: the
     // log is compacted every 50 entries) and the old identity leaves.
