@@ -297,7 +297,6 @@ fn pod_spec(
                         },
                     },
                 ]),
-                ..PodAntiAffinity::default()
             }),
             ..Affinity::default()
         }),
