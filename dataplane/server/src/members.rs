@@ -38,13 +38,13 @@ pub struct MembersArgs {
     pub partition: u32,
     /// RPC address of a member of the partition (repeatable); with
     /// --topology-file, its replicas of the partition are asked too.
-    #[arg(long = "node")]
+    #[arg(long = "node", global = true)]
     pub nodes: Vec<String>,
     /// A topology file listing the partition's replicas.
     #[arg(long, env = "PARTITA_TOPOLOGY_FILE")]
     pub topology_file: Option<std::path::PathBuf>,
     /// How long to keep trying (leader changes, a learner catching up).
-    #[arg(long, default_value = "120s", value_parser = crate::serve::parse_duration)]
+    #[arg(long, global = true, default_value = "120s", value_parser = crate::serve::parse_duration)]
     pub timeout: Duration,
     #[command(flatten)]
     pub rpc_tls: RpcTlsArgs,

@@ -228,12 +228,41 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
     assert_eq!(ids(&after), BTreeSet::from([2, d_id, e_id]), "{after}");
     writers.wait_progress(Instant::now(), 20, "shrinking to three");
 
-    // The operator's part: the topology lists the current members.
-    cluster.set_replicas(0, &[(2, 2), (d, d_id), (e, e_id)]);
     for i in [0, 1] {
         cluster.kill_node(i);
     }
-    // A quorum of the current members (zone-c and zone-d) is enough.
+    // The operator's part after each change: the topology lists the
+    // current members (the gateway routes to them).
+    cluster.set_replicas(0, &[(2, 2), (d, d_id), (e, e_id)]);
+
+    // Replace zone-c's member with one in zone-f, the leader killed in the
+    // middle (and restarted unless it is the member being replaced).
+    let f = cluster.add_node(0, "zone-f");
+    cluster.start_node(f);
+    let f_id = member_id(&cluster, f);
+    let started = Instant::now();
+    let replacing = {
+        let (topology, address) = (cluster.topology.clone(), cluster.node_address(f));
+        let seeds = [cluster.node_address(d), cluster.node_address(e)];
+        std::thread::spawn(move || {
+            let mut args = vec!["replace", "--member", "2", "--address", &address];
+            for seed in &seeds {
+                args.extend(["--node", seed.as_str()]);
+            }
+            members_cmd(&topology, &args)
+        })
+    };
+    let killed = kill_leader_during(&mut cluster, started);
+    writers.wait_progress(Instant::now(), 20, "the leader kill during a replace");
+    let after = replacing.join().unwrap().expect("member 2 replaced");
+    assert_eq!(ids(&after), BTreeSet::from([d_id, e_id, f_id]), "{after}");
+    if killed != 2 {
+        cluster.start_node(killed);
+    }
+    cluster.kill_node(2);
+
+    cluster.set_replicas(0, &[(d, d_id), (e, e_id), (f, f_id)]);
+    // A quorum of the current members is enough.
     cluster.kill_node(e);
     writers.wait_progress(Instant::now(), 20, "one of three new members down");
     cluster.start_node(e);
