@@ -490,3 +490,46 @@ async fn retain_policy_keeps_volumes() {
     assert!(t.finalizers().is_empty());
     assert!(pvc_exists(&client, "data-orders-zone-a-0").await);
 }
+
+/// The gateway-config controller renders the gateway's topology ConfigMap
+/// as soon as it starts, with no Table or AccessPolicy in the cluster: a
+/// fresh install's gateway gets its (empty) topology without waiting for
+/// the first periodic render.
+#[tokio::test]
+async fn gateway_config_is_rendered_at_start_with_no_tables() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use partita_operator::controller::access_policy::{run, GatewayTarget};
+    use partita_operator::crd::access_policy::AccessPolicy;
+    let client = kube_fake_client::ClientBuilder::new()
+        .with_resource::<Table>()
+        .with_resource::<AccessPolicy>()
+        .build()
+        .await
+        .unwrap();
+    let ctx = Context::new(
+        client.clone(),
+        OperatorConfig::default(),
+        Metrics::new().unwrap(),
+    );
+    let target = GatewayTarget {
+        namespace: "partita-system".into(),
+        name: "partita-gateway".into(),
+    };
+    let controller = tokio::spawn(run(ctx, target));
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "partita-system");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rendered = loop {
+        if let Ok(cm) = configmaps.get("partita-gateway-topology").await {
+            break cm;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no gateway topology rendered at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    controller.abort();
+    let file = rendered.data.unwrap()["topology.json"].clone();
+    let topology = partita_topology::TopologyFile::parse(file.as_bytes()).unwrap();
+    assert!(topology.tables.is_empty(), "{file}");
+}

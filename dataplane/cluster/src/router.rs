@@ -214,11 +214,6 @@ impl Router {
         self
     }
 
-    /// True when the partition map holds at least one table (readiness).
-    pub fn has_topology(&self) -> bool {
-        !self.topology.read().tables.is_empty()
-    }
-
     /// Re-reads the topology file; when it changed, installs it and forgets
     /// cached leaders and table definitions. Returns whether it changed. A
     /// file that cannot be read or parsed is logged and ignored.
@@ -226,7 +221,12 @@ impl Router {
         let Some(path) = &self.path else {
             return false;
         };
-        let parsed = std::fs::read(path)
+        let bytes = match std::fs::read(path) {
+            // Not rendered yet (a gateway may start before its operator).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            read => read,
+        };
+        let parsed = bytes
             .map_err(|e| e.to_string())
             .and_then(|b| TopologyFile::parse(&b).map_err(|e| e.to_string()));
         match parsed {

@@ -2,7 +2,7 @@
 //! same API code as `partita serve` (validation, SigV4, policies, error
 //! mapping) over `partita_cluster::Router` instead of a local store. The
 //! topology file is re-read every 5 s and whenever a node reports a newer
-//! epoch. Calls to nodes speak mutual TLS with the `--rpc-tls-*` flags.
+//! epoch; a missing file is an empty topology (no tables yet). Calls to nodes speak mutual TLS with the `--rpc-tls-*` flags.
 //! `--tls-cert`/`--tls-key` add an HTTPS listener on `--tls-port`, as for
 //! `partita serve`. `--replication` makes it a region of global tables
 //! (see `partita_api::replication`; the router is its `ReplicaStore`), with
@@ -39,7 +39,8 @@ pub struct GatewayArgs {
     #[arg(long, env = "PARTITA_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// Admin port on --host: GET /metrics (request series), /healthz,
-    /// /readyz (ready once the topology is loaded); 0 disables it.
+    /// /readyz (ready once listening, with or without tables: an empty
+    /// topology is an account without tables); 0 disables it.
     #[arg(long, env = "PARTITA_ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT)]
     pub admin_port: u16,
     #[arg(long, env = "PARTITA_REGION", default_value = "us-east-1")]
@@ -103,6 +104,23 @@ fn load_replication_file(
     Ok(file)
 }
 
+/// Loads the topology file a gateway was given: a missing file is an
+/// empty topology (the operator renders it once it runs, and the file
+/// appears in the pod later still; the reloader picks it up, and until then
+/// every table is unknown, as in an account without tables), an invalid one
+/// is refused.
+fn load_topology_file(path: &std::path::Path) -> anyhow::Result<TopologyFile> {
+    match std::fs::read(path) {
+        Ok(bytes) => TopologyFile::parse(&bytes)
+            .map_err(|e| anyhow::anyhow!("topology {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(path = %path.display(), "no topology file yet: no tables until it appears");
+            Ok(TopologyFile::new(Vec::new()))
+        }
+        Err(e) => Err(anyhow::anyhow!("reading {}: {e}", path.display())),
+    }
+}
+
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     init_logging(args.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -123,10 +141,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Some(load_https(cert, key)?),
         _ => None,
     };
-    let bytes = std::fs::read(&args.topology_file)
-        .with_context(|| format!("reading {}", args.topology_file.display()))?;
-    let topology = TopologyFile::parse(&bytes)
-        .map_err(|e| anyhow::anyhow!("topology {}: {e}", args.topology_file.display()))?;
+    let topology = load_topology_file(&args.topology_file)?;
     let router = Arc::new(
         Router::new(
             topology,
@@ -139,10 +154,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         )
         .with_topology_file(args.topology_file.clone()),
     );
-    let topology_loaded = {
-        let router = router.clone();
-        Arc::new(move || router.has_topology()) as Arc<dyn Fn() -> bool + Send + Sync>
-    };
+
     let reloader = {
         let router = router.clone();
         partita_supervise::spawn_task(
@@ -217,7 +229,7 @@ async fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         },
         AdminHooks {
             extra_metrics: None,
-            ready: Some(topology_loaded),
+            ready: Some(Arc::new(|| true)),
         },
         stopped(stop_rx.clone()),
     )

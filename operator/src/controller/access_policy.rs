@@ -285,8 +285,21 @@ pub async fn reconcile_gateway(ctx: &Context, target: &GatewayTarget) -> Result<
     Ok(())
 }
 
-/// Watches AccessPolicies, user Secrets and topology ConfigMaps and
-/// re-renders the gateway's files on every change (and every minute).
+/// A watch event that triggers a render: an object changed. A failing
+/// watch (it retries with backoff) triggers nothing; the periodic render
+/// covers it.
+fn changed<K>(event: Result<K, watcher::Error>) -> futures::future::Ready<Option<()>> {
+    if let Err(error) = &event {
+        tracing::debug!(%error, "gateway-config watch failed; retrying");
+    }
+    futures::future::ready(event.ok().map(|_| ()))
+}
+
+/// Renders the gateway's files at start, then watches AccessPolicies, user
+/// Secrets and topology ConfigMaps and re-renders them on every change (and
+/// every minute). The first render does not wait for a watch event: with
+/// no Table or policy yet the watches yield nothing, and the gateway needs
+/// its (empty) files right after an install.
 pub async fn run(ctx: Arc<Context>, target: GatewayTarget) {
     let client = ctx.client.clone();
     let policies = watcher(
@@ -294,24 +307,26 @@ pub async fn run(ctx: Arc<Context>, target: GatewayTarget) {
         watcher::Config::default(),
     )
     .touched_objects()
-    .map(|_| ());
+    .filter_map(changed);
     let secrets = watcher(
         Api::<Secret>::all(client.clone()),
         watcher::Config::default().labels(USER_LABEL),
     )
     .touched_objects()
-    .map(|_| ());
+    .filter_map(changed);
     let topologies = watcher(
         Api::<ConfigMap>::all(client.clone()),
         watcher::Config::default().labels(&format!("{TOPOLOGY_LABEL}=true")),
     )
     .touched_objects()
-    .map(|_| ());
+    .filter_map(changed);
     let tick = futures::stream::unfold((), |_| async {
         tokio::time::sleep(Duration::from_secs(60)).await;
         Some(((), ()))
     });
+    let start = futures::stream::once(async {});
     let mut triggers = futures::stream::select_all(vec![
+        start.boxed(),
         policies.boxed(),
         secrets.boxed(),
         topologies.boxed(),

@@ -798,3 +798,88 @@ fn follower_reads_answer_without_a_quorum() {
     );
     assert_ne!(status, 200, "a consistent read succeeded without a quorum");
 }
+
+/// `GET path` on `port`: the status code (None: no answer).
+fn admin_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).ok()?;
+    answer.split(' ').nth(1)?.parse().ok()
+}
+
+/// A gateway started before its topology file exists (the operator renders
+/// it once it runs) is ready at once and answers as an account without
+/// tables; once the file appears it serves the tables it lists.
+#[test]
+fn a_gateway_starts_ready_without_a_topology_file_and_picks_it_up() {
+    let mut cluster = Cluster::prepare(1);
+    let later = cluster.topology.with_extension("later");
+    std::fs::rename(&cluster.topology, &later).unwrap();
+    let ports = harness::free_ports(2);
+    let (port, admin) = (ports[0], ports[1]);
+    let mut gateway = std::process::Command::new(harness::BIN)
+        .args(["gateway", "--topology-file"])
+        .arg(&cluster.topology)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--admin-port",
+            &admin.to_string(),
+        ])
+        .env("PARTITA_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(
+            std::fs::File::create(cluster.topology.with_file_name("early-gateway.log")).unwrap(),
+        )
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while admin_status(admin, "/readyz") != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway is not ready without a topology"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = harness::http_call(port, "ListTables", &json!({}));
+    assert_eq!((status, &body["TableNames"]), (200, &json!([])), "{body}");
+    let (status, body) = harness::http_call(
+        port,
+        "GetItem",
+        &json!({"TableName": TABLE, "Key": key("a", "b")}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
+    );
+    // The file appears: the gateway serves its table.
+    std::fs::rename(&later, &cluster.topology).unwrap();
+    for i in 0..3 {
+        cluster.start_node(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, _) = harness::http_call(
+            port,
+            "PutItem",
+            &json!({"TableName": TABLE, "Item": {"pk": {"S": "a"}, "sk": {"S": "b"}}}),
+        );
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the topology file was not picked up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+}
