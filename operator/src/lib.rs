@@ -20,6 +20,7 @@ pub mod crd;
 pub mod global;
 pub mod leader;
 pub mod metrics;
+pub mod run;
 pub mod status;
 pub mod tls;
 pub mod validate;

@@ -6,18 +6,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Service};
-use kube::runtime::{watcher, Controller};
-use kube::{Api, Client};
+use kube::Client;
 
 use partita_operator::config::OperatorConfig;
-use partita_operator::controller::{access_policy, global_table, rpc_tls, table, Context};
-use partita_operator::crd::Table;
-use partita_operator::global::source::HttpStatusSource;
+use partita_operator::controller::{access_policy, Context};
 use partita_operator::leader::{self, LeaseConfig};
 use partita_operator::metrics::{self, Metrics};
+use partita_operator::run::Controllers;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -135,43 +130,16 @@ async fn main() -> anyhow::Result<()> {
         rpc_ca_dir: args.rpc_tls_ca_dir.clone(),
     };
     let ctx = Context::new(client.clone(), config, metrics);
-    let tables = Controller::new(
-        Api::<Table>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<StatefulSet>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .owns(
-        Api::<ConfigMap>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .shutdown_on_signal()
-    .run(table::reconcile, table::error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-    let target = access_policy::GatewayTarget {
-        namespace: args.gateway_namespace,
-        name: args.gateway_name,
-    };
-    let gateway = access_policy::run(ctx.clone(), target.clone());
-    let gateway_certificate = {
-        let (ctx, target) = (ctx.clone(), target.clone());
-        async move {
-            match args.rpc_tls_ca_dir {
-                Some(dir) => rpc_tls::run_gateway(ctx, target, dir).await,
-                None => futures::future::pending::<()>().await,
-            }
-        }
-    };
-    let global_tables = global_table::run(
-        ctx.clone(),
-        target,
-        std::sync::Arc::new(HttpStatusSource::new(args.gateway_admin_endpoint)),
+    let controllers = partita_operator::run::run(
+        ctx,
+        Controllers {
+            gateway: access_policy::GatewayTarget {
+                namespace: args.gateway_namespace,
+                name: args.gateway_name,
+            },
+            rpc_tls_ca_dir: args.rpc_tls_ca_dir,
+            gateway_admin_endpoint: args.gateway_admin_endpoint,
+        },
     );
 
     let hold = async {
@@ -183,10 +151,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        _ = tables => tracing::info!("table controller stopped"),
-        _ = gateway => tracing::info!("gateway config controller stopped"),
-        _ = global_tables => tracing::info!("global table controller stopped"),
-        _ = gateway_certificate => tracing::info!("gateway certificate loop stopped"),
+        stopped = controllers => tracing::info!("{stopped} stopped"),
         _ = hold => anyhow::bail!("lost the leader lease"),
         r = server => anyhow::bail!("metrics server stopped: {r:?}"),
     }
