@@ -27,6 +27,7 @@
 //! wins, as with `force`), admission webhooks, strategic merge of keyed
 //! lists.
 
+pub mod pods;
 pub mod rules;
 
 use std::collections::{BTreeMap, HashMap};
