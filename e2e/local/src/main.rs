@@ -1,0 +1,444 @@
+//! `partita-e2e-local`: the Kubernetes path on a cluster of real processes,
+//! run by `e2e/local.sh`. No Docker, kind or kube-apiserver: the chart's
+//! objects (`helm template`) go into the simulated API of
+//! `partita-kubesim` (watches, server-side apply, StatefulSet
+//! immutability), the operator's production controllers run in process
+//! with the configuration the chart gives the operator's Deployment, and
+//! the pod runtime runs every other Deployment and StatefulSet as
+//! `partita` processes, each pod in its own network and mount namespace.
+//!
+//! Usage: `partita-e2e-local --partita BIN --chart OBJECTS.yaml
+//! [SCENARIO...]` (all scenarios by default). Each scenario runs on a fresh
+//! cluster and prints `PASS <scenario>` or `FAIL <scenario>: <why>`; the
+//! exit status is non-zero when any failed.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use partita_kubesim::pods::{Runtime, RuntimeOptions};
+use partita_kubesim::KubeSim;
+use partita_operator::config::OperatorConfig;
+use partita_operator::controller::access_policy::GatewayTarget;
+use partita_operator::controller::Context;
+use partita_operator::crd::access_policy::AccessPolicy;
+use partita_operator::crd::global_table::GlobalTable;
+use partita_operator::crd::table::Table;
+use partita_operator::metrics::Metrics;
+use partita_operator::run::Controllers;
+use serde_json::Value;
+
+/// The scenarios, in the order they run.
+const SCENARIOS: [&str; 1] = ["install"];
+
+/// Kinds the simulated API does not hold: the operator runs in process
+/// (its Deployment and RBAC), CRDs are registered as types, and nothing
+/// enforces RBAC or scrapes metrics here.
+const SKIPPED_KINDS: [&str; 8] = [
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+    "ServiceMonitor",
+    "PrometheusRule",
+    "PodDisruptionBudget",
+];
+
+struct Args {
+    partita: PathBuf,
+    chart: PathBuf,
+    scenarios: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut partita = None;
+    let mut chart = None;
+    let mut scenarios = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--partita" => partita = args.next().map(PathBuf::from),
+            "--chart" => chart = args.next().map(PathBuf::from),
+            s if SCENARIOS.contains(&s) => scenarios.push(s.to_string()),
+            other => bail!("unknown argument {other:?} (scenarios: {SCENARIOS:?})"),
+        }
+    }
+    if scenarios.is_empty() {
+        scenarios = SCENARIOS.iter().map(|s| s.to_string()).collect();
+    }
+    Ok(Args {
+        partita: partita.context("--partita BIN is required")?,
+        chart: chart.context("--chart OBJECTS.yaml (helm template output) is required")?,
+        scenarios,
+    })
+}
+
+/// One process-backed cluster with the chart installed.
+struct Cluster {
+    client: kube::Client,
+    runtime: Runtime,
+    operator: tokio::task::JoinHandle<&'static str>,
+    _root: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.operator.abort();
+    }
+}
+
+/// The operator's configuration from its Deployment's environment, as
+/// `partita-operator` reads it.
+fn operator_config(deployment: &Value, ca_dir: &Path) -> (OperatorConfig, GatewayTarget) {
+    let env: BTreeMap<String, String> = deployment["spec"]["template"]["spec"]["containers"][0]
+        ["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_string(),
+                e["value"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let get = |k: &str, default: &str| env.get(k).cloned().unwrap_or_else(|| default.to_string());
+    let config = OperatorConfig {
+        image: get("PARTITA_IMAGE", "partita"),
+        image_pull_policy: get("PARTITA_IMAGE_PULL_POLICY", "IfNotPresent"),
+        default_zones: get("PARTITA_DEFAULT_ZONES", "zone-a,zone-b,zone-c")
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+        zone_label: get("PARTITA_ZONE_LABEL", "topology.kubernetes.io/zone"),
+        default_storage_size: get("PARTITA_DEFAULT_STORAGE_SIZE", "10Gi"),
+        region: get("PARTITA_REGION", "us-east-1"),
+        account_id: get("PARTITA_ACCOUNT_ID", "123456789012"),
+        gateway_endpoint: get("PARTITA_GATEWAY_ENDPOINT", ""),
+        log_format: get("PARTITA_LOG_FORMAT", "json"),
+        extra_labels: BTreeMap::new(),
+        rpc_ca_dir: env
+            .contains_key("PARTITA_RPC_TLS_CA_DIR")
+            .then(|| ca_dir.to_path_buf()),
+    };
+    let target = GatewayTarget {
+        namespace: get("PARTITA_GATEWAY_NAMESPACE", "partita-system"),
+        name: get("PARTITA_GATEWAY_NAME", "partita-gateway"),
+    };
+    (config, target)
+}
+
+impl Cluster {
+    /// A fresh simulated cluster with the chart's objects applied, the
+    /// operator's controllers running and the pod runtime realising pods.
+    async fn install(args: &Args) -> anyhow::Result<Cluster> {
+        let sim = KubeSim::new(
+            kube_fake_client::ClientBuilder::new()
+                .with_resource::<Table>()
+                .with_status_subresource::<Table>()
+                .with_resource::<GlobalTable>()
+                .with_status_subresource::<GlobalTable>()
+                .with_resource::<AccessPolicy>()
+                .with_status_subresource::<StatefulSet>()
+                .with_status_subresource::<Deployment>()
+                .with_status_subresource::<Pod>(),
+        )
+        .await
+        .map_err(|e| anyhow!("simulated API: {e}"))?;
+        let client = sim.client();
+        let root = tempfile::tempdir()?;
+        let text = std::fs::read_to_string(&args.chart)
+            .with_context(|| format!("reading {}", args.chart.display()))?;
+        let mut operator = None;
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let object = Value::deserialize_from(document)?;
+            let Some(kind) = object["kind"].as_str() else {
+                continue;
+            };
+            if SKIPPED_KINDS.contains(&kind) {
+                continue;
+            }
+            if kind == "Deployment" && object["metadata"]["name"] == "partita-operator" {
+                operator = Some(object);
+                continue;
+            }
+            apply(&client, &object).await?;
+        }
+        let operator = operator.context("the chart has no partita-operator Deployment")?;
+        // The operator's CA, as its Deployment mounts it.
+        let ca_dir = root.path().join("rpc-ca");
+        std::fs::create_dir_all(&ca_dir)?;
+        let namespace = operator["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("partita-system")
+            .to_string();
+        if let Some(ca) = Api::<Secret>::namespaced(client.clone(), &namespace)
+            .get_opt("partita-rpc-ca")
+            .await?
+        {
+            for (key, value) in ca.data.unwrap_or_default() {
+                std::fs::write(ca_dir.join(key), value.0)?;
+            }
+        }
+        let (config, gateway) = operator_config(&operator, &ca_dir);
+        let runtime = Runtime::start(
+            client.clone(),
+            RuntimeOptions {
+                root: root.path().join("runtime"),
+                images: [("partita".to_string(), args.partita.clone())].into(),
+                env: vec![("PARTITA_LOG".into(), "info".into())],
+            },
+        )
+        .map_err(|e| anyhow!("pod runtime: {e}"))?;
+        let ctx = Context::new(client.clone(), config.clone(), Metrics::new()?);
+        let operator = tokio::spawn(partita_operator::run::run(
+            ctx,
+            Controllers {
+                gateway,
+                rpc_tls_ca_dir: config.rpc_ca_dir.clone(),
+                gateway_admin_endpoint: None,
+            },
+        ));
+        Ok(Cluster {
+            client,
+            runtime,
+            operator,
+            _root: root,
+        })
+    }
+
+    /// Waits until every Deployment and StatefulSet has all its replicas
+    /// ready.
+    async fn wait_all_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut waiting = Vec::new();
+            for d in Api::<Deployment>::all(self.client.clone())
+                .list(&Default::default())
+                .await?
+                .items
+            {
+                let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let ready = d
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                if ready != want {
+                    waiting.push(format!(
+                        "deployment {}: {ready}/{want}",
+                        d.metadata.name.unwrap_or_default()
+                    ));
+                }
+            }
+            for s in Api::<StatefulSet>::all(self.client.clone())
+                .list(&Default::default())
+                .await?
+                .items
+            {
+                let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+                let ready = s
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.ready_replicas)
+                    .unwrap_or(0);
+                if ready != want {
+                    waiting.push(format!(
+                        "statefulset {}: {ready}/{want}",
+                        s.metadata.name.unwrap_or_default()
+                    ));
+                }
+            }
+            if waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "not ready in {timeout:?}: {}{}",
+                    waiting.join(", "),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// The tail of every pod's log (for failure messages).
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for (ns, pod) in self.runtime.addresses().keys() {
+            let log = std::fs::read_to_string(self.runtime.log_path(ns, pod)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            out.push_str(&format!("\n--- {ns}/{pod}\n"));
+            for line in tail.into_iter().rev() {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// The addresses of the pods whose name starts with `prefix`.
+    fn pods(&self, namespace: &str, prefix: &str) -> Vec<String> {
+        self.runtime
+            .addresses()
+            .into_iter()
+            .filter(|((ns, pod), _)| ns == namespace && pod.starts_with(prefix))
+            .map(|(_, ip)| ip)
+            .collect()
+    }
+}
+
+/// Creates `object` in the simulated API.
+async fn apply(client: &kube::Client, object: &Value) -> anyhow::Result<()> {
+    let api_version = object["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind));
+    let dynamic: DynamicObject = serde_json::from_value(object.clone())?;
+    let api: Api<DynamicObject> = match object["metadata"]["namespace"].as_str() {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+        None => Api::all_with(client.clone(), &resource),
+    };
+    api.create(&PostParams::default(), &dynamic)
+        .await
+        .map(|_| ())
+        .with_context(|| {
+            format!(
+                "creating {kind} {}",
+                object["metadata"]["name"].as_str().unwrap_or_default()
+            )
+        })
+}
+
+/// `GET path` on `address`: the status code (0: no answer).
+async fn http_status(address: &str, path: &str) -> u16 {
+    http(address, "GET", path, &[], "").await.0
+}
+
+async fn http(
+    address: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.ok()?;
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        Some((
+            status,
+            text.split_once("\r\n\r\n")
+                .map(|(_, b)| b.to_string())
+                .unwrap_or_default(),
+        ))
+    };
+    tokio::time::timeout(Duration::from_secs(5), attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or((0, String::new()))
+}
+
+/// `install`: the chart with no Table — every pod becomes ready (the
+/// gateway with an empty topology) and the gateway answers DynamoDB calls.
+async fn install(args: &Args) -> anyhow::Result<()> {
+    let cluster = Cluster::install(args).await?;
+    cluster.wait_all_ready(Duration::from_secs(90)).await?;
+    let gateways = cluster.pods("partita-system", "partita-gateway-");
+    if gateways.is_empty() {
+        bail!("no gateway pod runs");
+    }
+    for ip in &gateways {
+        let status = http_status(&format!("{ip}:8001"), "/readyz").await;
+        if status != 200 {
+            bail!("gateway {ip} /readyz answered {status}");
+        }
+        let (status, body) = http(
+            &format!("{ip}:8000"),
+            "POST",
+            "/",
+            &[
+                ("X-Amz-Target", "DynamoDB_20120810.ListTables"),
+                ("Content-Type", "application/x-amz-json-1.0"),
+            ],
+            "{}",
+        )
+        .await;
+        let answer: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let dynamodb_like = (status == 200 && answer["TableNames"] == serde_json::json!([]))
+            || (status == 400 && answer["__type"].is_string());
+        if !dynamodb_like {
+            bail!("gateway {ip} answered ListTables with {status} {body}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
+    match name {
+        "install" => install(args).await,
+        other => bail!("unknown scenario {other}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PARTITA_E2E_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut failed = false;
+    for scenario in &args.scenarios {
+        match run_scenario(scenario, &args).await {
+            Ok(()) => println!("PASS {scenario}"),
+            Err(e) => {
+                failed = true;
+                println!("FAIL {scenario}: {e:#}");
+            }
+        }
+    }
+    if failed {
+        std::process::ExitCode::FAILURE
+    } else {
+        std::process::ExitCode::SUCCESS
+    }
+}
+
+trait FromDocument {
+    fn deserialize_from(document: serde_yaml::Deserializer<'_>) -> anyhow::Result<Value>;
+}
+
+impl FromDocument for Value {
+    fn deserialize_from(document: serde_yaml::Deserializer<'_>) -> anyhow::Result<Value> {
+        use serde::Deserialize;
+        let value = serde_yaml::Value::deserialize(document)?;
+        Ok(serde_json::to_value(value)?)
+    }
+}
