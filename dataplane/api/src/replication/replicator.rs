@@ -289,7 +289,7 @@ async fn create_replica(
         replicas: set,
     };
     tell_members(repl, state, &peer.region, "UpdateReplicaSet", &introduce).await?;
-    full_copy(repl, table, peer, client).await?;
+    full_copy(repl, table, peer, client, CopyKind::NewReplica).await?;
     let state = {
         let _guard = repl.set_lock();
         let Some(mut state) = repl.store.replication(table)? else {
@@ -368,18 +368,47 @@ async fn delete_replica(
     Ok(())
 }
 
-/// Copies every item with its version to the peer, then sets the cursors
-/// to the log heads read before the copy (later changes are re-sent by
-/// the tail; duplicates are no-ops at the peer).
+/// Why a full copy runs, which decides what it sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CopyKind {
+    /// The peer is a new replica: it gets every item.
+    NewReplica,
+    /// The peer fell behind this region's change-log retention: it gets
+    /// what this region is the origin of, and items whose origin region is
+    /// no longer a replica. Never an item another current replica (the
+    /// peer included) originated: that region ships its own changes, and
+    /// this region's copy of such an item may be older than a delete whose
+    /// tombstone has expired — sending it would bring the item back.
+    CatchUp,
+}
+
+/// Copies the items `kind` says with their versions to the peer, then sets
+/// the cursors to the log heads read before the copy (later changes are
+/// re-sent by the tail; duplicates are no-ops at the peer).
 async fn full_copy(
     repl: &Replication,
     table: &str,
     peer: &PeerRegion,
     client: &mut PeerClient,
+    kind: CopyKind,
 ) -> Result<(), StepError> {
     let store = &repl.store;
     let heads = log_heads(repl, table)?;
     let schema = store.table(table)?.key_schema;
+    let others: Vec<String> = match kind {
+        CopyKind::NewReplica => Vec::new(),
+        CopyKind::CatchUp => store
+            .replication(table)?
+            .map(|state| {
+                state
+                    .replicas
+                    .into_iter()
+                    .map(|r| r.region)
+                    .filter(|r| *r != repl.region)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
     let started_at = crate::ops::describe::now_ms() * 1000;
     let session = started_at ^ u64::from(std::process::id()).rotate_left(32);
     tracing::info!(table = %table, region = %peer.region, "full copy started");
@@ -394,6 +423,7 @@ async fn full_copy(
             let changes: Vec<WireChange> = page
                 .items
                 .iter()
+                .filter(|(_, version)| !others.contains(&version.region))
                 .filter_map(|(item, version)| {
                     let keys = schema.extract_key(item)?;
                     Some(WireChange::of(&keys, Some(item), version))
@@ -475,7 +505,7 @@ async fn tail(
         let page = store.read_changes(table, p, cursor, None, READ_BATCH)?;
         if cursor < page.horizon && cursor < page.next_seq {
             tracing::warn!(table = %table, region = %region, partition = p, cursor, horizon = page.horizon, "the peer fell behind the change log's retention: full copy");
-            full_copy(repl, table, peer, client).await?;
+            full_copy(repl, table, peer, client, CopyKind::CatchUp).await?;
             return Ok(Next::Busy);
         }
         pending += page.next_seq.saturating_sub(cursor);

@@ -964,9 +964,16 @@ async fn a_peer_down_longer_than_the_retention_gets_a_full_copy() {
     put(regions.client(0), &table, "late", "y").await;
     regions.regions[1].server.restart();
     let items = wait_converged(&regions, &table).await;
-    assert_eq!(items.len(), 22, "{items:?}");
-    assert!(!items.contains_key("gone"));
+    let log_a = regions.regions[0].server.log_text();
     let log_b = regions.regions[1].server.log_text();
+    let copy_lines: Vec<&str> = log_a
+        .lines()
+        .chain(log_b.lines())
+        .filter(|l| l.contains("copy") || l.contains("replicat"))
+        .map(|l| &l[..l.len().min(300)])
+        .collect::<Vec<_>>();
+    assert_eq!(items.len(), 22, "{items:?}\n{}", copy_lines.join("\n"));
+    assert!(!items.contains_key("gone"));
     assert!(
         log_b.contains("full copy: deleted items the source no longer has"),
         "{log_b}"
