@@ -338,7 +338,13 @@ async fn dev_cluster_replaces_adds_and_removes_replicas() {
         return;
     }
     let cluster = DevCluster::start(&["--snapshot-logs", "20"]);
-    for port in cluster.admin_ports("node") {
+    // The gateway starts once the nodes are ready; its /readyz answers once
+    // its DynamoDB listener is bound.
+    for port in cluster
+        .admin_ports("node")
+        .into_iter()
+        .chain(cluster.admin_ports("gateway"))
+    {
         wait_status(port, "/readyz", 200);
     }
     let client = client_for(&format!("http://127.0.0.1:{}", cluster.port));
