@@ -376,9 +376,10 @@ pub async fn decide(
 }
 
 /// Asks `peers` for the partition's membership and returns the one that
-/// removed `member`: a leader's settled (not joint) membership, newer than
-/// `own_index` (the membership entry this replica holds), that does not
-/// list it. `None` when no peer says so (or none answers).
+/// removed `member`: a leader's settled (not joint) membership, at least as
+/// new as `own_index` (the membership entry this replica holds: the same
+/// entry when the removal reached this replica too), that does not list
+/// it. `None` when no peer says so (or none answers).
 pub async fn removed_by_peers(
     peers: &Peers,
     member: u64,
@@ -394,7 +395,7 @@ pub async fn removed_by_peers(
         if let Ok(crate::rpc::Response::Members(Ok(m))) = answer {
             if m.leader == Some(m.member)
                 && !m.joint
-                && m.log_index > own_index
+                && m.log_index >= own_index
                 && !m.contains(member)
             {
                 return Some(m);
