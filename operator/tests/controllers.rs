@@ -37,6 +37,27 @@ spec:
     zones: [zone-a, zone-b, zone-c]
 "#;
 
+/// The production controllers on `client`, with the gateway in
+/// `partita-system` and a plaintext internal RPC.
+fn start_controllers(client: &kube::Client) -> tokio::task::JoinHandle<&'static str> {
+    let ctx = Context::new(
+        client.clone(),
+        OperatorConfig::default(),
+        Metrics::new().unwrap(),
+    );
+    tokio::spawn(run(
+        ctx,
+        Controllers {
+            gateway: GatewayTarget {
+                namespace: "partita-system".into(),
+                name: "partita-gateway".into(),
+            },
+            rpc_tls_ca_dir: None,
+            gateway_admin_endpoint: None,
+        },
+    ))
+}
+
 async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
@@ -66,22 +87,7 @@ async fn the_controllers_reconcile_a_table_created_after_they_started() {
     .await
     .unwrap();
     let client = sim.client();
-    let ctx = Context::new(
-        client.clone(),
-        OperatorConfig::default(),
-        Metrics::new().unwrap(),
-    );
-    let controllers = tokio::spawn(run(
-        ctx,
-        Controllers {
-            gateway: GatewayTarget {
-                namespace: "partita-system".into(),
-                name: "partita-gateway".into(),
-            },
-            rpc_tls_ca_dir: None,
-            gateway_admin_endpoint: None,
-        },
-    ));
+    let controllers = start_controllers(&client);
     // The gateway's topology is rendered at start, empty.
     let gateway_cms: Api<ConfigMap> = Api::namespaced(client.clone(), "partita-system");
     eventually("the gateway topology at start", || async {
@@ -234,22 +240,7 @@ async fn a_table_becomes_active_on_real_processes_and_serves_through_the_gateway
         },
     )
     .unwrap();
-    let ctx = Context::new(
-        client.clone(),
-        OperatorConfig::default(),
-        Metrics::new().unwrap(),
-    );
-    let controllers = tokio::spawn(run(
-        ctx,
-        Controllers {
-            gateway: GatewayTarget {
-                namespace: "partita-system".into(),
-                name: "partita-gateway".into(),
-            },
-            rpc_tls_ca_dir: None,
-            gateway_admin_endpoint: None,
-        },
-    ));
+    let controllers = start_controllers(&client);
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
         Api::namespaced(client.clone(), "partita-system");
     deployments
