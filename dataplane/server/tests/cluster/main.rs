@@ -674,6 +674,47 @@ pub(crate) fn wait_for_progress(
     }
 }
 
+/// Four clients of the single-key register `reg`/`x` through the gateway
+/// on `port`, alternating PutItem and consistent GetItem, recording every
+/// call in `history` (a write counts only when answered 200) until `stop`.
+pub(crate) fn register_clients(
+    port: u16,
+    history: &Arc<linearizability::History>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..4u64)
+        .map(|c| {
+            let (history, stop) = (history.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let start = history.now();
+                    if (n + c).is_multiple_of(2) {
+                        let value = c * 1_000_000 + n;
+                        let (status, _) = harness::http_call(
+                            port,
+                            "PutItem",
+                            &json!({"TableName": TABLE, "Item": {"pk": {"S": "reg"}, "sk": {"S": "x"}, "v": {"N": value.to_string()}}}),
+                        );
+                        history.write(value, start, (status == 200).then(|| history.now()));
+                    } else {
+                        let (status, body) = harness::http_call(
+                            port,
+                            "GetItem",
+                            &json!({"TableName": TABLE, "Key": key("reg", "x"), "ConsistentRead": true}),
+                        );
+                        if status == 200 {
+                            let value = body["Item"]["v"]["N"].as_str().and_then(|v| v.parse().ok());
+                            history.read(value, start, history.now());
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Invariant: strongly consistent reads of a single-key register are
 /// linearizable, with the leader killed in the middle of the history, and
 /// the register makes progress after the kill.
@@ -683,38 +724,7 @@ fn consistent_register_reads_are_linearizable() {
     let port = cluster.gateway_port;
     let history = Arc::new(linearizability::History::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..4u64 {
-        let history = history.clone();
-        let stop = stop.clone();
-        clients.push(std::thread::spawn(move || {
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                if (n + c).is_multiple_of(2) {
-                    let value = c * 1_000_000 + n;
-                    let start = history.now();
-                    let (status, _) = harness::http_call(
-                        port,
-                        "PutItem",
-                        &json!({"TableName": TABLE, "Item": {"pk": {"S": "reg"}, "sk": {"S": "x"}, "v": {"N": value.to_string()}}}),
-                    );
-                    history.write(value, start, (status == 200).then(|| history.now()));
-                } else {
-                    let start = history.now();
-                    let (status, body) = harness::http_call(
-                        port,
-                        "GetItem",
-                        &json!({"TableName": TABLE, "Key": key("reg", "x"), "ConsistentRead": true}),
-                    );
-                    if status == 200 {
-                        let value = body["Item"]["v"]["N"].as_str().and_then(|v| v.parse().ok());
-                        history.read(value, start, history.now());
-                    }
-                }
-            }
-        }));
-    }
+    let clients = register_clients(port, &history, &stop);
     // Enough history before the fault.
     wait_for_progress(&history, 0, 100, Duration::from_secs(60));
     let leader = leader_of(&cluster, 0).expect("a leader");

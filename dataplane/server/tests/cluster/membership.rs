@@ -366,37 +366,7 @@ fn a_register_is_linearizable_across_a_membership_change() {
     let port = cluster.gateway_port;
     let history = Arc::new(linearizability::History::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..4u64)
-        .map(|c| {
-            let (history, stop) = (history.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let start = history.now();
-                    if (n + c).is_multiple_of(2) {
-                        let value = c * 1_000_000 + n;
-                        let (status, _) = harness::http_call(
-                            port,
-                            "PutItem",
-                            &json!({"TableName": TABLE, "Item": {"pk": {"S": "reg"}, "sk": {"S": "x"}, "v": {"N": value.to_string()}}}),
-                        );
-                        history.write(value, start, (status == 200).then(|| history.now()));
-                    } else {
-                        let (status, body) = harness::http_call(
-                            port,
-                            "GetItem",
-                            &json!({"TableName": TABLE, "Key": key("reg", "x"), "ConsistentRead": true}),
-                        );
-                        if status == 200 {
-                            let value = body["Item"]["v"]["N"].as_str().and_then(|v| v.parse().ok());
-                            history.read(value, start, history.now());
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
+    let clients = crate::register_clients(port, &history, &stop);
     wait_for_progress(&history, 0, 100, Duration::from_secs(60));
     let leader = leader_of(&cluster, 0).expect("a leader");
     let d = cluster.add_node(0, "zone-d");
