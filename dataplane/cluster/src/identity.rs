@@ -221,7 +221,43 @@ impl Peers {
         }
         states
     }
+
+    /// Asks every peer for the partition's membership as it sees it, and
+    /// the leader a peer follows when it is not one of them (a member
+    /// added after this replica last heard from the group); the answers of
+    /// those that answered.
+    pub async fn views(&self) -> Vec<crate::rpc::Membership> {
+        let mut queue: std::collections::VecDeque<String> =
+            self.addresses.iter().cloned().collect();
+        let mut asked = std::collections::BTreeSet::new();
+        let mut views = Vec::new();
+        while let Some(address) = queue.pop_front() {
+            if asked.len() >= MAX_ASKED || !asked.insert(address.clone()) {
+                continue;
+            }
+            let request = crate::rpc::Request::Members(self.target.clone());
+            let answer = self
+                .clients
+                .get(&address)
+                .call(&request, std::time::Duration::from_secs(1))
+                .await;
+            if let Ok(crate::rpc::Response::Members(Ok(m))) = answer {
+                let leader = m
+                    .leader
+                    .filter(|l| *l != m.member)
+                    .and_then(|l| m.members.iter().find(|x| x.id == l));
+                if let Some(leader) = leader {
+                    queue.push_back(leader.address.clone());
+                }
+                views.push(m);
+            }
+        }
+        views
+    }
 }
+
+/// The most replicas [`Peers::views`] asks (a group has a handful).
+const MAX_ASKED: usize = 16;
 
 /// Refuses a data directory that belongs to another replica: another
 /// table or partition, or a member the topology lists in another zone (a
@@ -375,34 +411,36 @@ pub async fn decide(
     Ok(identity)
 }
 
+/// The membership among peers' `views` that removed `member`: a leader's
+/// settled (not joint) membership, at least as new as `own_index` (the
+/// membership entry this replica holds: the same entry when the removal
+/// reached this replica too), that does not list it.
+pub fn removal(
+    views: &[crate::rpc::Membership],
+    member: u64,
+    own_index: Option<u64>,
+) -> Option<&crate::rpc::Membership> {
+    views.iter().find(|m| {
+        m.leader == Some(m.member) && !m.joint && m.log_index >= own_index && !m.contains(member)
+    })
+}
+
+/// True when a peer's log reaches further than `own_last_log`: a replica
+/// that knows no leader then stops standing for election for a while
+/// (`Replica::stand_down`), so the peer can win one.
+pub fn behind(views: &[crate::rpc::Membership], own_last_log: Option<u64>) -> bool {
+    views.iter().any(|m| m.last_log > own_last_log)
+}
+
 /// Asks `peers` for the partition's membership and returns the one that
-/// removed `member`: a leader's settled (not joint) membership, at least as
-/// new as `own_index` (the membership entry this replica holds: the same
-/// entry when the removal reached this replica too), that does not list
-/// it. `None` when no peer says so (or none answers).
+/// removed `member` ([`removal`]); `None` when no peer says so (or none
+/// answers).
 pub async fn removed_by_peers(
     peers: &Peers,
     member: u64,
     own_index: Option<u64>,
 ) -> Option<crate::rpc::Membership> {
-    for address in &peers.addresses {
-        let request = crate::rpc::Request::Members(peers.target.clone());
-        let answer = peers
-            .clients
-            .get(address)
-            .call(&request, std::time::Duration::from_secs(1))
-            .await;
-        if let Ok(crate::rpc::Response::Members(Ok(m))) = answer {
-            if m.leader == Some(m.member)
-                && !m.joint
-                && m.log_index >= own_index
-                && !m.contains(member)
-            {
-                return Some(m);
-            }
-        }
-    }
-    None
+    removal(&peers.views().await, member, own_index).cloned()
 }
 
 #[cfg(test)]
@@ -449,5 +487,61 @@ mod tests {
         .unwrap();
         let err = Identity::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("format version 2"), "{err}");
+    }
+
+    fn view(
+        member: u64,
+        leader: u64,
+        index: u64,
+        last_log: u64,
+        ids: &[u64],
+    ) -> crate::rpc::Membership {
+        crate::rpc::Membership {
+            member,
+            leader: Some(leader),
+            term: 3,
+            log_index: Some(index),
+            joint: false,
+            members: ids
+                .iter()
+                .map(|id| crate::rpc::MemberInfo {
+                    id: *id,
+                    address: format!("n{id}"),
+                    voter: true,
+                    matched: None,
+                })
+                .collect(),
+            last_log: Some(last_log),
+        }
+    }
+
+    #[test]
+    fn only_a_leaders_settled_membership_at_least_as_new_removes() {
+        let leader = view(2, 2, 10, 12, &[2, 3, 4]);
+        assert_eq!(removal(&[leader.clone()], 0, Some(10)), Some(&leader));
+        assert_eq!(removal(&[leader.clone()], 0, Some(9)), Some(&leader));
+        // Older than this replica's own membership entry: not the removal.
+        assert_eq!(removal(&[leader.clone()], 0, Some(11)), None);
+        // Still listed.
+        assert_eq!(removal(&[leader.clone()], 3, Some(10)), None);
+        // A follower's view may hold an entry that is not committed.
+        assert_eq!(
+            removal(&[view(3, 2, 10, 12, &[2, 3, 4])], 0, Some(10)),
+            None
+        );
+        let joint = crate::rpc::Membership {
+            joint: true,
+            ..leader
+        };
+        assert_eq!(removal(&[joint], 0, Some(10)), None);
+    }
+
+    #[test]
+    fn a_replica_is_behind_when_a_peers_log_reaches_further() {
+        let peers = [view(2, 2, 10, 12, &[2, 3]), view(3, 2, 10, 15, &[2, 3])];
+        assert!(behind(&peers, Some(14)));
+        assert!(behind(&peers, None));
+        assert!(!behind(&peers, Some(15)));
+        assert!(!behind(&[], Some(1)));
     }
 }

@@ -62,6 +62,26 @@ impl Replica {
         }
     }
 
+    /// Stops this replica standing for election for `pause`.
+    ///
+    /// openraft has no pre-vote and draws each replica's election timeout
+    /// once. A replica whose log is behind (it missed entries a quorum
+    /// committed while it was down) but whose timeout is shorter than an
+    /// up-to-date peer's raises its term before each of the peer's
+    /// elections and so refuses the peer's vote every time: with the rest
+    /// of the group down nobody wins. While this replica pauses, the peer's
+    /// next election carries a higher term, and this replica grants it.
+    pub async fn stand_down(&self, pause: Duration) {
+        tracing::info!(
+            member = self.node_id,
+            ?pause,
+            "a peer's log is ahead of this leaderless replica's: not standing for election meanwhile"
+        );
+        self.raft.runtime_config().elect(false);
+        tokio::time::sleep(pause).await;
+        self.raft.runtime_config().elect(true);
+    }
+
     /// Makes `change` (leader only) and returns the membership after it.
     pub async fn change_members(&self, change: MemberChange) -> Result<Membership, NodeError> {
         let before = self.membership();

@@ -295,12 +295,16 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
 /// How long a member may go without a leader before it asks its peers
 /// whether it was removed.
 const LEADERLESS_CHECK: Duration = Duration::from_secs(3);
+/// How long a leaderless member whose log is behind a peer's stops
+/// standing for election (`Replica::stand_down`).
+const STAND_DOWN: Duration = Duration::from_secs(3);
 
 /// Follows the replica's membership: a blank member that was added becomes
 /// a member (recorded in its identity); returns the membership that
 /// removed this member once a peer's leader confirms it (checked when the
 /// replica's own view no longer lists it, or it has known no leader for a
-/// while).
+/// while). A member without a leader whose log is behind a peer's stands
+/// down from elections for a while so the peer can win one.
 async fn watch_membership(
     replica: &Arc<Replica>,
     mut identity: identity::Identity,
@@ -346,10 +350,12 @@ async fn watch_membership(
                 addresses: asked,
                 clients: peers.clients.clone(),
             };
-            if let Some(m) =
-                identity::removed_by_peers(&everyone, identity.member_id, view.log_index).await
-            {
-                return m;
+            let views = everyone.views().await;
+            if let Some(m) = identity::removal(&views, identity.member_id, view.log_index) {
+                return m.clone();
+            }
+            if view.leader.is_none() && identity::behind(&views, view.last_log) {
+                replica.stand_down(STAND_DOWN).await;
             }
             leaderless_since = tokio::time::Instant::now();
         }

@@ -248,7 +248,12 @@ impl Cluster {
 
     pub fn start_node(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let log = std::fs::File::create(format!("{}.log", node.dir.display())).unwrap();
+        // Appended: a restarted node's log follows its earlier runs'.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(format!("{}.log", node.dir.display()))
+            .unwrap();
         let mut command = match &node.netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -446,6 +451,24 @@ impl Cluster {
 
     pub fn node_log(&self, i: usize) -> String {
         std::fs::read_to_string(format!("{}.log", self.nodes[i].dir.display())).unwrap_or_default()
+    }
+
+    /// The last lines of every node's log and the gateway's, for a failure
+    /// message.
+    pub fn logs_tail(&self, lines: usize) -> String {
+        let tail = |text: String| {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        };
+        let mut out = String::new();
+        for i in 0..self.nodes.len() {
+            out += &format!(
+                "--- node {i} ({})\n{}\n",
+                self.nodes[i].zone,
+                tail(self.node_log(i))
+            );
+        }
+        out + &format!("--- gateway\n{}\n", tail(self.gateway_log()))
     }
 
     pub fn node_store_dir(&self, i: usize) -> PathBuf {

@@ -56,7 +56,7 @@ impl Writers {
 
     /// Waits until `count` writes begun after `since` were acknowledged:
     /// the partition is writable.
-    fn wait_progress(&self, since: Instant, count: usize, what: &str) {
+    fn wait_progress(&self, cluster: &Cluster, since: Instant, count: usize, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let n = self
@@ -71,7 +71,8 @@ impl Writers {
             }
             assert!(
                 Instant::now() < deadline,
-                "no progress after {what}: {n} writes acknowledged in 30 s"
+                "no progress after {what}: {n} writes acknowledged in 30 s\n{}",
+                cluster.logs_tail(40)
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -166,7 +167,12 @@ fn kill_leader_during(cluster: &mut Cluster, started: Instant) -> usize {
 fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
     let mut cluster = Cluster::start(1, 50);
     let writers = Writers::start(&cluster, 3);
-    writers.wait_progress(Instant::now() - Duration::from_secs(60), 100, "the start");
+    writers.wait_progress(
+        &cluster,
+        Instant::now() - Duration::from_secs(60),
+        100,
+        "the start",
+    );
 
     // Grow 3 → 5 with zone-d and zone-e; the leader dies while zone-d is
     // being added and comes back.
@@ -186,7 +192,12 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
         std::thread::spawn(move || members_cmd(&topology, &["add", "--address", &address]))
     };
     let killed = kill_leader_during(&mut cluster, started);
-    writers.wait_progress(Instant::now(), 20, "the leader kill during the add");
+    writers.wait_progress(
+        &cluster,
+        Instant::now(),
+        20,
+        "the leader kill during the add",
+    );
     let after = adding.join().unwrap().expect("zone-d added");
     assert!(voters(&after).contains(&d_id), "{after}");
     cluster.start_node(killed);
@@ -198,13 +209,13 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
         BTreeSet::from([0, 1, 2, d_id, e_id]),
         "{after}"
     );
-    writers.wait_progress(Instant::now(), 20, "growing to five");
+    writers.wait_progress(&cluster, Instant::now(), 20, "growing to five");
 
     // Five members go on with two of them down.
     cluster.kill_node(d);
     let down = (0..3).find(|i| *i != killed).unwrap();
     cluster.kill_node(down);
-    writers.wait_progress(Instant::now(), 20, "two of five members down");
+    writers.wait_progress(&cluster, Instant::now(), 20, "two of five members down");
     cluster.start_node(d);
     cluster.start_node(down);
 
@@ -216,7 +227,12 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
         std::thread::spawn(move || members_cmd(&topology, &["remove", "--member", "0"]))
     };
     let killed = kill_leader_during(&mut cluster, started);
-    writers.wait_progress(Instant::now(), 20, "the leader kill during a removal");
+    writers.wait_progress(
+        &cluster,
+        Instant::now(),
+        20,
+        "the leader kill during a removal",
+    );
     removing.join().unwrap().expect("member 0 removed");
     if killed != 0 {
         cluster.start_node(killed);
@@ -226,7 +242,7 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
         .expect("member 1 removed");
     assert_eq!(voters(&after), BTreeSet::from([2, d_id, e_id]), "{after}");
     assert_eq!(ids(&after), BTreeSet::from([2, d_id, e_id]), "{after}");
-    writers.wait_progress(Instant::now(), 20, "shrinking to three");
+    writers.wait_progress(&cluster, Instant::now(), 20, "shrinking to three");
 
     for i in [0, 1] {
         cluster.kill_node(i);
@@ -253,7 +269,12 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
         })
     };
     let killed = kill_leader_during(&mut cluster, started);
-    writers.wait_progress(Instant::now(), 20, "the leader kill during a replace");
+    writers.wait_progress(
+        &cluster,
+        Instant::now(),
+        20,
+        "the leader kill during a replace",
+    );
     let after = replacing.join().unwrap().expect("member 2 replaced");
     assert_eq!(ids(&after), BTreeSet::from([d_id, e_id, f_id]), "{after}");
     if killed != 2 {
@@ -264,7 +285,12 @@ fn members_are_replaced_added_and_removed_under_writes_with_leader_kills() {
     cluster.set_replicas(0, &[(d, d_id), (e, e_id), (f, f_id)]);
     // A quorum of the current members is enough.
     cluster.kill_node(e);
-    writers.wait_progress(Instant::now(), 20, "one of three new members down");
+    writers.wait_progress(
+        &cluster,
+        Instant::now(),
+        20,
+        "one of three new members down",
+    );
     cluster.start_node(e);
     let acked = writers.stop();
     println!("{} writes acknowledged across the changes", acked.len());

@@ -68,6 +68,15 @@ impl DevCluster {
             .collect()
     }
 
+    /// The last `lines` lines of the launcher's log (its processes' output
+    /// included), for a failure message.
+    fn log_tail(&self, lines: usize) -> String {
+        let log =
+            std::fs::read_to_string(self._dir.path().join("dev-cluster.log")).unwrap_or_default();
+        let all: Vec<&str> = log.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
     fn pid_of_admin_port(&self, port: u16) -> i32 {
         self.processes
             .iter()
@@ -395,7 +404,11 @@ async fn dev_cluster_replaces_adds_and_removes_replicas() {
     // The removed members' processes stop by themselves.
     let deadline = Instant::now() + Duration::from_secs(30);
     while running(pid_of_zone("zone-a")) || running(pid_of_zone("zone-b")) {
-        assert!(Instant::now() < deadline, "a removed member still runs");
+        assert!(
+            Instant::now() < deadline,
+            "a removed member still runs\n{}",
+            cluster.log_tail(150)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // The topology lists the current members; the launcher's process table
