@@ -518,12 +518,13 @@ mod tests {
     #[test]
     fn only_a_leaders_settled_membership_at_least_as_new_removes() {
         let leader = view(2, 2, 10, 12, &[2, 3, 4]);
-        assert_eq!(removal(&[leader.clone()], 0, Some(10)), Some(&leader));
-        assert_eq!(removal(&[leader.clone()], 0, Some(9)), Some(&leader));
+        let views = std::slice::from_ref(&leader);
+        assert_eq!(removal(views, 0, Some(10)), Some(&leader));
+        assert_eq!(removal(views, 0, Some(9)), Some(&leader));
         // Older than this replica's own membership entry: not the removal.
-        assert_eq!(removal(&[leader.clone()], 0, Some(11)), None);
+        assert_eq!(removal(views, 0, Some(11)), None);
         // Still listed.
-        assert_eq!(removal(&[leader.clone()], 3, Some(10)), None);
+        assert_eq!(removal(views, 3, Some(10)), None);
         // A follower's view may hold an entry that is not committed.
         assert_eq!(
             removal(&[view(3, 2, 10, 12, &[2, 3, 4])], 0, Some(10)),
