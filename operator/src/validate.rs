@@ -74,6 +74,9 @@ pub struct ValidatedTable {
     /// The resource's creation time (ms since the epoch): the table's
     /// CreationDateTime on every node.
     pub created_at_ms: Option<u64>,
+    /// The table's time to live (applied by the nodes; not part of
+    /// `create_table`).
+    pub time_to_live: Option<partita_topology::TimeToLive>,
 }
 
 impl ValidatedTable {
@@ -331,6 +334,13 @@ pub fn validate_table(
         tolerations: placement.tolerations.unwrap_or_default(),
         stopped: ops.stopped.unwrap_or(false),
         deletion_protection: spec.deletion_protection_enabled.unwrap_or(false),
+        time_to_live: spec
+            .time_to_live
+            .as_ref()
+            .map(|t| partita_topology::TimeToLive {
+                attribute_name: t.attribute_name.clone(),
+                enabled: t.enabled,
+            }),
         epoch: existing.epoch.unwrap_or(1),
     })
 }

@@ -533,3 +533,27 @@ async fn gateway_config_is_rendered_at_start_with_no_tables() {
     let topology = partita_topology::TopologyFile::parse(file.as_bytes()).unwrap();
     assert!(topology.tables.is_empty(), "{file}");
 }
+
+/// Time to live is no CreateTable parameter: the topology carries it
+/// beside the CreateTable body, for the nodes to create the table with.
+#[tokio::test]
+async fn time_to_live_reaches_the_topology() {
+    let (client, ctx) = setup().await;
+    let with_ttl = format!("{ORDERS}  timeToLive: {{attributeName: expiresAt, enabled: true}}\n");
+    create(&client, &with_ttl).await;
+    reconcile(&client, &ctx).await;
+    let cm = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
+        .get("orders-topology")
+        .await
+        .unwrap();
+    let file: serde_json::Value = serde_json::from_str(&cm.data.unwrap()["topology.json"]).unwrap();
+    let table = &file["tables"][0];
+    assert_eq!(
+        table["timeToLive"],
+        json!({"attributeName": "expiresAt", "enabled": true}),
+        "{table}"
+    );
+    assert!(table["createTable"]
+        .get("TimeToLiveSpecification")
+        .is_none());
+}

@@ -245,6 +245,7 @@ async fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<()> {
                     .map(|d| d.as_millis() as u64)
                     .unwrap_or(0),
             ),
+            time_to_live: None,
             partitions,
         });
     }

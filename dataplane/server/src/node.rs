@@ -196,12 +196,19 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         // table's entry and the entry's creation time, so the table's
         // identity (ARN id, stream shard ids and times) is the group's.
         let body = serde_json::to_vec(&table.create_table)?;
-        let def = partita_api::table_definition(
+        let mut def = partita_api::table_definition(
             &body,
             static_table_id(&table.table_name, &body),
             table.created_at_ms.unwrap_or(0),
         )
         .map_err(|e| anyhow::anyhow!("creating table {}: {e:?}", table.table_name))?;
+        // Time to live is no CreateTable parameter: set with the definition.
+        def.ttl = table.time_to_live.as_ref().filter(|t| t.enabled).map(|t| {
+            partita_model::schema::TimeToLive {
+                enabled: true,
+                attribute_name: t.attribute_name.clone(),
+            }
+        });
         // The stream (if enabled) starts at the same time everywhere too.
         store.set_clock(table.created_at_ms.unwrap_or(0).max(1));
         store

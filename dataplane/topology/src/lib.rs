@@ -29,4 +29,6 @@ pub mod replication;
 pub mod topology;
 
 pub use partitions::{initial_partition_count, split_hash_space, HashRange};
-pub use topology::{Epoch, PartitionTopology, ReplicaAddress, TableTopology, TopologyFile};
+pub use topology::{
+    Epoch, PartitionTopology, ReplicaAddress, TableTopology, TimeToLive, TopologyFile,
+};

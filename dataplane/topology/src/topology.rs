@@ -77,7 +77,21 @@ pub struct TableTopology {
     /// the same definition; absent, the epoch (0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at_ms: Option<u64>,
+    /// The table's time to live: UpdateTimeToLive's settings, which
+    /// CreateTable does not take. Nodes create the table with it; absent,
+    /// time to live is disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_to_live: Option<TimeToLive>,
     pub partitions: Vec<PartitionTopology>,
+}
+
+/// A table's time-to-live settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimeToLive {
+    /// The attribute holding each item's expiry (seconds since the epoch).
+    pub attribute_name: String,
+    pub enabled: bool,
 }
 
 /// One partition: its hash range and its replicas (one Raft group).
@@ -297,6 +311,7 @@ mod tests {
             partition_key: "pk".into(),
             create_table: serde_json::json!({"TableName": name}),
             created_at_ms: None,
+            time_to_live: None,
             partitions: split_hash_space(partitions)
                 .into_iter()
                 .enumerate()

@@ -38,6 +38,7 @@ pub fn build_topology(table: &ValidatedTable) -> TableTopology {
         partition_key: table.partition_key.clone(),
         create_table: table.create_table.clone(),
         created_at_ms: table.created_at_ms,
+        time_to_live: table.time_to_live.clone(),
         partitions: split_hash_space(table.partitions)
             .into_iter()
             .enumerate()

@@ -376,7 +376,31 @@ pub fn free_loopback_port() -> u16 {
     free_port()
 }
 
+/// A free loopback port below the kernel's ephemeral range.
+///
+/// A test often picks ports a while before a server binds them (every
+/// region's port before the first region starts). A port from the
+/// ephemeral range could meanwhile be handed to any socket bound to port 0
+/// — a dev-cluster node's admin listener, an outgoing connection — and the
+/// test would then talk to that. Ports below the range are only ever taken
+/// by someone who asked for them by number.
 fn free_port() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    if low > 12_000 {
+        for _ in 0..64 {
+            let random = std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish();
+            let port = 10_000 + (random % u64::from(low - 10_000)) as u16;
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let l = TcpListener::bind("127.0.0.1:0").expect("bind ephemeral port");
     l.local_addr().expect("local addr").port()
 }
