@@ -11,7 +11,8 @@
 #   e2e/local.sh install         # some of them
 #
 # Scenarios: install (the chart with no Table: every pod ready, the gateway
-# answers). The kind e2e (e2e/run.sh) is the same path on a real cluster.
+# answers); create (the sample Orders Table becomes ACTIVE with its time to
+# live, the seed's boto3 Orders program runs through a gateway pod). The kind e2e (e2e/run.sh) is the same path on a real cluster.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -34,5 +35,7 @@ fi
 cargo build --quiet -p partita -p partita-e2e-local
 chart=$(mktemp)
 trap 'rm -f "$chart"' EXIT
-"$helm" template partita charts/partita --namespace partita-system >"$chart"
+# The region the seed's Orders program (examples/orders.py) signs for.
+"$helm" template partita charts/partita --namespace partita-system \
+    --set operator.region=us-west-2 >"$chart"
 target/debug/partita-e2e-local --partita target/debug/partita --chart "$chart" "$@"

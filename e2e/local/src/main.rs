@@ -33,7 +33,7 @@ use partita_operator::run::Controllers;
 use serde_json::Value;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 1] = ["install"];
+const SCENARIOS: [&str; 2] = ["install", "create"];
 
 /// Kinds the simulated API does not hold: the operator runs in process
 /// (its Deployment and RBAC), CRDs are registered as types, and nothing
@@ -81,6 +81,8 @@ fn parse_args() -> anyhow::Result<Args> {
 /// One process-backed cluster with the chart installed.
 struct Cluster {
     client: kube::Client,
+    /// The region the chart gives the gateways (what clients sign for).
+    region: String,
     runtime: Runtime,
     operator: tokio::task::JoinHandle<&'static str>,
     _root: tempfile::TempDir,
@@ -205,6 +207,7 @@ impl Cluster {
             },
         ));
         Ok(Cluster {
+            region: config.region.clone(),
             client,
             runtime,
             operator,
@@ -391,9 +394,180 @@ async fn install(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The application namespace of the scenarios' Tables.
+const APP_NAMESPACE: &str = "shop";
+
+/// A user of the chart's gateway (auth is on) allowed everything on the
+/// Orders table: its keys in a labelled Secret, its AccessPolicy.
+const ORDERS_USER: &str = r#"
+apiVersion: v1
+kind: Secret
+metadata:
+  name: shop-keys
+  labels:
+    partita.dev/user: shop
+stringData:
+  accessKeyId: AKIASHOP000000000001
+  secretAccessKey: shop-secret
+---
+apiVersion: partita.dev/v1alpha1
+kind: AccessPolicy
+metadata:
+  name: shop-orders
+spec:
+  users: [shop]
+  policyDocument: |
+    {"Version": "2012-10-17",
+     "Statement": [{"Effect": "Allow", "Action": "dynamodb:*",
+                    "Resource": ["arn:aws:dynamodb:*:*:table/Orders",
+                                 "arn:aws:dynamodb:*:*:table/Orders/*"]}]}
+"#;
+
+impl Cluster {
+    /// Creates every object of the YAML documents `text` in `namespace`
+    /// (unless an object names its own).
+    async fn apply_yaml(&self, namespace: &str, text: &str) -> anyhow::Result<()> {
+        for document in serde_yaml::Deserializer::from_str(text) {
+            let mut object = Value::deserialize_from(document)?;
+            if object.is_null() {
+                continue;
+            }
+            if object["metadata"]["namespace"].is_null() {
+                object["metadata"]["namespace"] = Value::from(namespace);
+            }
+            apply(&self.client, &object).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until Table `name` reports `tableStatus` `want`.
+    async fn wait_table_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        want: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Table> {
+        let api = Api::<Table>::namespaced(self.client.clone(), namespace);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let table = api.get(name).await?;
+            let status = table.status.as_ref().and_then(|s| s.table_status.clone());
+            if status.as_deref() == Some(want) {
+                return Ok(table);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Table {namespace}/{name} is {status:?}, not {want}, after {timeout:?}: {}{}",
+                    serde_json::to_string(&table.status)?,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Runs `python3 ARGS...` (boto3 programs) with the Orders user's keys
+/// in `region`; its standard output, or an error with both outputs.
+async fn python(region: &str, args: &[&str]) -> anyhow::Result<String> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let run = tokio::process::Command::new(&python)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "AKIASHOP000000000001")
+        .env("AWS_SECRET_ACCESS_KEY", "shop-secret")
+        .env("AWS_DEFAULT_REGION", region)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .map_err(|_| anyhow!("{python} {args:?} did not finish in 120 s"))??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        bail!(
+            "{python} {args:?} failed ({}): {stdout}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(stdout)
+}
+
+/// A boto3 call on `endpoint`: `client.OPERATION(**PARAMS)` printed as JSON.
+async fn boto3(
+    region: &str,
+    endpoint: &str,
+    operation: &str,
+    params: &Value,
+) -> anyhow::Result<Value> {
+    let program = "import boto3, json, sys\n\
+        c = boto3.client('dynamodb', endpoint_url=sys.argv[1])\n\
+        print(json.dumps(getattr(c, sys.argv[2])(**json.loads(sys.argv[3])), default=str))\n";
+    let out = python(
+        region,
+        &["-c", program, endpoint, operation, &params.to_string()],
+    )
+    .await?;
+    serde_json::from_str(&out).with_context(|| format!("{operation} printed {out}"))
+}
+
+/// `create`: the sample Orders Table (with time to live) becomes ACTIVE;
+/// the seed's boto3 Orders program runs through a gateway pod's address
+/// (with a user's keys: the chart's gateway checks signatures, scoped to
+/// the program's region us-west-2, which `e2e/local.sh` gives the chart),
+/// and
+/// DescribeTimeToLive through the other gateway shows the Table's time to
+/// live applied.
+async fn create(args: &Args) -> anyhow::Result<()> {
+    let cluster = Cluster::install(args).await?;
+    cluster.wait_all_ready(Duration::from_secs(90)).await?;
+    cluster.apply_yaml(APP_NAMESPACE, ORDERS_USER).await?;
+    let orders = std::fs::read_to_string("manifests/samples/orders.yaml")
+        .context("reading manifests/samples/orders.yaml (run from the repository root)")?;
+    cluster.apply_yaml(APP_NAMESPACE, &orders).await?;
+    cluster
+        .wait_table_status(APP_NAMESPACE, "orders", "ACTIVE", Duration::from_secs(120))
+        .await?;
+    let gateways = cluster.pods("partita-system", "partita-gateway-");
+    let [first, second] = gateways.as_slice() else {
+        bail!("expected the chart's two gateway pods, found {gateways:?}");
+    };
+    // The policy reaches the gateways' auth file in a moment; the program
+    // is retried until then.
+    let endpoint = format!("http://{first}:8000");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let printed = loop {
+        match python(&cluster.region, &["examples/orders.py", &endpoint]).await {
+            Ok(out) => break out,
+            Err(e) if Instant::now() < deadline => {
+                tracing::info!(error = %e, "orders.py not through yet");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.context(cluster.logs())),
+        }
+    };
+    if !printed.contains("CUSTOMER#1042") || !printed.contains("ORDER#2026-04-21#A-482") {
+        bail!("examples/orders.py printed {printed}");
+    }
+    let ttl = boto3(
+        &cluster.region,
+        &format!("http://{second}:8000"),
+        "describe_time_to_live",
+        &serde_json::json!({"TableName": "Orders"}),
+    )
+    .await?;
+    let description = &ttl["TimeToLiveDescription"];
+    if description["TimeToLiveStatus"] != "ENABLED" || description["AttributeName"] != "expiresAt" {
+        bail!("DescribeTimeToLive answered {ttl}");
+    }
+    Ok(())
+}
+
 async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
     match name {
         "install" => install(args).await,
+        "create" => create(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

@@ -21,6 +21,8 @@
 //!   spec outside `replicas`, `ordinals`, `template`, `updateStrategy`,
 //!   `persistentVolumeClaimRetentionPolicy` and `minReadySeconds` is
 //!   refused with Kubernetes' 422 `Invalid` and its message.
+//! - **Secrets' `stringData`** is moved into `data` when a Secret is
+//!   created or replaced.
 //!
 //! Not modelled: graceful deletion (an object with finalizers is removed
 //! at once by the store), apply conflicts between managers (every apply
@@ -218,6 +220,23 @@ impl tower::Service<Request<Body>> for SimService {
     }
 }
 
+/// The body of a create or replace of a Secret with its `stringData`
+/// moved into `data` ([`rules::secret_string_data`]); any other body as
+/// it is.
+fn secret_body(path: &Path, method: &Method, body: Vec<u8>) -> Vec<u8> {
+    let whole = *method == Method::POST || *method == Method::PUT;
+    if path.collection.resource != "secrets" || path.subresource.is_some() || !whole {
+        return body;
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(mut secret) => {
+            rules::secret_string_data(&mut secret);
+            serde_json::to_vec(&secret).unwrap_or(body)
+        }
+        Err(_) => body,
+    }
+}
+
 fn full(status: StatusCode, body: Bytes) -> Response<SimBody> {
     let mut response = Response::new(Full::new(body).map_err(|e| match e {}).boxed_unsync());
     *response.status_mut() = status;
@@ -331,6 +350,7 @@ impl SimService {
                 self.apply(&path, &uri, &params, &body).await
             }
             Method::PUT | Method::PATCH => {
+                let body = secret_body(&path, &parts.method, body);
                 if path.collection.resource == "statefulsets" && path.subresource.is_none() {
                     if let Some(refused) = self
                         .check_statefulset(
@@ -363,6 +383,7 @@ impl SimService {
                 Ok(full(status, bytes))
             }
             Method::POST => {
+                let body = secret_body(&path, &Method::POST, body);
                 let (status, bytes) = self
                     .store_call(
                         Method::POST,

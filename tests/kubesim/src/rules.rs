@@ -165,3 +165,21 @@ mod tests {
         }
     }
 }
+
+/// Moves a Secret's `stringData` into `data` (base64), as the API server
+/// does on every write: readers only ever see `data`.
+pub fn secret_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = Value::Object(Default::default());
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] =
+            Value::from(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
+    }
+}

@@ -286,3 +286,31 @@ async fn a_statefulset_change_kubernetes_refuses_is_refused() {
     );
     assert_eq!(spec.selector.match_labels.unwrap()["app"], "orders");
 }
+
+/// A Secret written with `stringData` reads back with it in `data`, as
+/// from the API server.
+#[tokio::test]
+async fn a_secrets_string_data_reads_back_as_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    let sim = sim().await;
+    let api: Api<Secret> = Api::namespaced(sim.client(), "shop");
+    let secret: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "keys", "namespace": "shop"},
+        "data": {"kept": "a2VwdA=="},
+        "stringData": {"accessKeyId": "AKIA1"},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &secret).await.unwrap();
+    let mut read = api.get("keys").await.unwrap();
+    assert_eq!(read.string_data, None);
+    let data = read.data.clone().unwrap();
+    assert_eq!(data["accessKeyId"].0, b"AKIA1");
+    assert_eq!(data["kept"].0, b"kept");
+    read.string_data = Some(BTreeMap::from([("accessKeyId".into(), "AKIA2".into())]));
+    api.replace("keys", &PostParams::default(), &read)
+        .await
+        .unwrap();
+    let data = api.get("keys").await.unwrap().data.unwrap();
+    assert_eq!(data["accessKeyId"].0, b"AKIA2");
+}
