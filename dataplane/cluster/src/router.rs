@@ -156,8 +156,8 @@ fn timed(command: Command, offset_ms: i64) -> Command {
 }
 
 fn not_managed() -> StorageError {
-    StorageError::InvalidTableDefinition(
-        "in cluster mode tables are defined by the topology file (the operator's Table resources)"
+    StorageError::Unsupported(
+        "in cluster mode this table is created and deleted through its Table resource (the topology file)"
             .into(),
     )
 }
@@ -281,8 +281,20 @@ impl Router {
         }
     }
 
+    /// Returns the map of `table` for a change of its definition
+    /// (UpdateTable, indexes, time to live, tags): its own entry or the
+    /// dynamic-tables one. The operator brings a topology-defined table to
+    /// its Table resource's spec through these same calls.
+    fn changeable_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
+        if self.topology.read().table(table).is_some() && table != DYNAMIC_TABLES {
+            return self.table_topology(table);
+        }
+        self.dynamic_topology(table)
+    }
+
     /// Returns the dynamic-tables map for `table`, or `not_managed` when
-    /// the table is defined by the topology file (or there is no such map).
+    /// the table is defined by the topology file (or there is no such map):
+    /// what creating or deleting a table needs.
     fn dynamic_topology(&self, table: &str) -> Result<TableTopology, StorageError> {
         {
             let topology = self.topology.read();
@@ -1027,7 +1039,7 @@ impl Backend for Router {
         table: &str,
         index: IndexDefinition,
     ) -> Result<TableDefinition, StorageError> {
-        let topo = self.dynamic_topology(table)?;
+        let topo = self.changeable_topology(table)?;
         self.defs.lock().remove(table);
         let result = self.block(
             self.replicate_ddl(&topo, Command::CreateGlobalIndex(table.to_string(), index)),
@@ -1040,7 +1052,7 @@ impl Backend for Router {
         table: &str,
         index: &str,
     ) -> Result<TableDefinition, StorageError> {
-        let topo = self.dynamic_topology(table)?;
+        let topo = self.changeable_topology(table)?;
         self.defs.lock().remove(table);
         let result = self.block(self.replicate_ddl(
             &topo,
@@ -1113,7 +1125,7 @@ impl Backend for Router {
         name: &str,
         change: TableChange<'_>,
     ) -> Result<TableDefinition, StorageError> {
-        let topo = self.dynamic_topology(name)?;
+        let topo = self.changeable_topology(name)?;
         self.defs.lock().remove(name);
         // Read, change and write in one turn: a change made between the
         // read and the write (a GSI created, TTL enabled by a replica)

@@ -2,6 +2,7 @@
 //! per partition and `partita gateway`, driven over the DynamoDB JSON
 //! protocol. Each fault test names the invariant it checks.
 
+mod definitions;
 mod harness;
 mod linearizability;
 mod membership;
