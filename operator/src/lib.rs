@@ -17,6 +17,7 @@ pub mod build;
 pub mod config;
 pub mod controller;
 pub mod crd;
+pub mod definition;
 pub mod global;
 pub mod leader;
 pub mod metrics;
