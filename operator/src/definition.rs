@@ -201,8 +201,10 @@ pub enum Outcome {
     InSync,
     /// A change was made (what).
     Changed(String),
-    /// A change is in progress, or the data plane cannot be asked yet.
-    Waiting(String),
+    /// DynamoDB is still making a change (what).
+    InProgress(String),
+    /// The data plane cannot be asked yet (why).
+    Unavailable(String),
     /// DynamoDB refused the change (its error type and message).
     Refused(String),
 }
@@ -327,21 +329,23 @@ impl DataPlane {
         let credentials = match read_credentials(client, &self.target).await {
             Ok(Some(c)) => c,
             Ok(None) => {
-                return Outcome::Waiting("the operator's gateway key is not created yet".into())
+                return Outcome::Unavailable("the operator's gateway key is not created yet".into())
             }
-            Err(e) => return Outcome::Waiting(format!("reading the operator's gateway key: {e}")),
+            Err(e) => {
+                return Outcome::Unavailable(format!("reading the operator's gateway key: {e}"))
+            }
         };
         let name = json!({"TableName": desired["TableName"]});
         let waiting = |e: CallError| match e {
             CallError::Refused { kind, .. } if kind == "ResourceNotFoundException" => {
-                Outcome::Waiting("the data plane has not created the table yet".into())
+                Outcome::Unavailable("the data plane has not created the table yet".into())
             }
             CallError::Refused { kind, .. }
                 if kind == "UnrecognizedClientException" || kind == "AccessDeniedException" =>
             {
-                Outcome::Waiting("the gateway does not know the operator's key yet".into())
+                Outcome::Unavailable("the gateway does not know the operator's key yet".into())
             }
-            other => Outcome::Waiting(format!("asking the gateway: {other}")),
+            other => Outcome::Unavailable(format!("asking the gateway: {other}")),
         };
         let table = match self.call(&credentials, "DescribeTable", &name).await {
             Ok(answer) => answer["Table"].clone(),
@@ -358,7 +362,7 @@ impl DataPlane {
         };
         match next_change(desired, ttl, &table, &live_ttl, &tags) {
             Next::InSync => Outcome::InSync,
-            Next::Wait(why) => Outcome::Waiting(why),
+            Next::Wait(why) => Outcome::InProgress(why),
             Next::Make(change) => {
                 match self
                     .call(&credentials, change.operation, &change.body)
@@ -369,7 +373,8 @@ impl DataPlane {
                         "{} ({}): {kind}: {message}",
                         change.what, change.operation
                     )),
-                    Err(e) => Outcome::Waiting(format!("{}: {e}", change.what)),
+                    // Unknown outcome: the next reconcile reads it back.
+                    Err(e) => Outcome::InProgress(format!("{}: {e}", change.what)),
                 }
             }
         }
@@ -682,6 +687,72 @@ pub fn next_change(
     }
     Next::InSync
 }
+
+/// Sets a Table's status from where its definition stands: `UPDATING` and
+/// Progressing while DynamoDB makes a change, Progressing while the data
+/// plane cannot be asked, Degraded when DynamoDB refused a change (the
+/// spec asks for something DynamoDB does not allow). In sync, the status
+/// is left as the Kubernetes objects made it.
+pub fn apply_outcome(
+    status: &mut crate::crd::table::TableStatus,
+    outcome: &Outcome,
+    generation: i64,
+    now: k8s_openapi::jiff::Timestamp,
+) {
+    use crate::status::{set_condition, DEGRADED, PROGRESSING};
+    let conditions = &mut status.conditions;
+    match outcome {
+        // Left as the Kubernetes objects made it (Degraded "AsExpected"
+        // clears a refusal of an earlier spec).
+        Outcome::InSync => {}
+        Outcome::Changed(what) | Outcome::InProgress(what) => {
+            status.table_status = Some("UPDATING".into());
+            set_condition(
+                conditions,
+                PROGRESSING,
+                true,
+                "Updating",
+                what.clone(),
+                generation,
+                now,
+            );
+        }
+        Outcome::Unavailable(why) => {
+            set_condition(
+                conditions,
+                PROGRESSING,
+                true,
+                "DefinitionPending",
+                why.clone(),
+                generation,
+                now,
+            );
+        }
+        Outcome::Refused(message) => {
+            set_condition(
+                conditions,
+                PROGRESSING,
+                false,
+                DEFINITION_REFUSED,
+                message.clone(),
+                generation,
+                now,
+            );
+            set_condition(
+                conditions,
+                DEGRADED,
+                true,
+                DEFINITION_REFUSED,
+                message.clone(),
+                generation,
+                now,
+            );
+        }
+    }
+}
+
+/// The condition reason of a change DynamoDB refused.
+pub const DEFINITION_REFUSED: &str = "DefinitionChangeRefused";
 
 #[cfg(test)]
 mod tests {

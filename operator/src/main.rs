@@ -139,6 +139,7 @@ async fn main() -> anyhow::Result<()> {
             },
             rpc_tls_ca_dir: args.rpc_tls_ca_dir,
             gateway_admin_endpoint: args.gateway_admin_endpoint,
+            data_plane: None,
         },
     );
 

@@ -14,6 +14,7 @@ use kube::Api;
 
 use crate::controller::{access_policy, global_table, rpc_tls, table, Context};
 use crate::crd::Table;
+use crate::definition::DataPlane;
 use crate::global::source::HttpStatusSource;
 
 /// What the controllers need besides the context.
@@ -26,10 +27,17 @@ pub struct Controllers {
     /// The gateway's admin endpoint (`http://host:port`) for GlobalTable
     /// status.
     pub gateway_admin_endpoint: Option<String>,
+    /// The gateway's DynamoDB endpoint for the operator's own calls that
+    /// bring tables to their specs (None: the gateway Service's).
+    pub data_plane: Option<crate::definition::DataPlane>,
 }
 
 /// Runs every controller until one stops; returns which.
 pub async fn run(ctx: Arc<Context>, controllers: Controllers) -> &'static str {
+    let data_plane = controllers.data_plane.clone().unwrap_or_else(|| {
+        DataPlane::in_cluster(controllers.gateway.clone(), ctx.config.region.clone())
+    });
+    let _ = ctx.data_plane.set(data_plane);
     let client = ctx.client.clone();
     let tables = Controller::new(
         Api::<Table>::all(client.clone()),

@@ -54,6 +54,7 @@ fn start_controllers(client: &kube::Client) -> tokio::task::JoinHandle<&'static 
             },
             rpc_tls_ca_dir: None,
             gateway_admin_endpoint: None,
+            data_plane: None,
         },
     ))
 }

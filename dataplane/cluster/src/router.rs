@@ -111,12 +111,51 @@ impl Default for RouterOptions {
     }
 }
 
+/// How long a gateway answers from a table definition it read: another
+/// gateway may change the table meanwhile (an index, time to live, the
+/// table deleted and created again), and this gateway sees it after at
+/// most this long.
+const DEFINITION_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Table definitions read from partition 0's group, each for
+/// [`DEFINITION_TTL`].
+#[derive(Default)]
+struct DefinitionCache(Mutex<HashMap<String, (TableDefinition, std::time::Instant)>>);
+
+impl DefinitionCache {
+    fn get(&self, table: &str) -> Option<TableDefinition> {
+        let mut defs = self.0.lock();
+        match defs.get(table) {
+            Some((def, read)) if read.elapsed() < DEFINITION_TTL => Some(def.clone()),
+            Some(_) => {
+                defs.remove(table);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, table: &str, def: TableDefinition) {
+        self.0
+            .lock()
+            .insert(table.to_string(), (def, std::time::Instant::now()));
+    }
+
+    fn remove(&self, table: &str) {
+        self.0.lock().remove(table);
+    }
+
+    fn clear(&self) {
+        self.0.lock().clear();
+    }
+}
+
 /// The cluster backend of `partita gateway`.
 pub struct Router {
     topology: RwLock<TopologyFile>,
     clients: Clients,
     leaders: Mutex<HashMap<(String, u32), String>>,
-    defs: Mutex<HashMap<String, TableDefinition>>,
+    defs: DefinitionCache,
     next: AtomicUsize,
     options: RouterOptions,
     /// Replicas that recently failed to answer, until when to avoid them.
@@ -177,7 +216,7 @@ impl Router {
             topology: RwLock::new(topology),
             clients: Clients::with_tls(options.tls.clone()),
             leaders: Mutex::new(HashMap::new()),
-            defs: Mutex::new(HashMap::new()),
+            defs: DefinitionCache::default(),
             ddl: tokio::sync::Mutex::new(()),
             next: AtomicUsize::new(0),
             options,
@@ -236,7 +275,7 @@ impl Router {
                 }
                 *self.topology.write() = file;
                 self.leaders.lock().clear();
-                self.defs.lock().clear();
+                self.defs.clear();
                 tracing::info!(path = %path.display(), "topology reloaded");
                 true
             }
@@ -1030,7 +1069,7 @@ impl Backend for Router {
             return Err(StorageError::TableExists(def.name));
         }
         let topo = self.dynamic_topology(&def.name)?;
-        self.defs.lock().remove(&def.name);
+        self.defs.remove(&def.name);
         self.block(self.replicate_ddl(&topo, Command::CreateTable(def)))??;
         Ok(())
     }
@@ -1040,11 +1079,11 @@ impl Backend for Router {
         index: IndexDefinition,
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(table)?;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         let result = self.block(
             self.replicate_ddl(&topo, Command::CreateGlobalIndex(table.to_string(), index)),
         )?;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         result
     }
     fn delete_global_index(
@@ -1053,12 +1092,12 @@ impl Backend for Router {
         index: &str,
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(table)?;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         let result = self.block(self.replicate_ddl(
             &topo,
             Command::DeleteGlobalIndex(table.to_string(), index.to_string()),
         ))?;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         result
     }
     fn index_state(&self, table: &str, index: &str) -> Result<IndexState, StorageError> {
@@ -1076,19 +1115,19 @@ impl Backend for Router {
     }
     fn delete_table(&self, name: &str) -> Result<TableDefinition, StorageError> {
         let topo = self.dynamic_topology(name)?;
-        self.defs.lock().remove(name);
+        self.defs.remove(name);
         let result =
             self.block(self.replicate_ddl(&topo, Command::DeleteTable(name.to_string())))?;
-        self.defs.lock().remove(name);
+        self.defs.remove(name);
         result
     }
     fn table(&self, name: &str) -> Result<TableDefinition, StorageError> {
-        if let Some(def) = self.defs.lock().get(name) {
-            return Ok(def.clone());
+        if let Some(def) = self.defs.get(name) {
+            return Ok(def);
         }
         let topo = self.table_topology(name)?;
         let (def, _, _) = self.block(self.describe(&topo, 0, name))??;
-        self.defs.lock().insert(name.to_string(), def.clone());
+        self.defs.insert(name, def.clone());
         Ok(def)
     }
     fn list_tables(&self) -> Vec<String> {
@@ -1126,7 +1165,7 @@ impl Backend for Router {
         change: TableChange<'_>,
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(name)?;
-        self.defs.lock().remove(name);
+        self.defs.remove(name);
         // Read, change and write in one turn: a change made between the
         // read and the write (a GSI created, TTL enabled by a replica)
         // would otherwise be overwritten.
@@ -1146,7 +1185,7 @@ impl Backend for Router {
             self.replicate_ddl_in_turn(&topo, Command::UpdateTable(def))
                 .await
         })?;
-        self.defs.lock().remove(name);
+        self.defs.remove(name);
         result
     }
     fn table_stats(&self, name: &str) -> Result<(u64, u64), StorageError> {

@@ -28,12 +28,13 @@ use partita_operator::controller::Context;
 use partita_operator::crd::access_policy::AccessPolicy;
 use partita_operator::crd::global_table::GlobalTable;
 use partita_operator::crd::table::Table;
+use partita_operator::definition::DataPlane;
 use partita_operator::metrics::Metrics;
 use partita_operator::run::Controllers;
 use serde_json::Value;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 2] = ["install", "create"];
+const SCENARIOS: [&str; 3] = ["install", "create", "spec-changes"];
 
 /// Kinds the simulated API does not hold: the operator runs in process
 /// (its Deployment and RBAC), CRDs are registered as types, and nothing
@@ -198,12 +199,31 @@ impl Cluster {
         )
         .map_err(|e| anyhow!("pod runtime: {e}"))?;
         let ctx = Context::new(client.clone(), config.clone(), Metrics::new()?);
+        // The operator runs outside the pods' network: it calls the gateway
+        // pods by address, as the gateway Service would route.
+        let book = runtime.address_book();
+        let gateway_namespace = gateway.namespace.clone();
+        let gateway_pods = format!("{}-", gateway.name);
+        let data_plane = DataPlane {
+            target: gateway.clone(),
+            region: config.region.clone(),
+            endpoints: std::sync::Arc::new(move || {
+                book.get()
+                    .into_iter()
+                    .filter(|((ns, pod), _)| {
+                        *ns == gateway_namespace && pod.starts_with(&gateway_pods)
+                    })
+                    .map(|(_, ip)| format!("{ip}:8000"))
+                    .collect()
+            }),
+        };
         let operator = tokio::spawn(partita_operator::run::run(
             ctx,
             Controllers {
                 gateway,
                 rpc_tls_ca_dir: config.rpc_ca_dir.clone(),
                 gateway_admin_endpoint: None,
+                data_plane: Some(data_plane),
             },
         ));
         Ok(Cluster {
@@ -519,7 +539,9 @@ async fn boto3(
 /// and
 /// DescribeTimeToLive through the other gateway shows the Table's time to
 /// live applied.
-async fn create(args: &Args) -> anyhow::Result<()> {
+/// The chart installed, the Orders user and the sample Orders Table
+/// ACTIVE; the cluster and its two gateways' endpoints.
+async fn orders_cluster(args: &Args) -> anyhow::Result<(Cluster, [String; 2])> {
     let cluster = Cluster::install(args).await?;
     cluster.wait_all_ready(Duration::from_secs(90)).await?;
     cluster.apply_yaml(APP_NAMESPACE, ORDERS_USER).await?;
@@ -533,26 +555,39 @@ async fn create(args: &Args) -> anyhow::Result<()> {
     let [first, second] = gateways.as_slice() else {
         bail!("expected the chart's two gateway pods, found {gateways:?}");
     };
-    // The policy reaches the gateways' auth file in a moment; the program
-    // is retried until then.
-    let endpoint = format!("http://{first}:8000");
+    let endpoints = [
+        format!("http://{first}:8000"),
+        format!("http://{second}:8000"),
+    ];
+    Ok((cluster, endpoints))
+}
+
+/// Runs the seed's Orders program on `endpoint` (retried while the user's
+/// policy is on its way to the gateways' auth file); what it printed.
+async fn run_orders_program(cluster: &Cluster, endpoint: &str) -> anyhow::Result<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let printed = loop {
-        match python(&cluster.region, &["examples/orders.py", &endpoint]).await {
-            Ok(out) => break out,
+    loop {
+        match python(&cluster.region, &["examples/orders.py", endpoint]).await {
+            Ok(out) => return Ok(out),
             Err(e) if Instant::now() < deadline => {
                 tracing::info!(error = %e, "orders.py not through yet");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) => return Err(e.context(cluster.logs())),
         }
-    };
+    }
+}
+
+async fn create(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, second]) = orders_cluster(args).await?;
+    let endpoint = first;
+    let printed = run_orders_program(&cluster, &endpoint).await?;
     if !printed.contains("CUSTOMER#1042") || !printed.contains("ORDER#2026-04-21#A-482") {
         bail!("examples/orders.py printed {printed}");
     }
     let ttl = boto3(
         &cluster.region,
-        &format!("http://{second}:8000"),
+        &second,
         "describe_time_to_live",
         &serde_json::json!({"TableName": "Orders"}),
     )
@@ -564,8 +599,164 @@ async fn create(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+impl Cluster {
+    /// Merge-patches Table `name`'s spec with `spec`; its new generation.
+    async fn patch_table(&self, name: &str, spec: Value) -> anyhow::Result<i64> {
+        let api = Api::<Table>::namespaced(self.client.clone(), APP_NAMESPACE);
+        let patched = api
+            .patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&serde_json::json!({ "spec": spec })),
+            )
+            .await
+            .with_context(|| format!("patching Table {name}"))?;
+        eprintln!(
+            "DEBUG patched {:?} {}",
+            patched.metadata.generation,
+            serde_json::to_string(&patched.spec)?
+        );
+        Ok(patched.metadata.generation.unwrap_or(0))
+    }
+
+    /// Waits until Table `name` has settled at `generation`: ACTIVE, not
+    /// Progressing (the data plane reports every change applied).
+    async fn wait_settled(&self, name: &str, generation: i64) -> anyhow::Result<()> {
+        let api = Api::<Table>::namespaced(self.client.clone(), APP_NAMESPACE);
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let status = api.get(name).await?.status.unwrap_or_default();
+            let progressing = status.conditions.iter().find(|c| c.type_ == "Progressing");
+            let settled = status.observed_generation == Some(generation)
+                && status.table_status.as_deref() == Some("ACTIVE")
+                && progressing.is_some_and(|c| {
+                    c.status == "False" && c.observed_generation == Some(generation)
+                });
+            if settled {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Table {name} did not settle at generation {generation}: {}{}",
+                    serde_json::to_string(&status)?,
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// `spec-changes`: changes of the Orders Table's spec reach the data plane
+/// and show in DynamoDB's own answers through the gateways — an index
+/// added (backfilled: it finds the order written before) and removed,
+/// time to live disabled, the stream's view type, tags, deletion
+/// protection, table class, billing mode and throughput — and the Table
+/// stays Progressing until each is applied.
+async fn spec_changes(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, second]) = orders_cluster(args).await?;
+    run_orders_program(&cluster, &first).await?;
+    let call = |endpoint: &str, op: &'static str, params: Value| {
+        let (region, endpoint) = (cluster.region.clone(), endpoint.to_string());
+        async move { boto3(&region, &endpoint, op, &params).await }
+    };
+    let orders = serde_json::json!({"TableName": "Orders"});
+
+    let generation = cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({
+                "attributeDefinitions": [
+                    {"attributeName": "pk", "attributeType": "S"},
+                    {"attributeName": "sk", "attributeType": "S"},
+                    {"attributeName": "status", "attributeType": "S"}],
+                "globalSecondaryIndexes": [{"indexName": "by-status",
+                    "keySchema": [{"attributeName": "status", "keyType": "HASH"}],
+                    "projection": {"projectionType": "ALL"}}],
+                "timeToLive": {"attributeName": "expiresAt", "enabled": false},
+                "streamSpecification": {"streamEnabled": true, "streamViewType": "KEYS_ONLY"},
+                "tags": [{"key": "app", "value": "store"}, {"key": "team", "value": "orders"}],
+                "deletionProtectionEnabled": true,
+                "tableClass": "STANDARD_INFREQUENT_ACCESS"}),
+        )
+        .await?;
+    cluster.wait_settled("orders", generation).await?;
+    let table = call(&second, "describe_table", orders.clone()).await?["Table"].clone();
+    let index = &table["GlobalSecondaryIndexes"][0];
+    let expected = [
+        (
+            index["IndexName"] == "by-status" && index["IndexStatus"] == "ACTIVE",
+            "the index ACTIVE",
+        ),
+        (
+            table["StreamSpecification"]["StreamViewType"] == "KEYS_ONLY",
+            "the KEYS_ONLY stream",
+        ),
+        (
+            table["DeletionProtectionEnabled"] == true,
+            "deletion protection",
+        ),
+        (
+            table["TableClassSummary"]["TableClass"] == "STANDARD_INFREQUENT_ACCESS",
+            "the table class",
+        ),
+    ];
+    if let Some((_, what)) = expected.iter().find(|(ok, _)| !ok) {
+        bail!("DescribeTable does not show {what}: {table}");
+    }
+    let shipped = call(
+        &first,
+        "query",
+        serde_json::json!({"TableName": "Orders", "IndexName": "by-status",
+            "KeyConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":s": {"S": "SHIPPED"}}}),
+    )
+    .await?;
+    if shipped["Count"] != 1 {
+        bail!("the new index does not find the order written before: {shipped}");
+    }
+    let ttl = call(&first, "describe_time_to_live", orders.clone()).await?;
+    if ttl["TimeToLiveDescription"]["TimeToLiveStatus"] != "DISABLED" {
+        bail!("time to live not disabled: {ttl}");
+    }
+    let tags = call(
+        &second,
+        "list_tags_of_resource",
+        serde_json::json!({"ResourceArn": table["TableArn"]}),
+    )
+    .await?;
+    let want_tags =
+        serde_json::json!([{"Key": "app", "Value": "store"}, {"Key": "team", "Value": "orders"}]);
+    if tags["Tags"] != want_tags {
+        bail!("tags are {tags}");
+    }
+
+    // Provisioned, the index removed.
+    let generation = cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"attributeDefinitions": [
+                    {"attributeName": "pk", "attributeType": "S"},
+                    {"attributeName": "sk", "attributeType": "S"}],
+                "billingMode": "PROVISIONED",
+                "provisionedThroughput": {"readCapacityUnits": 5, "writeCapacityUnits": 4},
+                "globalSecondaryIndexes": null}),
+        )
+        .await?;
+    cluster.wait_settled("orders", generation).await?;
+    let table = call(&first, "describe_table", orders.clone()).await?["Table"].clone();
+    let billing_ok = table["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+        && table["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
+        && table["ProvisionedThroughput"]["WriteCapacityUnits"] == 4;
+    if !billing_ok || table.get("GlobalSecondaryIndexes").is_some() {
+        bail!("DescribeTable after the second change: {table}");
+    }
+    Ok(())
+}
+
 async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
     match name {
+        "spec-changes" => spec_changes(args).await,
         "install" => install(args).await,
         "create" => create(args).await,
         other => bail!("unknown scenario {other}"),

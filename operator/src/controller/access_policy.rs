@@ -124,6 +124,20 @@ pub fn build_auth_file(
     (file, outcomes)
 }
 
+/// Adds the operator's own user (its calls that bring tables to their
+/// specs) to the auth file.
+pub fn add_operator(file: &mut AuthFile, credentials: &crate::definition::Credentials) {
+    use crate::definition::{operator_policy, OPERATOR_POLICY, OPERATOR_USER};
+    file.policies
+        .insert(OPERATOR_POLICY.to_string(), operator_policy());
+    file.users.push(AuthUser {
+        name: OPERATOR_USER.to_string(),
+        access_key_id: credentials.access_key_id.clone(),
+        secret_access_key: credentials.secret_access_key.clone(),
+        policies: vec![OPERATOR_POLICY.to_string()],
+    });
+}
+
 /// Checks that a policy document is a JSON object with Version and Statement.
 pub fn parse_policy(document: &str) -> Result<serde_json::Value, String> {
     let doc: serde_json::Value =
@@ -235,7 +249,9 @@ pub async fn reconcile_gateway(ctx: &Context, target: &GatewayTarget) -> Result<
         .list(&ListParams::default().labels(&format!("{TOPOLOGY_LABEL}=true")))
         .await?
         .items;
-    let (auth, outcomes) = build_auth_file(&policies, &secrets);
+    let (mut auth, outcomes) = build_auth_file(&policies, &secrets);
+    let operator = crate::definition::ensure_credentials(client, target).await?;
+    add_operator(&mut auth, &operator);
     let (topology, problems) = merge_topologies(&topologies);
     for problem in &problems {
         tracing::warn!(problem = %problem, "topology not merged");

@@ -21,6 +21,9 @@ pub struct Context {
     pub config: OperatorConfig,
     pub metrics: Metrics,
     pub recorder: Recorder,
+    /// The gateway the Table controller brings live tables to their specs
+    /// through (unset: only the Kubernetes objects are reconciled).
+    pub data_plane: std::sync::OnceLock<crate::definition::DataPlane>,
 }
 
 impl Context {
@@ -35,6 +38,7 @@ impl Context {
             client,
             config,
             metrics,
+            data_plane: std::sync::OnceLock::new(),
         })
     }
 

@@ -22,6 +22,7 @@ use crate::build::{
     TABLE_LABEL, ZONE_ANNOTATION,
 };
 use crate::crd::table::{Table, TableStatus, VolumeRetentionPolicy};
+use crate::definition::{apply_outcome, Outcome, DEFINITION_REFUSED};
 use crate::status::{self, build_status, invalid_spec_status, Observed, DEGRADED, SPLIT_REQUIRED};
 use crate::validate::{validate_table, Existing, ValidatedTable};
 
@@ -221,7 +222,7 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     // Status.
     let pods = list::<Pod>(ctx, &ns, &selector, &name).await?;
     let stream_label = stream_label(table);
-    let status = build_status(
+    let mut status = build_status(
         &validated,
         &previous,
         &Observed {
@@ -232,13 +233,68 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         stream_label,
         Timestamp::now(),
     );
+    // Once the pods serve it, the live table is brought to the spec.
+    let mut definition = Outcome::InSync;
+    if status.table_status.as_deref() == Some("ACTIVE") {
+        if let Some(data_plane) = ctx.data_plane.get() {
+            definition = data_plane
+                .sync(
+                    client,
+                    &validated.create_table,
+                    validated.time_to_live.as_ref(),
+                )
+                .await;
+            tracing::debug!(table = %name, outcome = ?definition, "definition synced");
+            report_definition(table, ctx, &previous, &definition).await;
+            apply_outcome(&mut status, &definition, generation, Timestamp::now());
+        }
+    }
     let active = status.table_status.as_deref() == Some("ACTIVE");
     patch_status(&tables, &name, &status).await?;
-    Ok(if active {
-        Action::requeue(Duration::from_secs(300))
-    } else {
-        Action::requeue(Duration::from_secs(10))
+    Ok(match definition {
+        Outcome::InSync if active => Action::requeue(Duration::from_secs(300)),
+        Outcome::InSync => Action::requeue(Duration::from_secs(10)),
+        Outcome::Refused(_) => Action::requeue(Duration::from_secs(30)),
+        _ => Action::requeue(Duration::from_secs(2)),
     })
+}
+
+/// Events of a definition change: each change made, and a refusal the
+/// status does not show yet.
+async fn report_definition(
+    table: &Table,
+    ctx: &Context,
+    previous: &TableStatus,
+    outcome: &Outcome,
+) {
+    match outcome {
+        Outcome::Changed(what) => {
+            ctx.event(
+                table,
+                EventType::Normal,
+                "DefinitionChanged",
+                "UpdateTable",
+                what.clone(),
+            )
+            .await;
+        }
+        Outcome::Refused(message) => {
+            let shown = previous.conditions.iter().any(|c| {
+                c.type_ == DEGRADED && c.reason == DEFINITION_REFUSED && c.message == *message
+            });
+            if !shown {
+                ctx.event(
+                    table,
+                    EventType::Warning,
+                    DEFINITION_REFUSED,
+                    "UpdateTable",
+                    message.clone(),
+                )
+                .await;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Annotation holding the hash of the StatefulSet the operator last applied.

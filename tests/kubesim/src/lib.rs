@@ -8,7 +8,8 @@
 //!   (the store's counter is global and grows with every write); a watch
 //!   replays the log from the `resourceVersion` the client asks for (or
 //!   lists first without one) and then streams `ADDED`, `MODIFIED` and
-//!   `DELETED` events as they happen, filtered by namespace, label selector
+//!   `DELETED` events as they happen (a write that changes nothing makes
+//!   none, and a server-side apply that changes nothing writes nothing), filtered by namespace, label selector
 //!   and `metadata.name`/`metadata.namespace` field selectors, ending at
 //!   `timeoutSeconds` (at most [`MAX_WATCH`]). Dependents the store deletes
 //!   by owner reference produce `DELETED` events too. Lists carry a
@@ -365,6 +366,7 @@ impl SimService {
                         return Ok(refused);
                     }
                 }
+                let before = self.current(&path).await?;
                 let (status, bytes) = self
                     .store_call(
                         parts.method,
@@ -374,11 +376,11 @@ impl SimService {
                     )
                     .await?;
                 if status.is_success() {
-                    self.state.record(
-                        Change::Modified,
-                        &path.collection,
-                        serde_json::from_slice(&bytes)?,
-                    );
+                    let after: Value = serde_json::from_slice(&bytes)?;
+                    // A write that changed nothing makes no watch event.
+                    if !before.is_some_and(|b| rules::same_object(&b, &after)) {
+                        self.state.record(Change::Modified, &path.collection, after);
+                    }
                 }
                 Ok(full(status, bytes))
             }
@@ -421,6 +423,23 @@ impl SimService {
                 Ok(full(status, bytes))
             }
         }
+    }
+
+    /// The object at `path` (its subresource's object) as stored now.
+    async fn current(&self, path: &Path) -> Result<Option<Value>, BoxError> {
+        let Some(name) = &path.name else {
+            return Ok(None);
+        };
+        let uri = object_uri(
+            &path.collection,
+            path.namespace.as_deref().unwrap_or(""),
+            name,
+        );
+        let (status, bytes) = self.store_call(Method::GET, &uri, None, Vec::new()).await?;
+        Ok(status
+            .is_success()
+            .then(|| serde_json::from_slice(&bytes).ok())
+            .flatten())
     }
 
     /// Records the deletion of the object at `path` and of every object
@@ -559,6 +578,12 @@ impl SimService {
             let other_refs: Vec<&Value> = others.iter().collect();
             let mut result = rules::apply(&existing, &config, previous.as_ref(), &other_refs);
             result["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"].clone();
+            if rules::same_object(&existing, &result) {
+                // Nothing changes: no write, no new resource version, no
+                // watch event (as the API server).
+                self.remember(&object_path, &manager, &config);
+                return Ok(full(StatusCode::OK, Bytes::from(existing.to_string())));
+            }
             if path.collection.resource == "statefulsets" && path.subresource.is_none() {
                 let name = path.name.clone().unwrap_or_default();
                 if let Some(message) = rules::statefulset_update_error(&name, &existing, &result) {

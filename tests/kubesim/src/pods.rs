@@ -66,6 +66,23 @@ pub struct PodEvent {
 }
 
 /// The pod runtime; see the module docs.
+/// The current address of every running pod; see
+/// [`Runtime::address_book`].
+#[derive(Clone)]
+pub struct AddressBook(Arc<Inner>);
+
+impl AddressBook {
+    /// (namespace, pod) → IP of every running pod.
+    pub fn get(&self) -> BTreeMap<(String, String), String> {
+        self.0
+            .pods
+            .lock()
+            .iter()
+            .map(|(k, p)| (k.clone(), p.ip.clone()))
+            .collect()
+    }
+}
+
 pub struct Runtime {
     inner: Arc<Inner>,
     task: tokio::task::JoinHandle<()>,
@@ -263,12 +280,13 @@ impl Runtime {
 
     /// The pods running now: (namespace, name) → address.
     pub fn addresses(&self) -> BTreeMap<(String, String), String> {
-        self.inner
-            .pods
-            .lock()
-            .iter()
-            .map(|(k, p)| (k.clone(), p.ip.clone()))
-            .collect()
+        self.address_book().get()
+    }
+
+    /// A handle that reads the pods' current addresses, for code outside
+    /// the pods (an in-process operator calling a Service's pods).
+    pub fn address_book(&self) -> AddressBook {
+        AddressBook(self.inner.clone())
     }
 
     /// Every pod start, stop and readiness change so far.

@@ -96,6 +96,41 @@ pub fn statefulset_update_error(name: &str, old: &Value, new: &Value) -> Option<
     })
 }
 
+/// Moves a Secret's `stringData` into `data` (base64), as the API server
+/// does on every write: readers only ever see `data`.
+pub fn secret_string_data(secret: &mut Value) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
+    else {
+        return;
+    };
+    if !secret["data"].is_object() {
+        secret["data"] = Value::Object(Default::default());
+    }
+    for (key, value) in strings {
+        let text = value.as_str().unwrap_or_default();
+        secret["data"][key] =
+            Value::from(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
+    }
+}
+
+/// True when `a` and `b` are the same object but for the resource version,
+/// the generation (the store raises it on every write but a status one,
+/// where the API server raises it on spec changes only) and field
+/// bookkeeping: a write from one to the other changes nothing.
+pub fn same_object(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+            meta.remove("generation");
+            meta.remove("managedFields");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,23 +198,5 @@ mod tests {
             let error = statefulset_update_error("s", &old, &bad).expect(field);
             assert!(error.contains("spec: Forbidden"), "{error}");
         }
-    }
-}
-
-/// Moves a Secret's `stringData` into `data` (base64), as the API server
-/// does on every write: readers only ever see `data`.
-pub fn secret_string_data(secret: &mut Value) {
-    use base64::Engine as _;
-    let Some(Value::Object(strings)) = secret.as_object_mut().and_then(|o| o.remove("stringData"))
-    else {
-        return;
-    };
-    if !secret["data"].is_object() {
-        secret["data"] = Value::Object(Default::default());
-    }
-    for (key, value) in strings {
-        let text = value.as_str().unwrap_or_default();
-        secret["data"][key] =
-            Value::from(base64::engine::general_purpose::STANDARD.encode(text.as_bytes()));
     }
 }

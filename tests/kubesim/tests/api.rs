@@ -314,3 +314,63 @@ async fn a_secrets_string_data_reads_back_as_data() {
     let data = api.get("keys").await.unwrap().data.unwrap();
     assert_eq!(data["accessKeyId"].0, b"AKIA2");
 }
+
+/// A write that changes nothing (the same status applied again) makes no
+/// watch event, as with the API server; a real change does.
+#[tokio::test]
+async fn a_write_that_changes_nothing_makes_no_watch_event() {
+    let sim = sim().await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "shop");
+    api.create(
+        &PostParams::default(),
+        &configmap("same", &[], &[("v", "1")]),
+    )
+    .await
+    .unwrap();
+    let mut events = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    // The creation first.
+    let first = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(first, Some(WatchEvent::Added(_))), "{first:?}");
+    let params = PatchParams::apply("test");
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "same", "namespace": "shop"}, "data": {"v": "1"}});
+    api.patch("same", &params, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    api.patch("same", &params, &Patch::Apply(&body))
+        .await
+        .unwrap();
+    api.patch(
+        "same",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "1"}})),
+    )
+    .await
+    .unwrap();
+    let changed = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "same", "namespace": "shop"}, "data": {"v": "2"}});
+    api.patch("same", &params, &Patch::Apply(&changed))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), events.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    match next {
+        Some(WatchEvent::Modified(cm)) => {
+            assert_eq!(
+                cm.data.unwrap()["v"],
+                "2",
+                "the first event is the real change"
+            )
+        }
+        other => panic!("expected the change, got {other:?}"),
+    }
+}

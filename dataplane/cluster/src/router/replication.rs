@@ -33,11 +33,11 @@ impl Router {
         state: Option<ReplicationState>,
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.table_topology(table)?;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         let result = self
             .replicate_ddl(&topo, Command::SetReplication(table.to_string(), state))
             .await;
-        self.defs.lock().remove(table);
+        self.defs.remove(table);
         result
     }
 
@@ -113,7 +113,7 @@ impl ReplicaStore for Router {
         // the group makes it replicated.
         let name = def.name.clone();
         let topo = self.dynamic_topology(&name)?;
-        self.defs.lock().remove(&name);
+        self.defs.remove(&name);
         self.block(self.replicate_ddl(&topo, Command::CreateReplicated(Box::new(def), state)))??;
         Ok(())
     }

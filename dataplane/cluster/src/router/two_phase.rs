@@ -115,12 +115,12 @@ impl Router {
     /// Returns the definition of `table` (cached, else read from
     /// partition 0 without blocking).
     async fn definition(&self, table: &str) -> Result<TableDefinition, StorageError> {
-        if let Some(def) = self.defs.lock().get(table) {
-            return Ok(def.clone());
+        if let Some(def) = self.defs.get(table) {
+            return Ok(def);
         }
         let topo = self.table_topology(table)?;
         let (def, _, _) = self.describe(&topo, 0, table).await?;
-        self.defs.lock().insert(table.to_string(), def.clone());
+        self.defs.insert(table, def.clone());
         Ok(def)
     }
 
