@@ -12,7 +12,9 @@
 #
 # Scenarios: install (the chart with no Table: every pod ready, the gateway
 # answers); create (the sample Orders Table becomes ACTIVE with its time to
-# live, the seed's boto3 Orders program runs through a gateway pod). The kind e2e (e2e/run.sh) is the same path on a real cluster.
+# live, the seed's boto3 Orders program runs through a gateway pod);
+# spec-changes (edits of the Table seen through boto3 on both gateways);
+# status (item count and size; a tableName taken in another namespace). The kind e2e (e2e/run.sh) is the same path on a real cluster.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

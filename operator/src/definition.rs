@@ -209,6 +209,15 @@ pub enum Outcome {
     Refused(String),
 }
 
+/// What a reconcile learnt and did: where the definition stands, and the
+/// table's item count and size as DescribeTable reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Synced {
+    pub outcome: Outcome,
+    /// (ItemCount, TableSizeBytes), when DescribeTable answered.
+    pub stats: Option<(i64, i64)>,
+}
+
 /// One DynamoDB call that moves the table towards its spec.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -325,6 +334,18 @@ impl DataPlane {
         client: &Client,
         desired: &Value,
         ttl: Option<&partita_topology::TimeToLive>,
+    ) -> Synced {
+        let mut stats = None;
+        let outcome = self.sync_with(client, desired, ttl, &mut stats).await;
+        Synced { outcome, stats }
+    }
+
+    async fn sync_with(
+        &self,
+        client: &Client,
+        desired: &Value,
+        ttl: Option<&partita_topology::TimeToLive>,
+        stats: &mut Option<(i64, i64)>,
     ) -> Outcome {
         let credentials = match read_credentials(client, &self.target).await {
             Ok(Some(c)) => c,
@@ -351,6 +372,10 @@ impl DataPlane {
             Ok(answer) => answer["Table"].clone(),
             Err(e) => return waiting(e),
         };
+        *stats = Some((
+            table["ItemCount"].as_i64().unwrap_or(0),
+            table["TableSizeBytes"].as_i64().unwrap_or(0),
+        ));
         let live_ttl = match self.call(&credentials, "DescribeTimeToLive", &name).await {
             Ok(answer) => answer["TimeToLiveDescription"].clone(),
             Err(e) => return waiting(e),

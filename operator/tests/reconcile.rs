@@ -557,3 +557,44 @@ async fn time_to_live_reaches_the_topology() {
         .get("TimeToLiveSpecification")
         .is_none());
 }
+
+/// A DynamoDB table name names one table in the cluster: a later Table
+/// with a name already held in another namespace is Degraded and gets no
+/// objects (so nothing routes to it); the earlier one is untouched.
+#[tokio::test]
+async fn a_table_name_held_in_another_namespace_degrades_the_later_table() {
+    let (client, ctx) = setup().await;
+    create(&client, ORDERS).await;
+    reconcile(&client, &ctx).await;
+    let other: Api<Table> = Api::namespaced(client.clone(), "tenant-b");
+    let mut copy: Table = serde_yaml::from_str(ORDERS).unwrap();
+    copy.metadata.namespace = Some("tenant-b".into());
+    copy.metadata.name = Some("orders-copy".into());
+    other.create(&PostParams::default(), &copy).await.unwrap();
+    let later = other.get("orders-copy").await.unwrap();
+    reconcile_table(&later, &ctx).await.unwrap();
+    let later = other.get("orders-copy").await.unwrap();
+    assert_eq!(
+        condition(&later, "Degraded"),
+        ("True".into(), "TableNameConflict".into())
+    );
+    let message = &later.status.as_ref().unwrap().conditions[0].message;
+    assert!(message.contains("shop/orders"), "{message}");
+    let built = Api::<StatefulSet>::namespaced(client.clone(), "tenant-b")
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert!(built.is_empty(), "{built:?}");
+    let configmaps =
+        Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), "tenant-b")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+    assert!(configmaps.is_empty(), "no topology for the later Table");
+    // The earlier Table keeps its objects and is not degraded.
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(condition(&t, "Degraded").0, "False");
+    assert_eq!(statefulsets(&client).await.len(), 3);
+}

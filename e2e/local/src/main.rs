@@ -34,7 +34,7 @@ use partita_operator::run::Controllers;
 use serde_json::Value;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 3] = ["install", "create", "spec-changes"];
+const SCENARIOS: [&str; 4] = ["install", "create", "spec-changes", "status"];
 
 /// Kinds the simulated API does not hold: the operator runs in process
 /// (its Deployment and RBAC), CRDs are registered as types, and nothing
@@ -754,8 +754,84 @@ async fn spec_changes(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `status`: the Table's status shows the item count and size the data
+/// plane reports; a second Table in another namespace with the same
+/// tableName is Degraded, gets no pods, and the gateways keep routing the
+/// name to the first Table.
+async fn status(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, second]) = orders_cluster(args).await?;
+    run_orders_program(&cluster, &first).await?;
+    let api = Api::<Table>::namespaced(cluster.client.clone(), APP_NAMESPACE);
+    // A change of the resource makes the operator look again at once (it
+    // also does every minute).
+    api.patch(
+        "orders",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"e2e/refresh": "1"}}}),
+        ),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let status = api.get("orders").await?.status.unwrap_or_default();
+        if status.item_count == Some(1) && status.table_size_bytes.unwrap_or(0) > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the status does not show the order: {}",
+                serde_json::to_string(&status)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let orders = std::fs::read_to_string("manifests/samples/orders.yaml")?;
+    let copy = orders.replace("name: orders", "name: orders-copy");
+    cluster.apply_yaml("tenant-b", &copy).await?;
+    let copies = Api::<Table>::namespaced(cluster.client.clone(), "tenant-b");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = copies.get("orders-copy").await?.status.unwrap_or_default();
+        let conflict = status.conditions.iter().any(|c| {
+            c.type_ == "Degraded" && c.status == "True" && c.reason == "TableNameConflict"
+        });
+        if conflict {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the second Orders Table is not Degraded: {}",
+                serde_json::to_string(&status)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let pods = cluster.pods("tenant-b", "");
+    if !pods.is_empty() {
+        bail!("the second Orders Table got pods: {pods:?}");
+    }
+    // Both gateways still route Orders to the first Table: the order is there.
+    for endpoint in [&first, &second] {
+        let found = boto3(
+            &cluster.region,
+            endpoint,
+            "get_item",
+            &serde_json::json!({"TableName": "Orders", "ConsistentRead": true,
+                "Key": {"pk": {"S": "CUSTOMER#1042"}, "sk": {"S": "ORDER#2026-04-21#A-482"}}}),
+        )
+        .await?;
+        if found["Item"]["status"]["S"] != "SHIPPED" {
+            bail!("{endpoint} does not find the order: {found}");
+        }
+    }
+    Ok(())
+}
+
 async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
     match name {
+        "status" => status(args).await,
         "spec-changes" => spec_changes(args).await,
         "install" => install(args).await,
         "create" => create(args).await,

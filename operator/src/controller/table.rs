@@ -132,6 +132,20 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         return Ok(Action::await_change());
     }
 
+    // A DynamoDB table name is one table in the cluster: the earliest
+    // Table resource holds it; a later one gets nothing built or routed.
+    let all = Api::<Table>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Fetch {
+            kind: "Table",
+            table: name.clone(),
+            source,
+        })?;
+    if let Some(owner) = name_holder(&all.items, table) {
+        return refuse_taken_name(table, ctx, &tables, &name, &owner).await;
+    }
+
     // Fetch what exists.
     let selector = format!("{TABLE_LABEL}={name}");
     let existing_sts = list::<StatefulSet>(ctx, &ns, &selector, &name).await?;
@@ -237,13 +251,18 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     let mut definition = Outcome::InSync;
     if status.table_status.as_deref() == Some("ACTIVE") {
         if let Some(data_plane) = ctx.data_plane.get() {
-            definition = data_plane
+            let synced = data_plane
                 .sync(
                     client,
                     &validated.create_table,
                     validated.time_to_live.as_ref(),
                 )
                 .await;
+            if let Some((items, bytes)) = synced.stats {
+                status.item_count = Some(items);
+                status.table_size_bytes = Some(bytes);
+            }
+            definition = synced.outcome;
             tracing::debug!(table = %name, outcome = ?definition, "definition synced");
             report_definition(table, ctx, &previous, &definition).await;
             apply_outcome(&mut status, &definition, generation, Timestamp::now());
@@ -252,11 +271,70 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     let active = status.table_status.as_deref() == Some("ACTIVE");
     patch_status(&tables, &name, &status).await?;
     Ok(match definition {
-        Outcome::InSync if active => Action::requeue(Duration::from_secs(300)),
+        // Item count and size are read again every minute.
+        Outcome::InSync if active => Action::requeue(Duration::from_secs(60)),
         Outcome::InSync => Action::requeue(Duration::from_secs(10)),
         Outcome::Refused(_) => Action::requeue(Duration::from_secs(30)),
         _ => Action::requeue(Duration::from_secs(2)),
     })
+}
+
+/// The Table (`namespace/name`) that holds `table`'s DynamoDB table name
+/// when it is not `table` itself: the earliest created, then the first by
+/// namespace and name.
+pub fn name_holder(tables: &[Table], table: &Table) -> Option<String> {
+    let id = |t: &Table| format!("{}/{}", t.namespace().unwrap_or_default(), t.name_any());
+    let rank = |t: &Table| {
+        let created = t
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|c| c.0.as_millisecond())
+            .unwrap_or(i64::MAX);
+        (created, id(t))
+    };
+    let name = table.dynamodb_name();
+    tables
+        .iter()
+        .filter(|t| t.dynamodb_name() == name && t.metadata.deletion_timestamp.is_none())
+        .min_by_key(|t| rank(t))
+        .map(id)
+        .filter(|holder| *holder != id(table))
+}
+
+/// Reports that `table`'s DynamoDB name is held by Table `holder`.
+async fn refuse_taken_name(
+    table: &Table,
+    ctx: &Context,
+    api: &Api<Table>,
+    name: &str,
+    holder: &str,
+) -> Result<Action, Error> {
+    const REASON: &str = "TableNameConflict";
+    let previous = table.status.clone().unwrap_or_default();
+    let generation = table.metadata.generation.unwrap_or(0);
+    let message = format!(
+        "tableName {} is already the table of Table {holder}; a DynamoDB table name names one table in the cluster",
+        table.dynamodb_name()
+    );
+    let reported = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DEGRADED && c.reason == REASON && c.message == message);
+    if !reported {
+        ctx.event(
+            table,
+            EventType::Warning,
+            REASON,
+            "Validate",
+            message.clone(),
+        )
+        .await;
+    }
+    let status = invalid_spec_status(&previous, generation, REASON, message, Timestamp::now());
+    patch_status(api, name, &status).await?;
+    // The holder may go away: look again now and then.
+    Ok(Action::requeue(Duration::from_secs(30)))
 }
 
 /// Events of a definition change: each change made, and a refusal the
