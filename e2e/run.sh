@@ -113,6 +113,31 @@ ready=$(kubectl -n "$ns_app" get table orders -o jsonpath='{.status.ready}')
 log "orders ready: $ready"
 [[ ${ready%/*} == "${ready#*/}" ]]
 
+log "time to live and spec changes reach the data plane"
+# One boto3 call through the gateway: ddb OPERATION JSON-PARAMS prints the answer.
+ddb() {
+    python3 -c 'import boto3, json, sys
+c = boto3.client("dynamodb", region_name="us-west-2", endpoint_url="http://127.0.0.1:18000",
+                 aws_access_key_id="e2e", aws_secret_access_key="e2e")
+print(json.dumps(getattr(c, sys.argv[1])(**json.loads(sys.argv[2])), default=str))' "$@"
+}
+ddb describe_time_to_live '{"TableName": "Orders"}' | grep -q '"TimeToLiveStatus": "ENABLED"'
+kubectl -n "$ns_app" patch table orders --type merge \
+    -p '{"spec":{"tags":[{"key":"app","value":"store"}],"deletionProtectionEnabled":true}}'
+arn=$(kubectl -n "$ns_app" get table orders -o jsonpath='{.status.tableArn}')
+changed=
+for _ in $(seq 1 60); do
+    if ddb list_tags_of_resource "{\"ResourceArn\": \"$arn\"}" | grep -q '"Value": "store"' &&
+        ddb describe_table '{"TableName": "Orders"}' | grep -q '"DeletionProtectionEnabled": true'; then
+        changed=1
+        break
+    fi
+    sleep 2
+done
+[[ -n $changed ]] || { dump; exit 1; }
+kubectl -n "$ns_app" wait table/orders --for=condition=Progressing=False --timeout="$timeout"
+kubectl -n "$ns_app" patch table orders --type merge -p '{"spec":{"deletionProtectionEnabled":false}}'
+
 log "global table: the operator renders the gateway's replication file"
 kubectl -n "$ns_app" apply -f manifests/samples/global-table.yaml
 file=
