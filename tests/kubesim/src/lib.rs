@@ -24,9 +24,12 @@
 //!   refused with Kubernetes' 422 `Invalid` and its message.
 //! - **Secrets' `stringData`** is moved into `data` when a Secret is
 //!   created or replaced.
+//! - **Graceful deletion.** Deleting an object with finalizers sets its
+//!   `deletionTimestamp` (a `MODIFIED` event) and keeps it until a write
+//!   leaves it without finalizers; then it is deleted (with its
+//!   dependents, by owner reference).
 //!
-//! Not modelled: graceful deletion (an object with finalizers is removed
-//! at once by the store), apply conflicts between managers (every apply
+//! Not modelled: apply conflicts between managers (every apply
 //! wins, as with `force`), admission webhooks, strategic merge of keyed
 //! lists.
 
@@ -155,6 +158,9 @@ struct Log {
 struct State {
     log: Mutex<Log>,
     changed: tokio::sync::Notify,
+    /// Objects being deleted that still have finalizers: their
+    /// `deletionTimestamp` (the store cannot hold one set after creation).
+    terminating: Mutex<HashMap<(Collection, String, String), String>>,
 }
 
 fn rv_of(object: &Value) -> u64 {
@@ -174,7 +180,17 @@ fn key_of(collection: &Collection, object: &Value) -> (Collection, String, Strin
 }
 
 impl State {
-    fn record(&self, change: Change, collection: &Collection, object: Value) {
+    /// Sets `metadata.deletionTimestamp` on `object` when it is being
+    /// deleted.
+    fn mark(&self, collection: &Collection, object: &mut Value) {
+        let key = key_of(collection, object);
+        if let Some(at) = self.terminating.lock().get(&key) {
+            object["metadata"]["deletionTimestamp"] = Value::from(at.clone());
+        }
+    }
+
+    fn record(&self, change: Change, collection: &Collection, mut object: Value) {
+        self.mark(collection, &mut object);
         let mut log = self.log.lock();
         let key = key_of(collection, &object);
         let rv = match change {
@@ -334,11 +350,21 @@ impl SimService {
                 let (status, bytes) = self
                     .store_call(Method::GET, &uri.to_string(), None, body)
                     .await?;
-                if !status.is_success() || path.name.is_some() {
+                if !status.is_success() {
                     return Ok(full(status, bytes));
+                }
+                if path.name.is_some() {
+                    let mut object: Value = serde_json::from_slice(&bytes)?;
+                    self.state.mark(&path.collection, &mut object);
+                    return Ok(full(status, Bytes::from(object.to_string())));
                 }
                 // A list: say which resource version it shows.
                 let mut list: Value = serde_json::from_slice(&bytes)?;
+                if let Some(items) = list["items"].as_array_mut() {
+                    for item in items {
+                        self.state.mark(&path.collection, item);
+                    }
+                }
                 let items_max = list["items"]
                     .as_array()
                     .map(|items| items.iter().map(rv_of).max().unwrap_or(0))
@@ -352,6 +378,7 @@ impl SimService {
             }
             Method::PUT | Method::PATCH => {
                 let body = secret_body(&path, &parts.method, body);
+                let body = Self::without_deletion_timestamp(&parts.method, body);
                 if path.collection.resource == "statefulsets" && path.subresource.is_none() {
                     if let Some(refused) = self
                         .check_statefulset(
@@ -376,11 +403,15 @@ impl SimService {
                     )
                     .await?;
                 if status.is_success() {
-                    let after: Value = serde_json::from_slice(&bytes)?;
+                    let mut after: Value = serde_json::from_slice(&bytes)?;
+                    self.state.mark(&path.collection, &mut after);
                     // A write that changed nothing makes no watch event.
                     if !before.is_some_and(|b| rules::same_object(&b, &after)) {
-                        self.state.record(Change::Modified, &path.collection, after);
+                        self.state
+                            .record(Change::Modified, &path.collection, after.clone());
                     }
+                    self.finish_deletion(&path, &after).await?;
+                    return Ok(full(status, Bytes::from(after.to_string())));
                 }
                 Ok(full(status, bytes))
             }
@@ -399,6 +430,23 @@ impl SimService {
                     if object["metadata"]["name"].is_string() {
                         self.state.record(Change::Added, &path.collection, object);
                     }
+                }
+                Ok(full(status, bytes))
+            }
+            Method::DELETE if path.name.is_some() && path.subresource.is_none() => {
+                if let Some(response) = self.start_deletion(&path).await? {
+                    return Ok(response);
+                }
+                let (status, bytes) = self
+                    .store_call(
+                        Method::DELETE,
+                        &uri.to_string(),
+                        content_type.as_deref(),
+                        body,
+                    )
+                    .await?;
+                if status.is_success() {
+                    self.deleted(&path).await?;
                 }
                 Ok(full(status, bytes))
             }
@@ -422,6 +470,86 @@ impl SimService {
                     .await?;
                 Ok(full(status, bytes))
             }
+        }
+    }
+
+    /// Deletion of an object with finalizers: it stays, with a
+    /// `deletionTimestamp`, until its finalizers are removed (a
+    /// `MODIFIED` event). `None` for an object without finalizers (deleted
+    /// at once).
+    async fn start_deletion(&self, path: &Path) -> Result<Option<Response<SimBody>>, BoxError> {
+        let Some(mut object) = self.current(path).await? else {
+            return Ok(None);
+        };
+        let finalizers = object["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
+        if !finalizers {
+            return Ok(None);
+        }
+        let key = key_of(&path.collection, &object);
+        let started = {
+            let mut terminating = self.state.terminating.lock();
+            let fresh = !terminating.contains_key(&key);
+            terminating.entry(key).or_insert_with(|| {
+                k8s_openapi::jiff::Timestamp::now()
+                    .strftime("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string()
+            });
+            fresh
+        };
+        self.state.mark(&path.collection, &mut object);
+        if started {
+            self.state
+                .record(Change::Modified, &path.collection, object.clone());
+        }
+        Ok(Some(full(StatusCode::OK, Bytes::from(object.to_string()))))
+    }
+
+    /// Deletes a terminating object once `object` (as written) has no
+    /// finalizers left.
+    async fn finish_deletion(&self, path: &Path, object: &Value) -> Result<(), BoxError> {
+        let key = key_of(&path.collection, object);
+        let done = object["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(|f| f.is_empty());
+        if !done || !self.state.terminating.lock().contains_key(&key) {
+            return Ok(());
+        }
+        let name = key.2.clone();
+        let uri = object_uri(&path.collection, &key.1, &name);
+        let (status, bytes) = self
+            .store_call(Method::DELETE, &uri, None, Vec::new())
+            .await?;
+        self.state.terminating.lock().remove(&key);
+        if status.is_success() {
+            let path = Path {
+                collection: path.collection.clone(),
+                namespace: Some(key.1.clone()).filter(|n| !n.is_empty()),
+                name: Some(name),
+                subresource: None,
+            };
+            self.deleted(&path).await?;
+        } else {
+            tracing::warn!(%uri, body = %String::from_utf8_lossy(&bytes), "finishing a deletion failed");
+        }
+        Ok(())
+    }
+
+    /// A replace (PUT) of a terminating object without its
+    /// `deletionTimestamp` (the store keeps it unset; this layer adds it).
+    fn without_deletion_timestamp(method: &Method, body: Vec<u8>) -> Vec<u8> {
+        if *method != Method::PUT {
+            return body;
+        }
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(mut object) if !object["metadata"]["deletionTimestamp"].is_null() => {
+                if let Some(meta) = object["metadata"].as_object_mut() {
+                    meta.remove("deletionTimestamp");
+                }
+                serde_json::to_vec(&object).unwrap_or(body)
+            }
+            _ => body,
         }
     }
 
@@ -582,6 +710,8 @@ impl SimService {
                 // Nothing changes: no write, no new resource version, no
                 // watch event (as the API server).
                 self.remember(&object_path, &manager, &config);
+                let mut existing = existing;
+                self.state.mark(&path.collection, &mut existing);
                 return Ok(full(StatusCode::OK, Bytes::from(existing.to_string())));
             }
             if path.collection.resource == "statefulsets" && path.subresource.is_none() {
@@ -607,11 +737,12 @@ impl SimService {
             }
             if status.is_success() {
                 self.remember(&object_path, &manager, &config);
-                self.state.record(
-                    Change::Modified,
-                    &path.collection,
-                    serde_json::from_slice(&bytes)?,
-                );
+                let mut after: Value = serde_json::from_slice(&bytes)?;
+                self.state.mark(&path.collection, &mut after);
+                self.state
+                    .record(Change::Modified, &path.collection, after.clone());
+                self.finish_deletion(path, &after).await?;
+                return Ok(full(status, Bytes::from(after.to_string())));
             }
             return Ok(full(status, bytes));
         }

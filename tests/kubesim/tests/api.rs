@@ -374,3 +374,67 @@ async fn a_write_that_changes_nothing_makes_no_watch_event() {
         other => panic!("expected the change, got {other:?}"),
     }
 }
+
+/// Deleting an object with finalizers marks it (`deletionTimestamp`, a
+/// `MODIFIED` event) and keeps it until its finalizers are removed; then
+/// it goes (a `DELETED` event).
+#[tokio::test]
+async fn an_object_with_finalizers_stays_until_they_are_removed() {
+    let sim = sim().await;
+    let api: Api<ConfigMap> = Api::namespaced(sim.client(), "shop");
+    let mut cm = configmap("held", &[], &[("v", "1")]);
+    cm.metadata.finalizers = Some(vec!["partita.dev/test".into()]);
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let mut events = api
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    async fn next<S>(events: &mut S) -> WatchEvent<ConfigMap>
+    where
+        S: futures::Stream<Item = Result<WatchEvent<ConfigMap>, kube::Error>> + Unpin,
+    {
+        tokio::time::timeout(Duration::from_secs(5), events.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+    assert!(matches!(next(&mut events).await, WatchEvent::Added(_)));
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    match next(&mut events).await {
+        WatchEvent::Modified(cm) => assert!(cm.metadata.deletion_timestamp.is_some()),
+        other => panic!("expected the deletion mark, got {other:?}"),
+    }
+    let held = api.get("held").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    // An update that keeps the finalizer keeps the object.
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": "2"}})),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(next(&mut events).await, WatchEvent::Modified(_)));
+    assert!(api.get_opt("held").await.unwrap().is_some());
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::<()>::Json(
+            serde_json::from_value(json!([{"op": "remove", "path": "/metadata/finalizers/0"}]))
+                .unwrap(),
+        ),
+    )
+    .await
+    .unwrap();
+    let mut saw_deleted = false;
+    for _ in 0..2 {
+        if let WatchEvent::Deleted(_) = next(&mut events).await {
+            saw_deleted = true;
+            break;
+        }
+    }
+    assert!(saw_deleted, "the object went with its last finalizer");
+    assert!(api.get_opt("held").await.unwrap().is_none());
+}
