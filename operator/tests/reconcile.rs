@@ -477,6 +477,7 @@ async fn delete_policy_removes_the_tables_volumes_only() {
     .await;
     let t = reconcile_deleting(&client, &ctx).await;
     assert!(t.finalizers().is_empty());
+    assert_eq!(status(&t).table_status.as_deref(), Some("DELETING"));
     assert!(!pvc_exists(&client, "data-orders-zone-a-0").await);
     assert!(pvc_exists(&client, "data-other-zone-a-0").await);
 }
@@ -597,4 +598,33 @@ async fn a_table_name_held_in_another_namespace_degrades_the_later_table() {
     let t = reconcile(&client, &ctx).await;
     assert_eq!(condition(&t, "Degraded").0, "False");
     assert_eq!(statefulsets(&client).await.len(), 3);
+}
+
+/// Deleting a Table shows DELETING, removes its topology (the gateways stop
+/// routing to it) and its StatefulSets, and releases the finalizer only
+/// once no StatefulSet or pod of the table is left.
+#[tokio::test]
+async fn deletion_stops_routing_and_pods_before_releasing_the_table() {
+    let (client, ctx) = setup().await;
+    create_with_finalizer(&client, ORDERS).await;
+    reconcile(&client, &ctx).await;
+    assert_eq!(statefulsets(&client).await.len(), 3);
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert_eq!(status(&t).table_status.as_deref(), Some("DELETING"));
+    assert_eq!(
+        condition(&t, "Progressing"),
+        ("True".into(), "Deleting".into())
+    );
+    assert!(statefulsets(&client).await.is_empty());
+    let topology = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
+        .get_opt("orders-topology")
+        .await
+        .unwrap();
+    assert!(topology.is_none(), "the gateways stop routing to it");
+    assert!(
+        t.finalizers().contains(&FINALIZER.to_string()),
+        "kept while the StatefulSets were still there"
+    );
+    let t = reconcile_deleting(&client, &ctx).await;
+    assert!(t.finalizers().is_empty());
 }

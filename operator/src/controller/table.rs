@@ -618,6 +618,66 @@ async fn finalize(
         .and_then(|p| p.storage.as_ref())
         .and_then(|s| s.volume_retention_policy)
         .unwrap_or_default();
+    // DELETING: the gateways stop routing to the table (its topology goes)
+    // and its data pods stop; the volumes go (or stay) once no pod uses
+    // them.
+    if previous.table_status.as_deref() != Some("DELETING") {
+        ctx.event(
+            table,
+            EventType::Normal,
+            "Deleting",
+            "Delete",
+            match policy {
+                VolumeRetentionPolicy::Delete => "deleting data pods and their volumes".to_string(),
+                VolumeRetentionPolicy::Retain => {
+                    "deleting data pods; volumes are retained".to_string()
+                }
+            },
+        )
+        .await;
+        previous.table_status = Some("DELETING".into());
+        status::set_condition(
+            &mut previous.conditions,
+            status::PROGRESSING,
+            true,
+            "Deleting",
+            "stopping the data pods".into(),
+            generation,
+            Timestamp::now(),
+        );
+        patch_status(api, name, &previous).await?;
+    }
+    let selector = format!("{TABLE_LABEL}={name}");
+    let delete_failed = |kind: &'static str| {
+        move |source| Error::Fetch {
+            kind,
+            table: name.to_string(),
+            source,
+        }
+    };
+    let configmaps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    if let Err(e) = configmaps
+        .delete(&format!("{name}-topology"), &DeleteParams::default())
+        .await
+    {
+        if !matches!(&e, kube::Error::Api(r) if r.code == 404) {
+            return Err(delete_failed("ConfigMap")(e));
+        }
+    }
+    let statefulsets = list::<StatefulSet>(ctx, ns, &selector, name).await?;
+    let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
+    for sts in &statefulsets {
+        if sts.metadata.deletion_timestamp.is_none() {
+            sts_api
+                .delete(&sts.name_any(), &DeleteParams::background())
+                .await
+                .map_err(delete_failed("StatefulSet"))?;
+        }
+    }
+    let pods = list::<Pod>(ctx, ns, &selector, name).await?;
+    if !statefulsets.is_empty() || !pods.is_empty() {
+        return Ok(Action::requeue(Duration::from_secs(2)));
+    }
     if policy == VolumeRetentionPolicy::Delete {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
         let selector = format!("{TABLE_LABEL}={name}");
@@ -631,17 +691,6 @@ async fn finalize(
             source,
         })?;
     }
-    ctx.event(
-        table,
-        EventType::Normal,
-        "Deleting",
-        "Delete",
-        match policy {
-            VolumeRetentionPolicy::Delete => "deleting data pods and their volumes".to_string(),
-            VolumeRetentionPolicy::Retain => "deleting data pods; volumes are retained".to_string(),
-        },
-    )
-    .await;
     let patch = json!([
         {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
         {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
