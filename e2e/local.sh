@@ -14,7 +14,8 @@
 # answers); create (the sample Orders Table becomes ACTIVE with its time to
 # live, the seed's boto3 Orders program runs through a gateway pod);
 # spec-changes (edits of the Table seen through boto3 on both gateways);
-# status (item count and size; a tableName taken in another namespace). The kind e2e (e2e/run.sh) is the same path on a real cluster.
+# status (item count and size; a tableName taken in another namespace);
+# deletion (deletion protection, DELETING, volumes deleted or retained). The kind e2e (e2e/run.sh) is the same path on a real cluster.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

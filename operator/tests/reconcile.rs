@@ -601,30 +601,37 @@ async fn a_table_name_held_in_another_namespace_degrades_the_later_table() {
 }
 
 /// Deleting a Table shows DELETING, removes its topology (the gateways stop
-/// routing to it) and its StatefulSets, and releases the finalizer only
-/// once no StatefulSet or pod of the table is left.
+/// routing to it), scales its StatefulSets to zero and deletes them once
+/// their pods are gone, and only then releases the finalizer.
 #[tokio::test]
 async fn deletion_stops_routing_and_pods_before_releasing_the_table() {
     let (client, ctx) = setup().await;
     create_with_finalizer(&client, ORDERS).await;
     reconcile(&client, &ctx).await;
-    assert_eq!(statefulsets(&client).await.len(), 3);
+    simulate_statefulset_controller(&client).await;
     let t = reconcile_deleting(&client, &ctx).await;
     assert_eq!(status(&t).table_status.as_deref(), Some("DELETING"));
     assert_eq!(
         condition(&t, "Progressing"),
         ("True".into(), "Deleting".into())
     );
-    assert!(statefulsets(&client).await.is_empty());
     let topology = Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(client.clone(), NS)
         .get_opt("orders-topology")
         .await
         .unwrap();
     assert!(topology.is_none(), "the gateways stop routing to it");
+    let sts = statefulsets(&client).await;
+    assert_eq!(sts.len(), 3);
+    assert!(sts
+        .iter()
+        .all(|s| s.spec.as_ref().unwrap().replicas == Some(0)));
     assert!(
         t.finalizers().contains(&FINALIZER.to_string()),
-        "kept while the StatefulSets were still there"
+        "kept while pods run"
     );
+    // The StatefulSet controller stops the pods.
+    simulate_statefulset_controller(&client).await;
     let t = reconcile_deleting(&client, &ctx).await;
+    assert!(statefulsets(&client).await.is_empty());
     assert!(t.finalizers().is_empty());
 }

@@ -34,7 +34,7 @@ use partita_operator::run::Controllers;
 use serde_json::Value;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 4] = ["install", "create", "spec-changes", "status"];
+const SCENARIOS: [&str; 5] = ["install", "create", "spec-changes", "status", "deletion"];
 
 /// Kinds the simulated API does not hold: the operator runs in process
 /// (its Deployment and RBAC), CRDs are registered as types, and nothing
@@ -611,11 +611,6 @@ impl Cluster {
             )
             .await
             .with_context(|| format!("patching Table {name}"))?;
-        eprintln!(
-            "DEBUG patched {:?} {}",
-            patched.metadata.generation,
-            serde_json::to_string(&patched.spec)?
-        );
         Ok(patched.metadata.generation.unwrap_or(0))
     }
 
@@ -829,8 +824,184 @@ async fn status(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A second table whose volumes are kept when it is deleted.
+const ARCHIVE: &str = r#"
+apiVersion: partita.dev/v1alpha1
+kind: Table
+metadata:
+  name: archive
+spec:
+  tableName: Archive
+  attributeDefinitions:
+    - {attributeName: pk, attributeType: S}
+  keySchema:
+    - {attributeName: pk, keyType: HASH}
+  billingMode: PAY_PER_REQUEST
+  placement:
+    zones: [zone-a, zone-b, zone-c]
+    storage: {size: 1Gi, volumeRetentionPolicy: Retain}
+"#;
+
+impl Cluster {
+    /// Deletes Table `name` and waits until it is gone, noting whether its
+    /// status showed DELETING on the way.
+    async fn delete_table(&self, name: &str) -> anyhow::Result<bool> {
+        let api = Api::<Table>::namespaced(self.client.clone(), APP_NAMESPACE);
+        api.delete(name, &Default::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut saw_deleting = false;
+        loop {
+            match api.get_opt(name).await? {
+                None => return Ok(saw_deleting),
+                Some(t) => {
+                    let status = t.status.unwrap_or_default();
+                    saw_deleting |= status.table_status.as_deref() == Some("DELETING");
+                    if Instant::now() > deadline {
+                        bail!(
+                            "Table {name} is not gone: {}{}",
+                            serde_json::to_string(&status)?,
+                            self.logs()
+                        );
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The PVC directories of a table's replicas (claim `data`, one pod per
+    /// zone, ordinal 0) that exist.
+    fn volumes(&self, table: &str) -> Vec<std::path::PathBuf> {
+        ["zone-a", "zone-b", "zone-c"]
+            .iter()
+            .map(|z| {
+                self.runtime
+                    .pvc_path(APP_NAMESPACE, "data", &format!("{table}-{z}-0"))
+            })
+            .filter(|p| p.exists())
+            .collect()
+    }
+}
+
+/// `deletion`: a Table with deletion protection is not deleted (Degraded,
+/// its data still served); without it the Table shows DELETING, its pods
+/// stop, the gateways answer ResourceNotFoundException, and its volumes go
+/// (policy Delete) or stay (policy Retain).
+async fn deletion(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, second]) = orders_cluster(args).await?;
+    cluster.apply_yaml(APP_NAMESPACE, ARCHIVE).await?;
+    cluster
+        .wait_table_status(APP_NAMESPACE, "archive", "ACTIVE", Duration::from_secs(120))
+        .await?;
+    run_orders_program(&cluster, &first).await?;
+    let generation = cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"deletionProtectionEnabled": true}),
+        )
+        .await?;
+    cluster.wait_settled("orders", generation).await?;
+    let api = Api::<Table>::namespaced(cluster.client.clone(), APP_NAMESPACE);
+    api.delete("orders", &Default::default()).await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api.get("orders").await?.status.unwrap_or_default();
+        let protected = status.conditions.iter().any(|c| {
+            c.type_ == "Degraded" && c.status == "True" && c.reason == "DeletionProtected"
+        });
+        if protected {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "a protected Table is not reported: {}",
+                serde_json::to_string(&status)?
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let order = serde_json::json!({"TableName": "Orders", "ConsistentRead": true,
+        "Key": {"pk": {"S": "CUSTOMER#1042"}, "sk": {"S": "ORDER#2026-04-21#A-482"}}});
+    let kept = boto3(&cluster.region, &second, "get_item", &order).await?;
+    if kept["Item"]["status"]["S"] != "SHIPPED" {
+        bail!("a protected Table stopped serving: {kept}");
+    }
+    if cluster.volumes("orders").len() != 3 {
+        bail!(
+            "the protected Table's volumes: {:?}",
+            cluster.volumes("orders")
+        );
+    }
+
+    // Protection off: the deletion goes on.
+    api.patch(
+        "orders",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(serde_json::json!({"spec": {"deletionProtectionEnabled": false}})),
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut saw_deleting = false;
+    while api.get_opt("orders").await?.is_some() {
+        let status = api.get_opt("orders").await?.and_then(|t| t.status);
+        saw_deleting |= status.and_then(|s| s.table_status).as_deref() == Some("DELETING");
+        if Instant::now() > deadline {
+            bail!("the Orders Table is not gone{}", cluster.logs());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !saw_deleting {
+        bail!("the Orders Table never showed DELETING");
+    }
+    let pods = cluster.pods(APP_NAMESPACE, "orders-");
+    if !pods.is_empty() {
+        bail!("pods of the deleted Orders Table run: {pods:?}");
+    }
+    for endpoint in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match boto3(
+                &cluster.region,
+                endpoint,
+                "describe_table",
+                &serde_json::json!({"TableName": "Orders"}),
+            )
+            .await
+            {
+                Err(e) if format!("{e:#}").contains("ResourceNotFoundException") => break,
+                other if Instant::now() > deadline => {
+                    bail!("{endpoint} still knows the deleted Orders table: {other:?}")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cluster.volumes("orders").is_empty() {
+        if Instant::now() > deadline {
+            bail!(
+                "volumes of the deleted Orders Table (policy Delete) remain: {:?}",
+                cluster.volumes("orders")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Policy Retain: the volumes stay.
+    if !cluster.delete_table("archive").await? {
+        bail!("the Archive Table never showed DELETING");
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = cluster.volumes("archive");
+    if kept.len() != 3 {
+        bail!("volumes of the deleted Archive Table (policy Retain): {kept:?}");
+    }
+    Ok(())
+}
+
 async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
     match name {
+        "deletion" => deletion(args).await,
         "status" => status(args).await,
         "spec-changes" => spec_changes(args).await,
         "install" => install(args).await,

@@ -664,19 +664,37 @@ async fn finalize(
             return Err(delete_failed("ConfigMap")(e));
         }
     }
+    // The StatefulSets scale to zero and go once their pods are gone (a
+    // pod listed is still running or terminating).
     let statefulsets = list::<StatefulSet>(ctx, ns, &selector, name).await?;
     let sts_api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), ns);
     for sts in &statefulsets {
-        if sts.metadata.deletion_timestamp.is_none() {
+        if sts.spec.as_ref().and_then(|s| s.replicas) != Some(0) {
             sts_api
-                .delete(&sts.name_any(), &DeleteParams::background())
+                .patch(
+                    &sts.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"spec": {"replicas": 0}})),
+                )
                 .await
                 .map_err(delete_failed("StatefulSet"))?;
         }
     }
     let pods = list::<Pod>(ctx, ns, &selector, name).await?;
-    if !statefulsets.is_empty() || !pods.is_empty() {
+    let running = statefulsets
+        .iter()
+        .filter_map(|s| s.status.as_ref())
+        .map(|s| s.replicas)
+        .sum::<i32>();
+    if !pods.is_empty() || running > 0 {
+        tracing::info!(table = %name, pods = pods.len(), "deleting: waiting for the data pods to stop");
         return Ok(Action::requeue(Duration::from_secs(2)));
+    }
+    for sts in &statefulsets {
+        sts_api
+            .delete(&sts.name_any(), &DeleteParams::background())
+            .await
+            .map_err(delete_failed("StatefulSet"))?;
     }
     if policy == VolumeRetentionPolicy::Delete {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);

@@ -6,6 +6,8 @@
 //!   bridge (a new address when the pod is recreated) and its own mount
 //!   namespace: a tmpfs over each mount path's parent, the pod's volumes
 //!   bind-mounted there (PVCs as per-pod directories that outlive pods,
+//!   with their PersistentVolumeClaim objects; a directory goes once its
+//!   object was deleted and no pod uses it;
 //!   ConfigMaps and Secrets written out and kept current, emptyDirs), and
 //!   a hosts file so pod and Service DNS names resolve. Nothing is created
 //!   on the host's own paths.
@@ -38,7 +40,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec, PodTemplateSpec, Secret};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, PersistentVolumeClaim, Pod, PodSpec, PodTemplateSpec, Secret,
+};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use parking_lot::Mutex;
@@ -366,7 +370,81 @@ impl Inner {
         }
         self.write_hosts(&sets);
         self.refresh_projected().await;
+        self.release_volumes().await;
         Ok(())
+    }
+
+    /// Creates the PersistentVolumeClaim object `name` from a claim
+    /// template (labels and spec), as the StatefulSet controller does, when
+    /// it does not exist; it outlives the pod.
+    async fn claim(
+        &self,
+        namespace: &str,
+        name: &str,
+        template: &PersistentVolumeClaim,
+    ) -> Result<(), String> {
+        let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
+        if api
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let object = PersistentVolumeClaim {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.to_string()),
+                namespace: Some(namespace.to_string()),
+                labels: template.metadata.labels.clone(),
+                ..Default::default()
+            },
+            spec: template.spec.clone(),
+            status: None,
+        };
+        match api.create(&PostParams::default(), &object).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Removes the directory of every claim whose PersistentVolumeClaim
+    /// object was deleted, once no running pod uses it (the volume's data
+    /// goes with its claim).
+    async fn release_volumes(&self) {
+        let api: Api<PersistentVolumeClaim> = Api::all(self.client.clone());
+        let Ok(listed) = api.list(&ListParams::default()).await else {
+            return;
+        };
+        let claims: BTreeSet<(String, String)> = listed
+            .items
+            .iter()
+            .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
+            .collect();
+        let running: Vec<(String, String)> = self.pods.lock().keys().cloned().collect();
+        let root = self.options.root.join("pvc");
+        let Ok(namespaces) = std::fs::read_dir(&root) else {
+            return;
+        };
+        for namespace in namespaces.flatten() {
+            let ns = namespace.file_name().to_string_lossy().into_owned();
+            let Ok(dirs) = std::fs::read_dir(namespace.path()) else {
+                continue;
+            };
+            for dir in dirs.flatten() {
+                let name = dir.file_name().to_string_lossy().into_owned();
+                let in_use = running
+                    .iter()
+                    .any(|(pod_ns, pod)| *pod_ns == ns && name.ends_with(&format!("-{pod}")));
+                if claims.contains(&(ns.clone(), name.clone())) || in_use {
+                    continue;
+                }
+                if std::fs::remove_dir_all(dir.path()).is_ok() {
+                    self.note(&ns, &name, "volume deleted");
+                }
+            }
+        }
     }
 
     /// Stops pods whose Pod object was deleted, or whose owner is gone.
@@ -752,13 +830,10 @@ impl Inner {
         std::fs::create_dir_all(dir.join("volumes")).map_err(|e| e.to_string())?;
         for claim in set_spec.volume_claim_templates.iter().flatten() {
             let claim_name = claim.metadata.name.clone().unwrap_or_default();
-            let pvc = self
-                .options
-                .root
-                .join("pvc")
-                .join(&ns)
-                .join(format!("{claim_name}-{pod_name}"));
+            let object_name = format!("{claim_name}-{pod_name}");
+            let pvc = self.options.root.join("pvc").join(&ns).join(&object_name);
             std::fs::create_dir_all(&pvc).map_err(|e| e.to_string())?;
+            self.claim(&ns, &object_name, claim).await?;
         }
         let mut projected = Vec::new();
         for volume in spec.volumes.iter().flatten() {
