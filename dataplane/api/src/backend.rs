@@ -191,18 +191,18 @@ fn no_change_log() -> StorageError {
 }
 
 impl dyn Backend {
-    /// Changes a table's definition (see [`Store::update_table`]).
-    pub fn update_table<F>(&self, name: &str, change: F) -> Result<TableDefinition, StorageError>
+    /// Changes a table's definition (see [`Store::update_table`]). A
+    /// cluster backend may run `change` more than once: again on a newer
+    /// definition when another gateway changed the table meanwhile.
+    pub fn update_table<F>(
+        &self,
+        name: &str,
+        mut change: F,
+    ) -> Result<TableDefinition, StorageError>
     where
-        F: FnOnce(&mut TableDefinition) -> Result<(), StorageError>,
+        F: FnMut(&mut TableDefinition) -> Result<(), StorageError>,
     {
-        let mut change = Some(change);
-        self.update_table_dyn(name, &mut |def| match change.take() {
-            Some(f) => f(def),
-            None => Err(StorageError::InvalidTableDefinition(
-                "table change applied twice".into(),
-            )),
-        })
+        self.update_table_dyn(name, &mut change)
     }
 }
 

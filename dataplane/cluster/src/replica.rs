@@ -640,7 +640,7 @@ impl Replica {
                     self.linearize().await?;
                     let def = self.store.table(&table).map_err(storage)?;
                     let (items, bytes) = self.store.table_stats(&table).map_err(storage)?;
-                    Ok((def, items, bytes))
+                    Ok(Box::new((def, items, bytes)))
                 }
                 .await,
             ),

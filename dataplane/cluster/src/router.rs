@@ -201,6 +201,14 @@ fn not_managed() -> StorageError {
     )
 }
 
+/// How many times a definition change is tried against the first
+/// partition's revision before giving up.
+const DEFINITION_ATTEMPTS: u64 = 20;
+
+/// Builds a definition change from the definition read: (the first
+/// partition's command, the other partitions').
+type MakeChange<'a> = dyn FnMut(TableDefinition) -> Result<(Command, Command), StorageError> + 'a;
+
 /// Commands of one (table, partition): their positions and the commands.
 type WriteGroup = ((String, u32), Vec<usize>, Vec<(String, WriteCommand)>);
 
@@ -387,6 +395,54 @@ impl Router {
             }
         }
         zero.ok_or_else(|| unavailable("no partition 0".into()))
+    }
+
+    /// Changes `name`'s definition: `make` turns the definition read from
+    /// the table's first partition into the command for it and the command
+    /// for the others. The first partition takes its command only at the
+    /// revision it was made from (compare and set); when another gateway
+    /// changed the table meanwhile, the definition is read and `make`
+    /// called again. The other partitions then take theirs (a definition
+    /// only when newer than theirs), so concurrent changes through several
+    /// gateways are all kept and every group ends with the last one.
+    async fn change_definition(
+        &self,
+        topo: &TableTopology,
+        name: &str,
+        make: &mut MakeChange<'_>,
+    ) -> Result<TableDefinition, StorageError> {
+        let _turn = self.ddl.lock().await;
+        let mut attempt = 0;
+        let (zero, others) = loop {
+            attempt += 1;
+            let (def, _, _) = self.describe(topo, 0, name).await?;
+            let expected = def.revision;
+            let (first, others) = make(def)?;
+            let command = timed(
+                Command::Revised(expected, Box::new(first)),
+                self.options.clock_offset_ms,
+            );
+            match self.write_group(topo, 0, command).await? {
+                Reply::Table(Ok(def)) => break (*def, others),
+                Reply::Table(Err(WireError::TransactionConflict))
+                    if attempt < DEFINITION_ATTEMPTS =>
+                {
+                    // Another gateway's change came first: build on it.
+                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                }
+                Reply::Table(Err(e)) => return Err(e.into()),
+                _ => return Err(unavailable("malformed table reply".into())),
+            }
+        };
+        let others = timed(others, self.options.clock_offset_ms);
+        for p in topo.partitions.iter().map(|p| p.id).filter(|p| *p != 0) {
+            match self.write_group(topo, p, others.clone()).await? {
+                Reply::Table(Ok(_)) => {}
+                Reply::Table(Err(e)) => return Err(e.into()),
+                _ => return Err(unavailable("malformed table reply".into())),
+            }
+        }
+        Ok(zero)
     }
 
     fn block<F: Future>(&self, fut: F) -> Result<F::Output, StorageError> {
@@ -659,7 +715,7 @@ impl Router {
                 table: name.to_string(),
             },
             |r| match r {
-                Response::Describe(r) => Some(r),
+                Response::Describe(r) => Some(r.map(|b| *b)),
                 _ => None,
             },
         )
@@ -1080,9 +1136,11 @@ impl Backend for Router {
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(table)?;
         self.defs.remove(table);
-        let result = self.block(
-            self.replicate_ddl(&topo, Command::CreateGlobalIndex(table.to_string(), index)),
-        )?;
+        let mut make = |_: TableDefinition| {
+            let command = Command::CreateGlobalIndex(table.to_string(), index.clone());
+            Ok((command.clone(), command))
+        };
+        let result = self.block(self.change_definition(&topo, table, &mut make))?;
         self.defs.remove(table);
         result
     }
@@ -1093,10 +1151,11 @@ impl Backend for Router {
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(table)?;
         self.defs.remove(table);
-        let result = self.block(self.replicate_ddl(
-            &topo,
-            Command::DeleteGlobalIndex(table.to_string(), index.to_string()),
-        ))?;
+        let mut make = |_: TableDefinition| {
+            let command = Command::DeleteGlobalIndex(table.to_string(), index.to_string());
+            Ok((command.clone(), command))
+        };
+        let result = self.block(self.change_definition(&topo, table, &mut make))?;
         self.defs.remove(table);
         result
     }
@@ -1166,13 +1225,8 @@ impl Backend for Router {
     ) -> Result<TableDefinition, StorageError> {
         let topo = self.changeable_topology(name)?;
         self.defs.remove(name);
-        // Read, change and write in one turn: a change made between the
-        // read and the write (a GSI created, TTL enabled by a replica)
-        // would otherwise be overwritten.
-        let result = self.block(async {
-            let _turn = self.ddl.lock().await;
-            let (mut def, _, _) = self.describe(&topo, 0, name).await?;
-            let before = def.clone();
+        let mut make = |before: TableDefinition| {
+            let mut def = before.clone();
             change(&mut def)?;
             if def.name != before.name
                 || def.table_id != before.table_id
@@ -1182,9 +1236,13 @@ impl Backend for Router {
                     "the name, id and key schema of a table cannot change".into(),
                 ));
             }
-            self.replicate_ddl_in_turn(&topo, Command::UpdateTable(def))
-                .await
-        })?;
+            def.revision = before.revision + 1;
+            Ok((
+                Command::UpdateTable(def.clone()),
+                Command::UpdateTableIfNewer(def),
+            ))
+        };
+        let result = self.block(self.change_definition(&topo, name, &mut make))?;
         self.defs.remove(name);
         result
     }

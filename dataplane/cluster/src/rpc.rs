@@ -290,7 +290,9 @@ pub enum Response {
     Item(Result<Option<Item>, NodeError>),
     Page(Result<Page, NodeError>),
     Items(Result<Vec<Option<Item>>, NodeError>),
-    Describe(Result<(TableDefinition, u64, u64), NodeError>),
+    /// A table's definition, item count and size (boxed: the largest
+    /// answer).
+    Describe(Result<Box<(TableDefinition, u64, u64)>, NodeError>),
     IndexInfo(Result<(IndexState, u64, u64), NodeError>),
     Status(Result<Status, NodeError>),
     /// The node could not decode the call (e.g. a newer wire version).

@@ -87,12 +87,34 @@ fn sm_err(verb: ErrorVerb, e: impl ToString) -> StorageError<u64> {
 }
 
 /// Returns the definition of the hidden applied-state table.
+/// `newer` as a group takes it from the table's first partition: its
+/// global indexes stay the group's own (an index is created or removed on
+/// each group by its own command, with its backfill), with the settings
+/// (throughput) `newer` gives the indexes both have.
+fn newer_definition(current: &TableDefinition, mut newer: TableDefinition) -> TableDefinition {
+    let indexes = current
+        .global_indexes
+        .iter()
+        .map(|own| {
+            newer
+                .global_indexes
+                .iter()
+                .find(|i| i.name == own.name)
+                .cloned()
+                .unwrap_or_else(|| own.clone())
+        })
+        .collect();
+    newer.global_indexes = indexes;
+    newer
+}
+
 pub fn meta_table_definition() -> TableDefinition {
     let key = KeyAttribute {
         name: "k".into(),
         scalar_type: ScalarType::S,
     };
     TableDefinition {
+        revision: 0,
         name: META_TABLE.into(),
         table_id: "partita-raft-meta".into(),
         key_schema: KeySchema {
@@ -508,6 +530,16 @@ impl StateMachine {
                     Ok(())
                 })
             }
+            Command::Revised(expected, inner) => return self.apply_revised(expected, *inner),
+            Command::UpdateTableIfNewer(def) => {
+                let name = def.name.clone();
+                self.store.update_table(&name, move |current| {
+                    if current.table_id == def.table_id && def.revision > current.revision {
+                        *current = newer_definition(current, def);
+                    }
+                    Ok(())
+                })
+            }
             Command::CreateGlobalIndex(table, index) => {
                 self.store.create_global_index(&table, index)
             }
@@ -521,6 +553,40 @@ impl StateMachine {
             }
         };
         Reply::Table(result.map(Box::new).map_err(WireError::from))
+    }
+
+    /// [`Command::Revised`]: raises the table's revision from `expected`
+    /// first (a replay after a crash between the two steps then refuses
+    /// rather than applying twice), then applies `inner`.
+    fn apply_revised(&self, expected: u64, inner: Command) -> Reply {
+        let name = match &inner {
+            Command::UpdateTable(def) => def.name.clone(),
+            Command::CreateGlobalIndex(table, _) | Command::DeleteGlobalIndex(table, _) => {
+                table.clone()
+            }
+            _ => {
+                return Reply::Table(Err(WireError::InvalidTableDefinition(
+                    "not a definition change".into(),
+                )))
+            }
+        };
+        let raised = self.store.update_table(&name, |current| {
+            if current.revision != expected {
+                return Err(partita_storage::StorageError::TransactionConflict);
+            }
+            current.revision = expected + 1;
+            Ok(())
+        });
+        if let Err(e) = raised {
+            return Reply::Table(Err(WireError::from(e)));
+        }
+        match inner {
+            Command::UpdateTable(mut def) => {
+                def.revision = expected + 1;
+                self.apply_ddl(Command::UpdateTable(def))
+            }
+            index => self.apply_ddl(index),
+        }
     }
 
     /// Applies an all-or-nothing transaction with `extra` writes (token

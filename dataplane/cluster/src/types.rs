@@ -50,6 +50,17 @@ pub enum Command {
     DeleteTable(String),
     /// Replaces a table's definition (TTL, tags, throughput, ...).
     UpdateTable(TableDefinition),
+    /// The table's first partition: applies the command (a definition
+    /// change) only while the table's definition revision is the given
+    /// one, and raises the revision by one; otherwise answers
+    /// `TransactionConflict` (another gateway changed the table
+    /// meanwhile: read it again).
+    Revised(u64, Box<Command>),
+    /// The other partitions: takes the definition (the first partition's,
+    /// after a change it accepted) unless the stored one is as new or
+    /// newer; the global indexes stay the group's own (their creation and
+    /// removal come as index commands), only their settings follow.
+    UpdateTableIfNewer(TableDefinition),
     /// Adds a global index; each replica backfills it from its own items.
     CreateGlobalIndex(String, IndexDefinition),
     DeleteGlobalIndex(String, String),

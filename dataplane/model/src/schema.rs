@@ -176,6 +176,12 @@ pub struct TableDefinition {
     /// `None` when no maximum was ever set.
     #[serde(default)]
     pub on_demand: Option<OnDemandThroughput>,
+    /// Revision of the definition in cluster mode: each change the table's
+    /// first partition accepts raises it by one (compare and set), and the
+    /// other partitions take a definition only when it is newer. 0 in
+    /// `serve`.
+    #[serde(default)]
+    pub revision: u64,
 }
 
 /// The optional maximum throughput of an on-demand table: request units per

@@ -303,6 +303,7 @@ mod tests {
 
     pub(crate) fn definition(name: &str) -> TableDefinition {
         TableDefinition {
+            revision: 0,
             name: name.into(),
             table_id: format!("{name}-id"),
             key_schema: KeySchema {

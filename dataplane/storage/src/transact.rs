@@ -275,6 +275,7 @@ mod tests {
         use partita_model::schema::ScalarType;
         use partita_model::schema::{AttributeDefinition, BillingMode, KeyAttribute, KeySchema};
         partita_model::TableDefinition {
+            revision: 0,
             name: name.into(),
             table_id: format!("{name}-id"),
             key_schema: KeySchema {

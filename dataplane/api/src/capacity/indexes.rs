@@ -368,6 +368,7 @@ mod tests {
             throughput: None,
         };
         TableDefinition {
+            revision: 0,
             name: "t".into(),
             table_id: "id".into(),
             key_schema: KeySchema {

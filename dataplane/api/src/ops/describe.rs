@@ -378,6 +378,7 @@ mod tests {
 
     fn definition() -> TableDefinition {
         TableDefinition {
+            revision: 0,
             name: "Orders".into(),
             table_id: "id-1".into(),
             key_schema: KeySchema {

@@ -893,6 +893,7 @@ pub(crate) fn build_definition(
         BillingMode::PayPerRequest => None,
     };
     Ok(TableDefinition {
+        revision: 0,
         name: req.name.clone(),
         table_id,
         key_schema,

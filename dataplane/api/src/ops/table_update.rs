@@ -635,6 +635,7 @@ mod tests {
 
     fn table(billing: BillingMode) -> TableDefinition {
         TableDefinition {
+            revision: 0,
             name: "t1".into(),
             table_id: "id".into(),
             key_schema: KeySchema {

@@ -86,9 +86,9 @@ fn not_found_as_resource(arn: &str, e: partita_storage::StorageError) -> ApiErro
 
 /// Runs a validated change of a table's tags; a change that would leave
 /// more than [`MAX_TAGS`] tags is rejected.
-fn change_tags<F>(api: &Api, arn: &str, table: &str, change: F) -> Result<(), ApiError>
+fn change_tags<F>(api: &Api, arn: &str, table: &str, mut change: F) -> Result<(), ApiError>
 where
-    F: FnOnce(&mut Vec<(String, String)>),
+    F: FnMut(&mut Vec<(String, String)>),
 {
     let mut too_many = false;
     let result = api.store.update_table(table, |def| {
@@ -131,10 +131,10 @@ pub async fn tag_resource(api: &Api, req: Request) -> Result<Value, ApiError> {
     }
     check_tags(&tags)?;
     change_tags(api, arn, &table, |current| {
-        for (key, value) in tags {
-            match current.iter_mut().find(|(k, _)| *k == key) {
-                Some(existing) => existing.1 = value,
-                None => current.push((key, value)),
+        for (key, value) in &tags {
+            match current.iter_mut().find(|(k, _)| k == key) {
+                Some(existing) => existing.1 = value.clone(),
+                None => current.push((key.clone(), value.clone())),
             }
         }
     })?;

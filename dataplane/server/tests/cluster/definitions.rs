@@ -157,3 +157,111 @@ fn definition_changes_of_a_topology_table_reach_every_group() {
         "{refused}"
     );
 }
+
+/// The definition each replica answers with (None for one that does not:
+/// a follower refers to its leader).
+fn replica_definitions(cluster: &Cluster) -> Vec<Option<partita_model::TableDefinition>> {
+    (0..cluster.nodes.len())
+        .map(|i| {
+            let request = partita_cluster::rpc::Request::Describe {
+                target: crate::target(cluster.nodes[i].partition),
+                table: TABLE.to_string(),
+            };
+            match crate::call_node(cluster, i, request) {
+                Some(partita_cluster::rpc::Response::Describe(Ok(described))) => Some(described.0),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Invariant: definition changes made at the same moment through two
+/// gateways are all kept — each gateway's change is compared and set
+/// against the first partition's revision and built again on the other's
+/// when it lost — and both partitions' groups end with the same
+/// definition.
+#[test]
+fn concurrent_changes_through_two_gateways_are_all_kept() {
+    let cluster = Cluster::start(2, 0);
+    let second_port = crate::harness::free_ports(1)[0];
+    let mut second = cluster.spawn_gateway(second_port, &[]);
+    let arn = ok(&cluster, "DescribeTable", &json!({"TableName": TABLE}))["Table"]["TableArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ports = [cluster.gateway_port, second_port];
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (port, arn) = (ports[t % 2], arn.clone());
+            std::thread::spawn(move || {
+                for i in 0..5 {
+                    let (status, body) = crate::harness::http_call(
+                        port,
+                        "TagResource",
+                        &json!({"ResourceArn": arn, "Tags": [{"Key": format!("k{t}-{i}"), "Value": "v"}]}),
+                    );
+                    if status != 200 {
+                        return Err(format!("TagResource through :{port}: {status} {body}"));
+                    }
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for thread in threads {
+        if let Err(e) = thread.join().unwrap() {
+            let second_log = std::fs::read_to_string(
+                cluster
+                    .topology
+                    .with_file_name(format!("gateway-{second_port}.log")),
+            )
+            .unwrap_or_default();
+            panic!(
+                "{e}\n{}\n--- second gateway\n{second_log}",
+                cluster.logs_tail(20)
+            );
+        }
+    }
+    // Every change kept (a gateway answers from a definition it read up to
+    // a second ago).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let tags = ok(&cluster, "ListTagsOfResource", &json!({"ResourceArn": arn}));
+        if tags["Tags"].as_array().unwrap().len() == 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a change was lost: {tags}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Both partitions' groups hold the same definition (a group's leader
+    // answers for it), at the twentieth revision.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let defs = replica_definitions(&cluster);
+        let answered: Vec<(u32, partita_model::TableDefinition)> = defs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, d)| d.map(|d| (cluster.nodes[i].partition, d)))
+            .collect();
+        let both = [0, 1].iter().all(|p| answered.iter().any(|(q, _)| q == p));
+        let same = both
+            && answered
+                .iter()
+                .all(|(_, d)| *d == answered[0].1 && d.tags.len() == 20);
+        if same {
+            assert_eq!(answered[0].1.revision, 20);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partitions differ: {:?}",
+            answered
+                .iter()
+                .map(|(p, d)| (p, d.revision, d.tags.len()))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+}

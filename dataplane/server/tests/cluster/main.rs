@@ -67,7 +67,7 @@ fn leader_now(cluster: &Cluster, partition: u32) -> Option<usize> {
     })
 }
 
-fn target(partition: u32) -> Target {
+pub(crate) fn target(partition: u32) -> Target {
     Target {
         table: TABLE.into(),
         partition,
@@ -76,7 +76,7 @@ fn target(partition: u32) -> Target {
 }
 
 /// One internal RPC call to node `i` (None: no answer).
-fn call_node(cluster: &Cluster, i: usize, request: Request) -> Option<Response> {
+pub(crate) fn call_node(cluster: &Cluster, i: usize, request: Request) -> Option<Response> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

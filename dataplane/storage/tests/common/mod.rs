@@ -22,6 +22,7 @@ pub fn item(attrs: &[(&str, AttributeValue)]) -> Item {
 
 pub fn table_def(name: &str, sort: Option<ScalarType>, partitions: u32) -> TableDefinition {
     TableDefinition {
+        revision: 0,
         name: name.into(),
         table_id: format!("{name}-{}", std::process::id()),
         key_schema: KeySchema {

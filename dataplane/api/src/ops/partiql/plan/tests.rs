@@ -12,6 +12,7 @@ fn def(range: bool) -> TableDefinition {
         scalar_type: t,
     };
     TableDefinition {
+        revision: 0,
         name: "T".into(),
         table_id: "id".into(),
         key_schema: KeySchema {
