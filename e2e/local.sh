@@ -15,7 +15,8 @@
 # live, the seed's boto3 Orders program runs through a gateway pod);
 # spec-changes (edits of the Table seen through boto3 on both gateways);
 # status (item count and size; a tableName taken in another namespace);
-# deletion (deletion protection, DELETING, volumes deleted or retained). The kind e2e (e2e/run.sh) is the same path on a real cluster.
+# deletion (deletion protection, DELETING, volumes deleted or retained);
+# ddl-two-gateways (concurrent definition changes through both gateways). The kind e2e (e2e/run.sh) is the same path on a real cluster.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

@@ -34,7 +34,14 @@ use partita_operator::run::Controllers;
 use serde_json::Value;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 5] = ["install", "create", "spec-changes", "status", "deletion"];
+const SCENARIOS: [&str; 6] = [
+    "install",
+    "create",
+    "spec-changes",
+    "ddl-two-gateways",
+    "status",
+    "deletion",
+];
 
 /// Kinds the simulated API does not hold: the operator runs in process
 /// (its Deployment and RBAC), CRDs are registered as types, and nothing
@@ -824,6 +831,94 @@ async fn status(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Tags `count` keys `<prefix>-<i>` on the table `arn` through `endpoint`,
+/// one TagResource call each (one boto3 process).
+async fn tag_many(
+    region: &str,
+    endpoint: &str,
+    arn: &str,
+    prefix: &str,
+    count: usize,
+) -> anyhow::Result<()> {
+    let program = "import boto3, sys\n\
+        c = boto3.client('dynamodb', endpoint_url=sys.argv[1])\n\
+        for i in range(int(sys.argv[4])):\n\
+        \x20   c.tag_resource(ResourceArn=sys.argv[2], Tags=[{'Key': f'{sys.argv[3]}-{i}', 'Value': 'v'}])\n";
+    python(
+        region,
+        &["-c", program, endpoint, arn, prefix, &count.to_string()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `ddl-two-gateways`: definition changes made at the same moment through
+/// both gateways are all kept and both gateways answer with them; the
+/// operator (reconciliation paused meanwhile) then brings the table back
+/// to its spec.
+async fn ddl_two_gateways(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, second]) = orders_cluster(args).await?;
+    run_orders_program(&cluster, &first).await?;
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"reconciliationPaused": true}}),
+        )
+        .await?;
+    // Paused: the operator leaves the table alone from this generation on.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let table = boto3(
+        &cluster.region,
+        &first,
+        "describe_table",
+        &serde_json::json!({"TableName": "Orders"}),
+    )
+    .await?;
+    let arn = table["Table"]["TableArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let (a, b) = tokio::join!(
+        tag_many(&cluster.region, &first, &arn, "first", 10),
+        tag_many(&cluster.region, &second, &arn, "second", 10),
+    );
+    a?;
+    b?;
+    let list = serde_json::json!({"ResourceArn": arn});
+    for endpoint in [&first, &second] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tags = boto3(&cluster.region, endpoint, "list_tags_of_resource", &list).await?;
+            let count = tags["Tags"].as_array().map(Vec::len).unwrap_or(0);
+            if count == 21 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{endpoint} does not show every change (20 tags and the spec's): {tags}");
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    // Reconciliation resumed: the spec is the truth again.
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"reconciliationPaused": false}}),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let tags = boto3(&cluster.region, &second, "list_tags_of_resource", &list).await?;
+        if tags["Tags"] == serde_json::json!([{"Key": "app", "Value": "shop"}]) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the operator did not bring the tags back to the spec: {tags}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// A second table whose volumes are kept when it is deleted.
 const ARCHIVE: &str = r#"
 apiVersion: partita.dev/v1alpha1
@@ -1002,6 +1097,7 @@ async fn deletion(args: &Args) -> anyhow::Result<()> {
 async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
     match name {
         "deletion" => deletion(args).await,
+        "ddl-two-gateways" => ddl_two_gateways(args).await,
         "status" => status(args).await,
         "spec-changes" => spec_changes(args).await,
         "install" => install(args).await,
