@@ -394,6 +394,11 @@ impl DataPlane {
                     .await
                 {
                     Ok(_) => Outcome::Changed(change.what),
+                    // A failure of the service, not a refusal of the spec:
+                    // the next reconcile reads the table again and retries.
+                    Err(CallError::Refused { kind, message }) if transient(&kind) => {
+                        Outcome::InProgress(format!("{}: {kind}: {message}", change.what))
+                    }
                     Err(CallError::Refused { kind, message }) => Outcome::Refused(format!(
                         "{} ({}): {kind}: {message}",
                         change.what, change.operation
@@ -404,6 +409,22 @@ impl DataPlane {
             }
         }
     }
+}
+
+/// True for an error type that says the service could not do the call now
+/// (overloaded, another change in progress, an answer lost), rather than
+/// that DynamoDB refuses the change itself.
+fn transient(kind: &str) -> bool {
+    matches!(
+        kind,
+        "InternalServerError"
+            | "ServiceUnavailable"
+            | "ThrottlingException"
+            | "LimitExceededException"
+            | "ResourceInUseException"
+            | "TransactionConflictException"
+            | "ProvisionedThroughputExceededException"
+    ) || kind.starts_with("HTTP 5")
 }
 
 /// SigV4 headers of a DynamoDB JSON call (`aws-sigv4`).

@@ -634,6 +634,17 @@ impl Cluster {
                 && progressing.is_some_and(|c| {
                     c.status == "False" && c.observed_generation == Some(generation)
                 });
+            let refused = status
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Degraded" && c.status == "True");
+            if let Some(refused) = refused {
+                bail!(
+                    "Table {name} is Degraded: {}: {}",
+                    refused.reason,
+                    refused.message
+                );
+            }
             if settled {
                 return Ok(());
             }
@@ -646,6 +657,30 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+}
+
+/// DescribeTable of Orders through `endpoint` once `ready` holds of it (or
+/// after 15 s, for the caller to report what it shows).
+async fn described_when(
+    region: &str,
+    endpoint: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let table = boto3(
+            region,
+            endpoint,
+            "describe_table",
+            &serde_json::json!({"TableName": "Orders"}),
+        )
+        .await?["Table"]
+            .clone();
+        if ready(&table) || Instant::now() > deadline {
+            return Ok(table);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -683,7 +718,11 @@ async fn spec_changes(args: &Args) -> anyhow::Result<()> {
         )
         .await?;
     cluster.wait_settled("orders", generation).await?;
-    let table = call(&second, "describe_table", orders.clone()).await?["Table"].clone();
+    // A gateway answers from a definition it read up to a second ago.
+    let table = described_when(&cluster.region, &second, |t| {
+        t["StreamSpecification"]["StreamViewType"] == "KEYS_ONLY"
+    })
+    .await?;
     let index = &table["GlobalSecondaryIndexes"][0];
     let expected = [
         (
@@ -746,7 +785,10 @@ async fn spec_changes(args: &Args) -> anyhow::Result<()> {
         )
         .await?;
     cluster.wait_settled("orders", generation).await?;
-    let table = call(&first, "describe_table", orders.clone()).await?["Table"].clone();
+    let table = described_when(&cluster.region, &first, |t| {
+        t["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
+    })
+    .await?;
     let billing_ok = table["BillingModeSummary"]["BillingMode"] == "PROVISIONED"
         && table["ProvisionedThroughput"]["ReadCapacityUnits"] == 5
         && table["ProvisionedThroughput"]["WriteCapacityUnits"] == 4;
