@@ -820,12 +820,14 @@ async fn select_reads_a_global_secondary_index() {
         )
         .await;
     }
-    // The index is eventually consistent: wait (bounded) for all entries.
+    // The index is eventually consistent: wait (bounded) for all six
+    // entries, the odd ones included (read below).
     let stmt = format!("SELECT pk, r FROM \"{t}\".\"byG\" WHERE g = 'even'");
+    let odd = format!("SELECT pk FROM \"{t}\".\"byG\" WHERE g = 'odd'");
     let mut rows = Vec::new();
     for _ in 0..100 {
         rows = exec(c, &stmt, vec![]).await;
-        if rows.len() == 3 {
+        if rows.len() == 3 && exec(c, &odd, vec![]).await.len() == 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
