@@ -433,24 +433,13 @@ impl SimService {
                 }
                 Ok(full(status, bytes))
             }
-            Method::DELETE if path.name.is_some() && path.subresource.is_none() => {
-                if let Some(response) = self.start_deletion(&path).await? {
-                    return Ok(response);
-                }
-                let (status, bytes) = self
-                    .store_call(
-                        Method::DELETE,
-                        &uri.to_string(),
-                        content_type.as_deref(),
-                        body,
-                    )
-                    .await?;
-                if status.is_success() {
-                    self.deleted(&path).await?;
-                }
-                Ok(full(status, bytes))
-            }
             Method::DELETE => {
+                let one_object = path.name.is_some() && path.subresource.is_none();
+                if one_object {
+                    if let Some(response) = self.start_deletion(&path).await? {
+                        return Ok(response);
+                    }
+                }
                 let (status, bytes) = self
                     .store_call(
                         Method::DELETE,
