@@ -16,7 +16,10 @@
 # spec-changes (edits of the Table seen through boto3 on both gateways);
 # status (item count and size; a tableName taken in another namespace);
 # deletion (deletion protection, DELETING, volumes deleted or retained);
-# ddl-two-gateways (concurrent definition changes through both gateways). The kind e2e (e2e/run.sh) is the same path on a real cluster.
+# ddl-two-gateways (concurrent definition changes through both gateways);
+# rolling-update (a new data-pod image rolled one pod at a time under a
+# writer and a reader). The kind e2e (e2e/run.sh) is the same path on a
+# real cluster.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

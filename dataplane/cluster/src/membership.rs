@@ -32,6 +32,22 @@ pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How far behind the leader's log a learner may be when promoted.
 pub const PROMOTE_LAG: u64 = 100;
 
+/// Whether `member` has caught up with the leader's log, by the leader's
+/// view of the membership: the leader knows it holds the log to within
+/// [`PROMOTE_LAG`] entries of the leader's last (an empty log: caught up).
+pub fn caught_up(leader_view: &Membership, member: u64) -> bool {
+    let matched = leader_view
+        .members
+        .iter()
+        .find(|m| m.id == member)
+        .and_then(|m| m.matched);
+    match (leader_view.last_log, matched) {
+        (None, _) => true,
+        (Some(last), Some(matched)) => last.saturating_sub(matched) <= PROMOTE_LAG,
+        (Some(_), None) => false,
+    }
+}
+
 impl Replica {
     /// The partition's membership as this replica sees it.
     pub fn membership(&self) -> Membership {
@@ -80,6 +96,93 @@ impl Replica {
         self.raft.runtime_config().elect(false);
         tokio::time::sleep(pause).await;
         self.raft.runtime_config().elect(true);
+    }
+
+    /// Records where this replica stands against its leader's log, from
+    /// the leader's view of the membership (`Request::Members` answered by
+    /// the leader): caught up when the leader knows it holds the log to
+    /// within [`PROMOTE_LAG`] entries of the leader's last.
+    pub fn set_caught_up(&self, leader_view: &Membership) {
+        let caught_up = caught_up(leader_view, self.node_id);
+        let matched = leader_view
+            .members
+            .iter()
+            .find(|m| m.id == self.node_id)
+            .and_then(|m| m.matched);
+        let before = self
+            .caught_up
+            .swap(caught_up, std::sync::atomic::Ordering::Relaxed);
+        if before != caught_up {
+            tracing::info!(
+                member = self.node_id,
+                caught_up,
+                leader_last_log = ?leader_view.last_log,
+                ?matched,
+                "caught up with the leader's log: {caught_up}"
+            );
+        }
+    }
+
+    /// Moves the leadership off this replica before it stops, when it
+    /// leads a group with other voters: it answers no data call from now
+    /// on (the gateway retries elsewhere), lets the voters catch up with
+    /// its log (up to a second), then stops sending heartbeats and standing
+    /// for election, so a caught-up voter is elected once the leader's
+    /// lease runs out (under a second) instead of after the group notices a
+    /// dead leader. Returns the new leader, or None when this replica did
+    /// not lead or no leader came within `timeout`.
+    pub async fn hand_over(&self, timeout: Duration) -> Option<u64> {
+        let start = tokio::time::Instant::now();
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.node_id) {
+            return None;
+        }
+        let voters: BTreeSet<u64> = m.membership_config.membership().voter_ids().collect();
+        if voters.iter().all(|v| *v == self.node_id) {
+            return None;
+        }
+        self.handing_over
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let caught_up = |m: &openraft::RaftMetrics<u64, openraft::BasicNode>| {
+            m.replication.as_ref().is_some_and(|r| {
+                voters
+                    .iter()
+                    .filter(|v| **v != self.node_id)
+                    .all(|v| r.get(v).cloned().flatten().map(|l| l.index) == m.last_log_index)
+            })
+        };
+        while start.elapsed() < Duration::from_secs(1)
+            && !caught_up(&self.raft.metrics().borrow().clone())
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.raft.runtime_config().heartbeat(false);
+        self.raft.runtime_config().elect(false);
+        tracing::info!(
+            member = self.node_id,
+            "stopping: handing the partition's leadership over"
+        );
+        loop {
+            let leader = self.raft.metrics().borrow().current_leader;
+            if let Some(leader) = leader.filter(|l| *l != self.node_id) {
+                tracing::info!(
+                    member = self.node_id,
+                    new_leader = leader,
+                    after = ?start.elapsed(),
+                    "leadership handed over"
+                );
+                return Some(leader);
+            }
+            if start.elapsed() >= timeout {
+                tracing::warn!(
+                    member = self.node_id,
+                    ?timeout,
+                    "no other leader was elected: stopping anyway"
+                );
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Makes `change` (leader only) and returns the membership after it.
@@ -227,5 +330,44 @@ impl Replica {
             after = %describe(&after),
             "membership changed"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(last_log: Option<u64>, matched: &[(u64, Option<u64>)]) -> Membership {
+        Membership {
+            member: 1,
+            leader: Some(1),
+            term: 3,
+            log_index: Some(1),
+            joint: false,
+            members: matched
+                .iter()
+                .map(|(id, matched)| MemberInfo {
+                    id: *id,
+                    address: format!("n{id}:7000"),
+                    voter: true,
+                    matched: *matched,
+                })
+                .collect(),
+            last_log,
+        }
+    }
+
+    #[test]
+    fn a_member_is_caught_up_within_the_promote_lag_of_the_leaders_log() {
+        let v = view(
+            Some(1000),
+            &[(1, Some(1000)), (2, Some(900)), (3, Some(899)), (4, None)],
+        );
+        assert!(caught_up(&v, 1));
+        assert!(caught_up(&v, 2));
+        assert!(!caught_up(&v, 3), "101 entries behind");
+        assert!(!caught_up(&v, 4), "nothing matched yet");
+        assert!(!caught_up(&v, 5), "not a member");
+        assert!(caught_up(&view(None, &[(2, None)]), 2), "an empty log");
     }
 }

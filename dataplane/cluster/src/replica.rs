@@ -23,6 +23,7 @@
 //!
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -94,6 +95,12 @@ pub struct Replica {
     /// Last committed index + 1 saved by the log store (0: none).
     committed: Arc<std::sync::atomic::AtomicU64>,
     snapshots: Arc<SnapshotCounters>,
+    /// Set while this leader hands its leadership over before stopping
+    /// (`Replica::hand_over`): it answers no data call meanwhile.
+    pub(crate) handing_over: std::sync::atomic::AtomicBool,
+    /// Whether this replica's log has caught up with its leader's (as the
+    /// leader last said; see `Replica::set_caught_up`).
+    pub(crate) caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// The openraft network: one multiplexed RPC client per peer.
@@ -307,6 +314,8 @@ impl Replica {
             addresses,
             committed,
             snapshots,
+            handing_over: std::sync::atomic::AtomicBool::new(false),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         });
         let detail = format!("table {} partition {partition}", table.table_name);
         let weak = Arc::downgrade(&replica);
@@ -324,10 +333,11 @@ impl Replica {
         Ok(replica)
     }
 
-    /// True when this replica is its group's leader now.
+    /// True when this replica is its group's leader now (and is not
+    /// handing its leadership over).
     fn is_leader(&self) -> bool {
         let m = self.raft.metrics().borrow().clone();
-        m.current_leader == Some(self.node_id)
+        m.current_leader == Some(self.node_id) && !self.handing_over.load(Ordering::Relaxed)
     }
 
     /// Proposes `command` at the leader's clock (leader only).
@@ -378,9 +388,22 @@ impl Replica {
         self.snapshots.clone()
     }
 
-    /// True when this replica knows a leader of its partition (readiness).
+    /// True when this replica knows a leader of its partition.
     pub fn has_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
+    }
+
+    /// Readiness: this replica knows a leader of its partition and is the
+    /// leader or has caught up with the leader's log (a member that just
+    /// restarted is not ready while it replays what it missed, so a
+    /// rolling update waits for it before stopping the next one).
+    pub fn ready(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        match m.current_leader {
+            None => false,
+            Some(leader) if leader == self.node_id => true,
+            Some(_) => self.caught_up.load(Ordering::Relaxed),
+        }
     }
 
     /// Checks that a call from a Raft peer is for this replica's group.
@@ -407,6 +430,9 @@ impl Replica {
     /// tries another replica.
     fn check(&self, target: &Target) -> Result<(), NodeError> {
         self.check_group(target)?;
+        if self.handing_over.load(Ordering::Relaxed) {
+            return Err(self.not_leader(None));
+        }
         let member = self
             .raft
             .metrics()

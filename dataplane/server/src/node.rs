@@ -22,7 +22,7 @@ use partita_api::admin::{AdminHooks, AdminState};
 use partita_api::{Api, ApiConfig};
 use partita_cluster::identity::{self, MemberState, Peers};
 use partita_cluster::metrics::RaftMetrics;
-use partita_cluster::rpc::{Clients, FoundingState, Request, Response, Target};
+use partita_cluster::rpc::{Clients, FoundingState, Membership, Request, Response, Target};
 use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
 use partita_cluster::{Replica, ReplicaOptions};
 use partita_storage::{Store, StoreOptions};
@@ -288,6 +288,9 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
         }
     };
     tracing::info!("shutting down");
+    // A leader stopping (a rolling update, a drain) first hands its
+    // partition over to a caught-up member.
+    replica.hand_over(HAND_OVER_TIMEOUT).await;
     let _ = stop_tx.send(true);
     if let Some(admin) = admin {
         let _ = admin.await;
@@ -299,6 +302,8 @@ async fn node(args: NodeArgs) -> anyhow::Result<()> {
     outcome
 }
 
+/// How long a stopping leader waits for another member to be elected.
+const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a member may go without a leader before it asks its peers
 /// whether it was removed.
 const LEADERLESS_CHECK: Duration = Duration::from_secs(3);
@@ -326,6 +331,7 @@ async fn watch_membership(
         if view.leader.is_some() {
             leaderless_since = tokio::time::Instant::now();
         }
+        follow_leader_log(replica, &view, peers).await;
         let listed = view.contains(identity.member_id);
         if listed && identity.state == MemberState::Blank {
             identity.state = MemberState::Member;
@@ -369,6 +375,29 @@ async fn watch_membership(
     }
 }
 
+/// Asks the leader how far this follower's log is behind its own and
+/// records it for readiness (`Replica::ready`).
+async fn follow_leader_log(replica: &Replica, view: &Membership, peers: &Peers) {
+    let leader = view
+        .leader
+        .filter(|l| *l != view.member)
+        .and_then(|l| view.members.iter().find(|m| m.id == l));
+    let Some(leader) = leader else {
+        return;
+    };
+    let request = Request::ForMember(leader.id, Box::new(Request::Members(peers.target.clone())));
+    let answer = peers
+        .clients
+        .get(&leader.address)
+        .call(&request, Duration::from_secs(1))
+        .await;
+    if let Ok(Response::Members(Ok(leader_view))) = answer {
+        if leader_view.leader == Some(leader_view.member) {
+            replica.set_caught_up(&leader_view);
+        }
+    }
+}
+
 /// Records that this member was removed (its data directory is never
 /// opened again), stops answering and fails the process with the reason.
 async fn removed(
@@ -399,11 +428,12 @@ async fn removed(
     )
 }
 
-/// The Raft series and the readiness rule (a leader is known) of a node.
+/// The Raft series and the readiness rule (a leader is known and this
+/// replica has caught up with its log) of a node.
 fn node_hooks(replica: &Arc<Replica>, table: &str, partition: u32) -> AdminHooks {
     let ready = {
         let replica = replica.clone();
-        Arc::new(move || replica.has_leader()) as Arc<dyn Fn() -> bool + Send + Sync>
+        Arc::new(move || replica.ready()) as Arc<dyn Fn() -> bool + Send + Sync>
     };
     let extra_metrics = match RaftMetrics::new(table, partition) {
         Ok(metrics) => {

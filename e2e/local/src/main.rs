@@ -33,14 +33,18 @@ use partita_operator::metrics::Metrics;
 use partita_operator::run::Controllers;
 use serde_json::Value;
 
+mod day_two;
+mod workload;
+
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "install",
     "create",
     "spec-changes",
     "ddl-two-gateways",
     "status",
     "deletion",
+    "rolling-update",
 ];
 
 /// Kinds the simulated API does not hold: the operator runs in process
@@ -93,6 +97,9 @@ struct Cluster {
     region: String,
     runtime: Runtime,
     operator: tokio::task::JoinHandle<&'static str>,
+    /// What the operator was started with (to start it again, upgraded).
+    operator_config: OperatorConfig,
+    controllers: Controllers,
     _root: tempfile::TempDir,
 }
 
@@ -205,7 +212,6 @@ impl Cluster {
             },
         )
         .map_err(|e| anyhow!("pod runtime: {e}"))?;
-        let ctx = Context::new(client.clone(), config.clone(), Metrics::new()?);
         // The operator runs outside the pods' network: it calls the gateway
         // pods by address, as the gateway Service would route.
         let book = runtime.address_book();
@@ -224,22 +230,31 @@ impl Cluster {
                     .collect()
             }),
         };
-        let operator = tokio::spawn(partita_operator::run::run(
-            ctx,
-            Controllers {
-                gateway,
-                rpc_tls_ca_dir: config.rpc_ca_dir.clone(),
-                gateway_admin_endpoint: None,
-                data_plane: Some(data_plane),
-            },
-        ));
+        let controllers = Controllers {
+            gateway,
+            rpc_tls_ca_dir: config.rpc_ca_dir.clone(),
+            gateway_admin_endpoint: None,
+            data_plane: Some(data_plane),
+        };
+        let operator = start_operator(&client, &config, &controllers)?;
         Ok(Cluster {
             region: config.region.clone(),
             client,
             runtime,
             operator,
+            operator_config: config,
+            controllers,
             _root: root,
         })
+    }
+
+    /// Stops the operator and starts it again with the configuration
+    /// `change` makes (an operator upgrade: e.g. a new data-plane image).
+    fn upgrade_operator(&mut self, change: impl FnOnce(&mut OperatorConfig)) -> anyhow::Result<()> {
+        self.operator.abort();
+        change(&mut self.operator_config);
+        self.operator = start_operator(&self.client, &self.operator_config, &self.controllers)?;
+        Ok(())
     }
 
     /// Waits until every Deployment and StatefulSet has all its replicas
@@ -322,6 +337,19 @@ impl Cluster {
             .map(|(_, ip)| ip)
             .collect()
     }
+}
+
+/// Runs the operator's controllers in process.
+fn start_operator(
+    client: &kube::Client,
+    config: &OperatorConfig,
+    controllers: &Controllers,
+) -> anyhow::Result<tokio::task::JoinHandle<&'static str>> {
+    let ctx = Context::new(client.clone(), config.clone(), Metrics::new()?);
+    Ok(tokio::spawn(partita_operator::run::run(
+        ctx,
+        controllers.clone(),
+    )))
 }
 
 /// Creates `object` in the simulated API.
@@ -1144,6 +1172,7 @@ async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
         "spec-changes" => spec_changes(args).await,
         "install" => install(args).await,
         "create" => create(args).await,
+        "rolling-update" => day_two::rolling_update(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

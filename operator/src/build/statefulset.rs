@@ -111,8 +111,10 @@ pub fn build_statefulset(
                 match_labels: Some(selector.clone()),
                 ..LabelSelector::default()
             },
+            // The operator restarts the pods, one at a time across the
+            // table's sets (controller::rollout).
             update_strategy: Some(StatefulSetUpdateStrategy {
-                type_: Some("RollingUpdate".into()),
+                type_: Some("OnDelete".into()),
                 ..StatefulSetUpdateStrategy::default()
             }),
             persistent_volume_claim_retention_policy: Some(
@@ -347,7 +349,13 @@ fn pod_spec(
                 },
             ]),
             liveness_probe: Some(probe(HEALTHZ_PATH, 10, 6)),
+            // Ready: the partition has a leader and this replica has caught
+            // up with its log (a rolling update waits for it).
             readiness_probe: Some(probe(READYZ_PATH, 5, 3)),
+            // The node answers /healthz once its store is open and its
+            // replica started: up to 30 minutes for a large store before
+            // the liveness probe may restart it.
+            startup_probe: Some(probe(HEALTHZ_PATH, 10, 180)),
             resources: table.resources.clone(),
             security_context: Some(SecurityContext {
                 allow_privilege_escalation: Some(false),

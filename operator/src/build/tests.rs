@@ -118,7 +118,7 @@ fn statefulset_for_zone_a_is_complete() {
             "serviceName": "orders-nodes",
             "podManagementPolicy": "Parallel",
             "selector": {"matchLabels": selector},
-            "updateStrategy": {"type": "RollingUpdate"},
+            "updateStrategy": {"type": "OnDelete"},
             "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
             "template": {
                 "metadata": {
@@ -187,6 +187,11 @@ fn statefulset_for_zone_a_is_complete() {
                             "httpGet": {"path": "/readyz", "port": "metrics"},
                             "periodSeconds": 5,
                             "failureThreshold": 3,
+                        },
+                        "startupProbe": {
+                            "httpGet": {"path": "/healthz", "port": "metrics"},
+                            "periodSeconds": 10,
+                            "failureThreshold": 180,
                         },
                         "securityContext": {
                             "allowPrivilegeEscalation": false,

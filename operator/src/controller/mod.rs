@@ -3,6 +3,7 @@
 
 pub mod access_policy;
 pub mod global_table;
+pub mod rollout;
 pub mod rpc_tls;
 pub mod table;
 

@@ -14,6 +14,7 @@ use kube::runtime::events::EventType;
 use kube::ResourceExt;
 use serde_json::json;
 
+use super::rollout::{self, Step};
 use super::rpc_tls::{ensure_table_certificate, CertError};
 use super::{owner_reference, Context};
 use crate::apply::{apply_object, apply_params, delete_orphans, ApplyError};
@@ -247,6 +248,7 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         stream_label,
         Timestamp::now(),
     );
+    let rolling = roll_out(table, ctx, &ns, &applied, &pods, &mut status, generation).await?;
     // Once the pods serve it, the live table is brought to the spec.
     let mut definition = Outcome::InSync;
     if status.table_status.as_deref() == Some("ACTIVE") {
@@ -271,6 +273,7 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     let active = status.table_status.as_deref() == Some("ACTIVE");
     patch_status(&tables, &name, &status).await?;
     Ok(match definition {
+        _ if rolling => Action::requeue(Duration::from_secs(2)),
         // Item count and size are read again every minute.
         Outcome::InSync if active => Action::requeue(Duration::from_secs(60)),
         Outcome::InSync => Action::requeue(Duration::from_secs(10)),
@@ -527,6 +530,65 @@ fn stream_label(table: &Table) -> Option<String> {
     }
     let created = table.metadata.creation_timestamp.as_ref()?;
     Some(created.0.strftime("%Y-%m-%dT%H:%M:%S%.3f").to_string())
+}
+
+/// The next step of a rolling update of the data pods (see
+/// [`rollout`]): restarts one outdated pod when every pod is ready, and
+/// says in the Progressing condition where the rollout stands. True while
+/// a rollout is under way.
+async fn roll_out(
+    table: &Table,
+    ctx: &Context,
+    ns: &str,
+    statefulsets: &[StatefulSet],
+    pods: &[Pod],
+    status: &mut TableStatus,
+    generation: i64,
+) -> Result<bool, Error> {
+    let message = match rollout::next_step(statefulsets, pods) {
+        Step::Done => return Ok(false),
+        Step::Wait(why) => format!("rolling update: {why}"),
+        Step::Restart { pod, outdated } => {
+            let name = table.name_any();
+            let deleted = Api::<Pod>::namespaced(ctx.client.clone(), ns)
+                .delete(&pod, &DeleteParams::default())
+                .await;
+            match deleted {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(source) => {
+                    return Err(Error::Fetch {
+                        kind: "Pod",
+                        table: name,
+                        source,
+                    })
+                }
+            }
+            let message = format!(
+                "rolling update: restarting data pod {pod} ({outdated} of the table's pods on an older revision)"
+            );
+            tracing::info!(table = %name, %pod, outdated, "rolling update: restarting a data pod");
+            ctx.event(
+                table,
+                EventType::Normal,
+                "RollingUpdate",
+                "Restart",
+                message.clone(),
+            )
+            .await;
+            message
+        }
+    };
+    status::set_condition(
+        &mut status.conditions,
+        status::PROGRESSING,
+        true,
+        "RollingUpdate",
+        message,
+        generation,
+        Timestamp::now(),
+    );
+    Ok(true)
 }
 
 /// Server-side applies the status subresource with the operator's field manager.

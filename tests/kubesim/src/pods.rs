@@ -26,7 +26,8 @@
 //!   ready, one at a time; OnDelete only when a pod is deleted. Every
 //!   StatefulSet rolls on its own, so several roll at once, as in
 //!   Kubernetes. Deployments: pods `<name>-<n>`, replaced one at a time.
-//! - A pod deleted through the API stops and its owner recreates it.
+//! - A pod deleted through the API stops (SIGTERM, SIGKILL after its
+//!   `terminationGracePeriodSeconds`) and its owner recreates it.
 //!
 //! [`Runtime::history`] is the record of every pod start, stop and
 //! readiness change, for checks such as "never two members of a partition
@@ -298,6 +299,11 @@ impl Runtime {
         self.inner.history.lock().clone()
     }
 
+    /// Milliseconds since the runtime started (the clock of [`Runtime::history`]).
+    pub fn now_ms(&self) -> u64 {
+        self.inner.started.elapsed().as_millis() as u64
+    }
+
     /// The log file of a pod's container (all its runs).
     pub fn log_path(&self, namespace: &str, pod: &str) -> PathBuf {
         self.inner.pod_dir(namespace, pod).join("container.log")
@@ -492,8 +498,14 @@ impl Inner {
         let Some(mut pod) = self.pods.lock().remove(key) else {
             return;
         };
-        let _ = pod.child.kill();
-        let _ = pod.child.wait();
+        // As a kubelet: SIGTERM, then SIGKILL after the grace period.
+        self.note(&key.0, &key.1, "terminating");
+        let grace = pod
+            .spec
+            .termination_grace_period_seconds
+            .unwrap_or(30)
+            .max(0) as u64;
+        terminate(&mut pod.child, Duration::from_secs(grace)).await;
         self.net.detach(pod.host);
         self.note(&key.0, &key.1, "stopped");
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.0);
@@ -1134,6 +1146,26 @@ fn readiness_url(spec: &PodSpec, address: &str) -> Option<String> {
         "{address}:{port}{}",
         get.path.clone().unwrap_or_else(|| "/".into())
     ))
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit, up to `grace`;
+/// then kills it.
+async fn terminate(child: &mut Child, grace: Duration) {
+    let signalled = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let deadline = Instant::now() + grace;
+    while signalled && Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// True when `GET http://<url>` answers 2xx within a second.

@@ -304,6 +304,23 @@ impl Cluster {
         }
     }
 
+    /// Stops node `i` as Kubernetes does (SIGTERM) and waits up to
+    /// `timeout` for it to exit; its exit status (None: still running,
+    /// then killed).
+    pub fn terminate_node(&mut self, i: usize, timeout: Duration) -> Option<ExitStatus> {
+        let pid = self.nodes[i].child.as_ref()?.id();
+        let signalled = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(signalled, "kill -TERM {pid} failed");
+        let status = self.wait_node_exit(i, timeout);
+        if status.is_none() {
+            self.kill_node(i);
+        }
+        status
+    }
+
     pub fn kill_node(&mut self, i: usize) {
         if let Some(mut c) = self.nodes[i].child.take() {
             let _ = c.kill();

@@ -3,6 +3,7 @@
 //! protocol. Each fault test names the invariant it checks.
 
 mod definitions;
+mod handover;
 mod harness;
 mod linearizability;
 mod membership;

@@ -1,0 +1,295 @@
+//! Day-two scenarios: changes to a running table made while a writer and
+//! a reader use it through the gateway (`workload`), checked with the
+//! acknowledged-writes checker and the pod runtime's record of every pod
+//! start, stop and readiness change.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::{Api, ListParams};
+use partita_kubesim::pods::PodEvent;
+use partita_operator::build::TABLE_LABEL;
+use partita_operator::definition::{Credentials, DataPlane};
+
+use crate::workload::Workload;
+use crate::{orders_cluster, run_orders_program, Args, Cluster, APP_NAMESPACE};
+
+/// The first moment at or after `since_ms` when two or more members of one
+/// partition were down at once (stopping, stopped, starting, or not
+/// ready), from the
+/// pod runtime's history; `members` maps each pod name to its partition.
+pub fn two_members_down(
+    history: &[PodEvent],
+    members: &BTreeMap<String, u32>,
+    since_ms: u64,
+) -> Option<String> {
+    let mut up: BTreeMap<&str, bool> = BTreeMap::new();
+    for event in history {
+        let Some(partition) = members.get(&event.pod) else {
+            continue;
+        };
+        let now_up = match event.what.as_str() {
+            "ready" => true,
+            "not ready" | "terminating" | "stopped" | "started" => false,
+            what if what.starts_with("exited") => false,
+            _ => continue,
+        };
+        up.insert(&event.pod, now_up);
+        if event.at_ms < since_ms || now_up {
+            continue;
+        }
+        let down: Vec<&str> = members
+            .iter()
+            .filter(|(_, p)| *p == partition)
+            .map(|(pod, _)| pod.as_str())
+            .filter(|pod| !up.get(pod).copied().unwrap_or(false))
+            .collect();
+        if down.len() >= 2 {
+            return Some(format!(
+                "at {} ms ({} of {}) members {down:?} of partition {partition} were down together",
+                event.at_ms, event.what, event.pod
+            ));
+        }
+    }
+    None
+}
+
+impl Cluster {
+    /// The table's StatefulSets.
+    async fn statefulsets(&self, table: &str) -> anyhow::Result<Vec<StatefulSet>> {
+        Ok(
+            Api::<StatefulSet>::namespaced(self.client.clone(), APP_NAMESPACE)
+                .list(&ListParams::default().labels(&format!("{TABLE_LABEL}={table}")))
+                .await?
+                .items,
+        )
+    }
+
+    /// Pod name → partition of every data pod of `table`.
+    async fn members(&self, table: &str) -> anyhow::Result<BTreeMap<String, u32>> {
+        let mut members = BTreeMap::new();
+        for sts in self.statefulsets(table).await? {
+            let name = sts.metadata.name.clone().unwrap_or_default();
+            let replicas = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+            for ordinal in 0..replicas.max(0) as u32 {
+                members.insert(format!("{name}-{ordinal}"), ordinal);
+            }
+        }
+        Ok(members)
+    }
+
+    /// Waits until every StatefulSet of `table` satisfies `done` and runs
+    /// all its pods at its template's revision, ready.
+    async fn wait_rolled_out(
+        &self,
+        table: &str,
+        done: impl Fn(&StatefulSet) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sets = self.statefulsets(table).await?;
+            let pending: Vec<String> = sets
+                .iter()
+                .filter(|s| {
+                    let want = s.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                    let status = s.status.clone().unwrap_or_default();
+                    !(done(s)
+                        && status.observed_generation == s.metadata.generation
+                        && status.updated_replicas == Some(want)
+                        && status.ready_replicas.unwrap_or(0) == want
+                        && status.replicas == want)
+                })
+                .map(|s| s.metadata.name.clone().unwrap_or_default())
+                .collect();
+            if !sets.is_empty() && pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "not rolled out in {timeout:?}: {pending:?}; pods: {:?}{}",
+                    self.runtime
+                        .history()
+                        .iter()
+                        .rev()
+                        .take(30)
+                        .collect::<Vec<_>>(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    /// A writer and reader on Orders through the gateway pods, as the
+    /// sample's user.
+    fn orders_workload(&self) -> Workload {
+        let book = self.runtime.address_book();
+        let client = DataPlane {
+            target: self.controllers.gateway.clone(),
+            region: self.region.clone(),
+            endpoints: std::sync::Arc::new(move || {
+                book.get()
+                    .into_iter()
+                    .filter(|((ns, pod), _)| {
+                        ns == "partita-system" && pod.starts_with("partita-gateway-")
+                    })
+                    .map(|(_, ip)| format!("{ip}:8000"))
+                    .collect()
+            }),
+        };
+        Workload::start(
+            client,
+            Credentials {
+                access_key_id: "AKIASHOP000000000001".into(),
+                secret_access_key: "shop-secret".into(),
+            },
+        )
+    }
+}
+
+/// The image of a StatefulSet's data container.
+fn image(sts: &StatefulSet) -> Option<&str> {
+    sts.spec
+        .as_ref()?
+        .template
+        .spec
+        .as_ref()?
+        .containers
+        .first()?
+        .image
+        .as_deref()
+}
+
+/// `rolling-update`: an operator upgrade changes the data pods' image
+/// while a writer and reader use Orders. Every data pod restarts on the
+/// new image, never two members of a partition down at once, no
+/// acknowledged write lost, and writes keep being acknowledged.
+pub async fn rolling_update(args: &Args) -> anyhow::Result<()> {
+    let (mut cluster, [first, _]) = orders_cluster(args).await?;
+    // The user's policy has reached the gateways once the program runs.
+    run_orders_program(&cluster, &first).await?;
+    let members = cluster.members("orders").await?;
+    let workload = cluster.orders_workload();
+    workload
+        .wait_progress(0, 20, Duration::from_secs(30))
+        .await
+        .context("before the upgrade")?;
+    let change_ms = workload.now_ms();
+    let since = cluster.runtime.now_ms();
+    cluster.upgrade_operator(|config| config.image = "partita:v2".into())?;
+    cluster
+        .wait_rolled_out(
+            "orders",
+            |s| image(s) == Some("partita:v2"),
+            Duration::from_secs(300),
+        )
+        .await?;
+    let rolled_ms = workload.now_ms();
+    workload
+        .wait_progress(rolled_ms, 20, Duration::from_secs(30))
+        .await
+        .context("after the upgrade")?;
+    let history = cluster.runtime.history();
+    let report = workload
+        .stop_and_check((change_ms, rolled_ms), Duration::from_secs(10))
+        .await?;
+    if let Some(outage) = two_members_down(&history, &members, since) {
+        bail!("{outage}; history: {history:?}");
+    }
+    let restarted = history
+        .iter()
+        .filter(|e| e.at_ms >= since && e.what == "stopped" && members.contains_key(&e.pod))
+        .count();
+    if restarted < members.len() {
+        bail!("only {restarted} of {} data pods restarted", members.len());
+    }
+    println!(
+        "rolling-update: {} writes acknowledged ({} not), {} reads ({} failed) in {} ms; rollout took {} ms",
+        report.acknowledged.len(),
+        report.failed_writes,
+        report.reads,
+        report.failed_reads,
+        report.ran_ms,
+        rolled_ms - change_ms
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at_ms: u64, pod: &str, what: &str) -> PodEvent {
+        PodEvent {
+            at_ms,
+            namespace: "shop".into(),
+            pod: pod.into(),
+            what: what.into(),
+        }
+    }
+
+    fn members() -> BTreeMap<String, u32> {
+        [
+            ("t-a-0", 0),
+            ("t-b-0", 0),
+            ("t-c-0", 0),
+            ("t-a-1", 1),
+            ("t-b-1", 1),
+        ]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect()
+    }
+
+    #[test]
+    fn one_member_at_a_time_is_no_outage() {
+        let mut history = Vec::new();
+        for (i, pod) in ["t-a-0", "t-b-0", "t-c-0", "t-a-1", "t-b-1"]
+            .iter()
+            .enumerate()
+        {
+            history.push(event(i as u64, pod, "started"));
+            history.push(event(10 + i as u64, pod, "ready"));
+        }
+        for (i, pod) in ["t-a-0", "t-a-1", "t-b-0", "t-c-0"].iter().enumerate() {
+            let at = 100 + 10 * i as u64;
+            history.push(event(at, pod, "stopped"));
+            history.push(event(at + 1, pod, "started"));
+            history.push(event(at + 5, pod, "ready"));
+        }
+        assert_eq!(two_members_down(&history, &members(), 50), None);
+    }
+
+    #[test]
+    fn two_members_of_a_partition_down_together_are_found() {
+        let mut history = Vec::new();
+        for pod in ["t-a-0", "t-b-0", "t-c-0", "t-a-1", "t-b-1"] {
+            history.push(event(0, pod, "ready"));
+        }
+        history.push(event(100, "t-a-0", "stopped"));
+        history.push(event(101, "t-a-0", "started"));
+        history.push(event(102, "t-b-0", "not ready"));
+        history.push(event(103, "t-a-0", "ready"));
+        let found = two_members_down(&history, &members(), 50).expect("an outage");
+        assert!(
+            found.contains("t-a-0") && found.contains("t-b-0"),
+            "{found}"
+        );
+        // Before `since`, nothing is reported.
+        assert_eq!(two_members_down(&history, &members(), 200), None);
+        // Members of different partitions down together are no outage.
+        let other = vec![
+            event(0, "t-a-0", "ready"),
+            event(0, "t-b-0", "ready"),
+            event(0, "t-c-0", "ready"),
+            event(0, "t-a-1", "ready"),
+            event(0, "t-b-1", "ready"),
+            event(100, "t-a-0", "stopped"),
+            event(101, "t-a-1", "stopped"),
+        ];
+        assert_eq!(two_members_down(&other, &members(), 50), None);
+    }
+}
