@@ -35,16 +35,15 @@ pub const PROMOTE_LAG: u64 = 100;
 /// Whether `member` has caught up with the leader's log, by the leader's
 /// view of the membership: the leader knows it holds the log to within
 /// [`PROMOTE_LAG`] entries of the leader's last (an empty log: caught up).
-pub fn caught_up(leader_view: &Membership, member: u64) -> bool {
-    let matched = leader_view
-        .members
-        .iter()
-        .find(|m| m.id == member)
-        .and_then(|m| m.matched);
-    match (leader_view.last_log, matched) {
-        (None, _) => true,
-        (Some(last), Some(matched)) => last.saturating_sub(matched) <= PROMOTE_LAG,
-        (Some(_), None) => false,
+/// None when the leader does not know yet (a leader just elected learns
+/// where each member stands from its first answer).
+pub fn caught_up(leader_view: &Membership, member: u64) -> Option<bool> {
+    let info = leader_view.members.iter().find(|m| m.id == member);
+    match (leader_view.last_log, info.and_then(|m| m.matched)) {
+        (None, _) => Some(true),
+        (Some(last), Some(matched)) => Some(last.saturating_sub(matched) <= PROMOTE_LAG),
+        (Some(_), None) if info.is_none() => Some(false),
+        (Some(_), None) => None,
     }
 }
 
@@ -100,10 +99,12 @@ impl Replica {
 
     /// Records where this replica stands against its leader's log, from
     /// the leader's view of the membership (`Request::Members` answered by
-    /// the leader): caught up when the leader knows it holds the log to
-    /// within [`PROMOTE_LAG`] entries of the leader's last.
+    /// the leader; see [`caught_up`]; kept as it was while the leader does
+    /// not know).
     pub fn set_caught_up(&self, leader_view: &Membership) {
-        let caught_up = caught_up(leader_view, self.node_id);
+        let Some(caught_up) = caught_up(leader_view, self.node_id) else {
+            return;
+        };
         let matched = leader_view
             .members
             .iter()
@@ -363,11 +364,15 @@ mod tests {
             Some(1000),
             &[(1, Some(1000)), (2, Some(900)), (3, Some(899)), (4, None)],
         );
-        assert!(caught_up(&v, 1));
-        assert!(caught_up(&v, 2));
-        assert!(!caught_up(&v, 3), "101 entries behind");
-        assert!(!caught_up(&v, 4), "nothing matched yet");
-        assert!(!caught_up(&v, 5), "not a member");
-        assert!(caught_up(&view(None, &[(2, None)]), 2), "an empty log");
+        assert_eq!(caught_up(&v, 1), Some(true));
+        assert_eq!(caught_up(&v, 2), Some(true));
+        assert_eq!(caught_up(&v, 3), Some(false), "101 entries behind");
+        assert_eq!(caught_up(&v, 4), None, "the leader does not know yet");
+        assert_eq!(caught_up(&v, 5), Some(false), "not a member");
+        assert_eq!(
+            caught_up(&view(None, &[(2, None)]), 2),
+            Some(true),
+            "an empty log"
+        );
     }
 }

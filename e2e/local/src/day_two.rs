@@ -56,6 +56,15 @@ pub fn two_members_down(
     None
 }
 
+/// The history of the data pods in `members`, one `ms pod what` a line.
+fn data_pod_events(history: &[PodEvent], members: &BTreeMap<String, u32>) -> String {
+    let mut out = String::from("data pod history:");
+    for e in history.iter().filter(|e| members.contains_key(&e.pod)) {
+        out.push_str(&format!("\n  {} {} {}", e.at_ms, e.pod, e.what));
+    }
+    out
+}
+
 impl Cluster {
     /// The table's StatefulSets.
     async fn statefulsets(&self, table: &str) -> anyhow::Result<Vec<StatefulSet>> {
@@ -150,6 +159,18 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The data pods of `table` that run now.
+    fn members_running(&self, table: &str) -> Vec<String> {
+        self.runtime
+            .addresses()
+            .into_keys()
+            .filter(|(ns, pod)| ns == APP_NAMESPACE && pod.starts_with(&format!("{table}-")))
+            .map(|(_, pod)| pod)
+            .collect()
+    }
+}
+
 /// The image of a StatefulSet's data container.
 fn image(sts: &StatefulSet) -> Option<&str> {
     sts.spec
@@ -197,7 +218,7 @@ pub async fn rolling_update(args: &Args) -> anyhow::Result<()> {
         .stop_and_check((change_ms, rolled_ms), Duration::from_secs(10))
         .await?;
     if let Some(outage) = two_members_down(&history, &members, since) {
-        bail!("{outage}; history: {history:?}");
+        bail!("{outage}; {}", data_pod_events(&history, &members));
     }
     let restarted = history
         .iter()
@@ -215,6 +236,199 @@ pub async fn rolling_update(args: &Args) -> anyhow::Result<()> {
         report.ran_ms,
         rolled_ms - change_ms
     );
+    Ok(())
+}
+
+impl Cluster {
+    /// Waits until every data pod of `table` runs and is ready, and the
+    /// Table is ACTIVE.
+    async fn wait_table_ready(&self, table: &str, timeout: Duration) -> anyhow::Result<()> {
+        self.wait_rolled_out(table, |_| true, timeout).await?;
+        self.wait_table_status(APP_NAMESPACE, table, "ACTIVE", timeout)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// The workload's check for the Orders scenarios: what it printed.
+fn summary(scenario: &str, report: &crate::workload::Report) -> String {
+    format!(
+        "{scenario}: {} writes acknowledged ({} not), {} reads ({} failed) in {} ms",
+        report.acknowledged.len(),
+        report.failed_writes,
+        report.reads,
+        report.failed_reads,
+        report.ran_ms
+    )
+}
+
+/// `pod-delete`: each data pod of Orders deleted in turn (as a node drain
+/// or `kubectl delete pod` would), waiting for it to come back ready; the
+/// table keeps taking writes and loses none.
+pub async fn pod_delete(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, _]) = orders_cluster(args).await?;
+    run_orders_program(&cluster, &first).await?;
+    let members = cluster.members("orders").await?;
+    let workload = cluster.orders_workload();
+    workload
+        .wait_progress(0, 20, Duration::from_secs(30))
+        .await?;
+    let start_ms = workload.now_ms();
+    let since = cluster.runtime.now_ms();
+    let pods =
+        Api::<k8s_openapi::api::core::v1::Pod>::namespaced(cluster.client.clone(), APP_NAMESPACE);
+    for pod in members.keys() {
+        let before = pods.get(pod).await?.metadata.uid;
+        pods.delete(pod, &Default::default()).await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = pods.get_opt(pod).await?.and_then(|p| p.metadata.uid);
+            if now.is_some() && now != before {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("pod {pod} was not recreated in 60 s{}", cluster.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        cluster
+            .wait_table_ready("orders", Duration::from_secs(120))
+            .await
+            .with_context(|| format!("after deleting {pod}"))?;
+    }
+    let end_ms = workload.now_ms();
+    workload
+        .wait_progress(end_ms, 20, Duration::from_secs(30))
+        .await?;
+    let history = cluster.runtime.history();
+    let report = workload
+        .stop_and_check((start_ms, end_ms), Duration::from_secs(10))
+        .await?;
+    if let Some(outage) = two_members_down(&history, &members, since) {
+        bail!("{outage}; {}", data_pod_events(&history, &members));
+    }
+    println!("{}", summary("pod-delete", &report));
+    Ok(())
+}
+
+/// `stop-resume`: Orders stopped (`clusterOperation.stopped`: STOPPED, no
+/// data pod) and resumed (ACTIVE again) with every acknowledged write
+/// still there; then, with `reconciliationPaused`, a change of the spec is
+/// not applied until reconciliation resumes.
+pub async fn stop_resume(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, _]) = orders_cluster(args).await?;
+    run_orders_program(&cluster, &first).await?;
+    let workload = cluster.orders_workload();
+    workload
+        .wait_progress(0, 50, Duration::from_secs(30))
+        .await?;
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"stopped": true}}),
+        )
+        .await?;
+    let stopped = cluster
+        .wait_table_status(APP_NAMESPACE, "orders", "STOPPED", Duration::from_secs(60))
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cluster.members_running("orders").is_empty() {
+        if Instant::now() > deadline {
+            bail!(
+                "data pods still run after the Table was stopped: {:?}",
+                cluster.members_running("orders")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let available = stopped
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Available"))
+        .map(|c| (c.status.clone(), c.reason.clone()));
+    if available != Some(("False".into(), "Stopped".into())) {
+        bail!("a stopped Table's Available condition is {available:?}");
+    }
+    // While stopped, the table takes no writes.
+    let stopped_ms = workload.now_ms();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let resume_ms = workload.now_ms();
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"stopped": false}}),
+        )
+        .await?;
+    cluster
+        .wait_table_ready("orders", Duration::from_secs(120))
+        .await?;
+    let resumed_ms = workload.now_ms();
+    workload
+        .wait_progress(resumed_ms, 20, Duration::from_secs(60))
+        .await
+        .context("after resuming")?;
+    // Paused: a new resource request is not applied.
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"reconciliationPaused": true}}),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let resources = serde_json::json!({"requests": {"cpu": "100m"}});
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"placement": {"resources": resources}}),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let applied = |sets: &[StatefulSet]| {
+        sets.iter().all(|s| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .and_then(|p| p.containers.first())
+                .and_then(|c| c.resources.as_ref())
+                .and_then(|r| r.requests.as_ref())
+                .and_then(|r| r.get("cpu"))
+                .map(|q| q.0.as_str())
+                == Some("100m")
+        })
+    };
+    if applied(&cluster.statefulsets("orders").await?) {
+        bail!("a paused Table's change was applied");
+    }
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"clusterOperation": {"reconciliationPaused": false}}),
+        )
+        .await?;
+    cluster
+        .wait_rolled_out(
+            "orders",
+            |s| applied(std::slice::from_ref(s)),
+            Duration::from_secs(180),
+        )
+        .await
+        .context("after reconciliation resumed")?;
+    let end_ms = workload.now_ms();
+    workload
+        .wait_progress(end_ms, 20, Duration::from_secs(30))
+        .await?;
+    let report = workload
+        .stop_and_check((resumed_ms, end_ms), Duration::from_secs(10))
+        .await?;
+    let during_stop = report
+        .acknowledged
+        .iter()
+        .filter(|(_, at)| *at > stopped_ms && *at < resume_ms)
+        .count();
+    if during_stop > 0 {
+        bail!("{during_stop} writes were acknowledged while the table was stopped");
+    }
+    println!("{}", summary("stop-resume", &report));
     Ok(())
 }
 

@@ -37,7 +37,7 @@ mod day_two;
 mod workload;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 9] = [
     "install",
     "create",
     "spec-changes",
@@ -45,6 +45,8 @@ const SCENARIOS: [&str; 7] = [
     "status",
     "deletion",
     "rolling-update",
+    "pod-delete",
+    "stop-resume",
 ];
 
 /// Kinds the simulated API does not hold: the operator runs in process
@@ -1173,6 +1175,8 @@ async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
         "install" => install(args).await,
         "create" => create(args).await,
         "rolling-update" => day_two::rolling_update(args).await,
+        "pod-delete" => day_two::pod_delete(args).await,
+        "stop-resume" => day_two::stop_resume(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }
