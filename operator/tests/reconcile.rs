@@ -111,6 +111,7 @@ async fn simulate_statefulset_controller(client: &Client) {
         let spec = sts.spec.clone().unwrap();
         let replicas = spec.replicas.unwrap_or(1);
         let labels = spec.template.metadata.clone().unwrap().labels.unwrap();
+        let revision = template_revision(&spec.template);
         for i in 0..replicas {
             let pod_name = format!("{name}-{i}");
             if pods.get_opt(&pod_name).await.unwrap().is_some() {
@@ -118,6 +119,7 @@ async fn simulate_statefulset_controller(client: &Client) {
             }
             let mut pod_labels = labels.clone();
             pod_labels.insert("apps.kubernetes.io/pod-index".into(), i.to_string());
+            pod_labels.insert("controller-revision-hash".into(), revision.clone());
             let pod = Pod {
                 metadata: ObjectMeta {
                     name: Some(pod_name),
@@ -153,13 +155,24 @@ async fn simulate_statefulset_controller(client: &Client) {
                     .unwrap();
             }
         }
+        // OnDelete: pods keep the revision they were created from.
+        let updated = pods
+            .list(&ListParams::default().labels(&format!(
+                "partita.dev/zone={},controller-revision-hash={revision}",
+                labels["partita.dev/zone"]
+            )))
+            .await
+            .unwrap()
+            .items
+            .len() as i32;
         let status = StatefulSetStatus {
             observed_generation: sts.metadata.generation,
             replicas,
             ready_replicas: Some(replicas),
-            updated_replicas: Some(replicas),
+            updated_replicas: Some(updated),
             available_replicas: Some(replicas),
-            current_replicas: Some(replicas),
+            current_replicas: Some(updated),
+            update_revision: Some(revision),
             ..StatefulSetStatus::default()
         };
         sts_api
@@ -171,6 +184,133 @@ async fn simulate_statefulset_controller(client: &Client) {
             .await
             .unwrap();
     }
+}
+
+/// A short hash of a pod template, as the StatefulSet controller's
+/// revision names.
+fn template_revision(template: &k8s_openapi::api::core::v1::PodTemplateSpec) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(template).unwrap().hash(&mut hasher);
+    format!("{:x}", hasher.finish())
+}
+
+async fn pod_names(client: &Client) -> Vec<String> {
+    Api::<Pod>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|p| p.name_any())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_new_image_restarts_one_ready_pod_at_a_time_across_the_zones() {
+    let (client, ctx) = setup().await;
+    make_active(&client, &ctx).await;
+    let sts = statefulsets(&client).await;
+    assert!(sts.iter().all(|s| s
+        .spec
+        .as_ref()
+        .unwrap()
+        .update_strategy
+        .as_ref()
+        .unwrap()
+        .type_
+        .as_deref()
+        == Some("OnDelete")));
+    // An operator upgrade with a new data-plane image.
+    let upgraded = Context::new(
+        client.clone(),
+        OperatorConfig {
+            image: "partita:v2".into(),
+            ..OperatorConfig::default()
+        },
+        Metrics::new().unwrap(),
+    );
+    let t = reconcile(&client, &upgraded).await;
+    assert_eq!(status(&t).table_status.as_deref(), Some("UPDATING"));
+    let mut restarted = Vec::new();
+    for _ in 0..6 {
+        simulate_statefulset_controller(&client).await;
+        let before = pod_names(&client).await;
+        assert_eq!(before.len(), 6);
+        let t = reconcile(&client, &upgraded).await;
+        let after = pod_names(&client).await;
+        let gone: Vec<&String> = before.iter().filter(|p| !after.contains(p)).collect();
+        assert_eq!(gone.len(), 1, "one pod restarted per step: {gone:?}");
+        restarted.push(gone[0].clone());
+        assert_eq!(
+            condition(&t, "Progressing"),
+            ("True".into(), "RollingUpdate".into())
+        );
+        // Until its replacement runs, no other pod is touched.
+        reconcile(&client, &upgraded).await;
+        assert_eq!(pod_names(&client).await.len(), 5);
+    }
+    restarted.sort();
+    restarted.dedup();
+    assert_eq!(
+        restarted.len(),
+        6,
+        "every pod restarted once: {restarted:?}"
+    );
+    simulate_statefulset_controller(&client).await;
+    let t = reconcile(&client, &upgraded).await;
+    assert_eq!(pod_names(&client).await.len(), 6);
+    assert_eq!(status(&t).table_status.as_deref(), Some("ACTIVE"));
+    assert_eq!(
+        condition(&t, "Progressing"),
+        ("False".into(), "Settled".into())
+    );
+    // Each restart is an Event (kube's recorder folds repeats into a series).
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Normal".into(), "RollingUpdate".into())));
+}
+
+#[tokio::test]
+async fn a_pod_that_is_not_ready_holds_the_rollout() {
+    let (client, ctx) = setup().await;
+    make_active(&client, &ctx).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
+    pods.patch_status(
+        "orders-zone-b-1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}})),
+    )
+    .await
+    .unwrap();
+    let patched = pods.get("orders-zone-b-1").await.unwrap();
+    assert_eq!(
+        patched.status.unwrap().conditions.unwrap()[0].status,
+        "False"
+    );
+    let upgraded = Context::new(
+        client.clone(),
+        OperatorConfig {
+            image: "partita:v2".into(),
+            ..OperatorConfig::default()
+        },
+        Metrics::new().unwrap(),
+    );
+    reconcile(&client, &upgraded).await;
+    simulate_statefulset_controller(&client).await;
+    let t = reconcile(&client, &upgraded).await;
+    assert_eq!(pod_names(&client).await.len(), 6, "nothing restarted");
+    let message = &status(&t)
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap()
+        .message
+        .clone();
+    assert!(
+        message.contains("waiting for orders-zone-b-1 to be ready"),
+        "{message}"
+    );
 }
 
 async fn make_active(client: &Client, ctx: &Context) -> Table {

@@ -40,17 +40,17 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
+/// The StatefulSet a pod belongs to: its owner reference, else the name
+/// before its ordinal.
 fn owner(pod: &Pod) -> Option<&str> {
-    pod.metadata
+    let by_reference = pod
+        .metadata
         .owner_references
-        .as_ref()?
         .iter()
+        .flatten()
         .find(|o| o.kind == "StatefulSet")
-        .map(|o| o.name.as_str())
-        .or_else(|| {
-            let name = pod.metadata.name.as_deref()?;
-            Some(name.rsplit_once('-')?.0)
-        })
+        .map(|o| o.name.as_str());
+    by_reference.or_else(|| Some(pod.metadata.name.as_deref()?.rsplit_once('-')?.0))
 }
 
 fn ordinal(pod: &Pod) -> Option<u32> {
