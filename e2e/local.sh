@@ -18,7 +18,9 @@
 # deletion (deletion protection, DELETING, volumes deleted or retained);
 # ddl-two-gateways (concurrent definition changes through both gateways);
 # rolling-update (a new data-pod image rolled one pod at a time under a
-# writer and a reader). The kind e2e (e2e/run.sh) is the same path on a
+# writer and a reader); pod-delete (each data pod deleted in turn);
+# stop-resume (stopped and resumed with data intact; reconciliation
+# paused). The kind e2e (e2e/run.sh) is the same path on a
 # real cluster.
 set -euo pipefail
 
