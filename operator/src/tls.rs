@@ -29,15 +29,22 @@
 //!   The gateway's certificate names `partita-gateway.<ns>.svc`; nodes check
 //!   only that a client chains to the CA.
 //! - **Stability**: a Secret is written only when [`renewal_reason`] says so
-//!   — it is missing or incomplete, the CA's fingerprint (annotation
-//!   [`CA_FINGERPRINT_ANNOTATION`]) differs from the mounted CA, the names
-//!   changed, or fewer than [`RENEW_BEFORE`] of its [`VALIDITY`] remain.
-//!   Keys never change otherwise.
-//! - **Rotation = restart**: the data plane reads its certificate once at
-//!   start. The StatefulSets carry the certificate's fingerprint
-//!   ([`CERT_FINGERPRINT_ANNOTATION`]) in their pod template, so a re-issue
-//!   rolls the pods; the gateway Deployment is restarted the same way (its
-//!   pod template annotation is patched when its certificate is re-issued).
+//!   — it is missing or incomplete, the names changed, or fewer than
+//!   [`RENEW_BEFORE`] of its [`VALIDITY`] remain — or a CA rotation takes
+//!   its next step. Keys never change otherwise.
+//! - **CA rotation without an outage** ([`rotation`]): a new CA (its
+//!   fingerprint differs from a Secret's issuer, annotation
+//!   [`CA_FINGERPRINT_ANNOTATION`]) first joins every Secret's trust bundle
+//!   (`ca.crt` holds old and new CAs), then every certificate is issued by
+//!   it, then the old CAs leave the bundles; each step waits until every
+//!   Secret of the internal RPC — every table's and the gateway's — has
+//!   taken the previous one on all its pods ([`ROLLED_ANNOTATION`]).
+//! - **Rotation = restart**: the data plane reads its certificate and trust
+//!   bundle once at start. The StatefulSets carry their fingerprint
+//!   ([`CERT_FINGERPRINT_ANNOTATION`]) in their pod template, so a change
+//!   rolls the pods (one at a time, see `controller::rollout`); the gateway
+//!   Deployment is restarted the same way (its pod template annotation is
+//!   patched when its Secret changes).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,9 +79,14 @@ pub const CA_FINGERPRINT_ANNOTATION: &str = "partita.dev/rpc-ca-sha256";
 pub const NOT_AFTER_ANNOTATION: &str = "partita.dev/rpc-cert-not-after";
 /// Annotation on issued Secrets: the SANs, comma-separated.
 pub const NAMES_ANNOTATION: &str = "partita.dev/rpc-cert-names";
-/// Pod-template annotation: SHA-256 of the mounted certificate, so a
-/// re-issue rolls the pods (certificates are read once at start).
+/// Pod-template annotation: SHA-256 of the mounted trust bundle and
+/// certificate ([`cert_fingerprint`]), so a change rolls the pods (they
+/// are read once at start).
 pub const CERT_FINGERPRINT_ANNOTATION: &str = "partita.dev/rpc-cert-sha256";
+/// Secret annotation: the [`cert_fingerprint`] every pod mounting the
+/// Secret runs, set once their rollout is done (a CA rotation's steps wait
+/// for it).
+pub const ROLLED_ANNOTATION: &str = "partita.dev/rpc-rolled-sha256";
 /// Lifetime of an issued certificate.
 pub const VALIDITY: Duration = Duration::from_secs(365 * 24 * 3600);
 /// A certificate with less than this left is re-issued.
@@ -255,12 +267,11 @@ fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-/// Returns why the Secret `existing` must be (re-)issued for `names` by
-/// `ca` at `now`, or `None` when it is still good. Bounded values, used as
-/// Event reasons.
+/// Returns why the Secret `existing` must be (re-)issued for `names` at
+/// `now`, or `None` when it is still good. Bounded values, used as Event
+/// reasons. A new CA is no reason here: it goes through [`rotation`].
 pub fn renewal_reason(
     existing: Option<&Secret>,
-    ca: &RpcCa,
     names: &[String],
     now: SystemTime,
 ) -> Option<&'static str> {
@@ -282,9 +293,6 @@ pub fn renewal_reason(
             .as_ref()
             .and_then(|a| a.get(key))
     };
-    if annotation(CA_FINGERPRINT_ANNOTATION).map(String::as_str) != Some(ca.fingerprint()) {
-        return Some("CAChanged");
-    }
     if annotation(NAMES_ANNOTATION) != Some(&names.join(",")) {
         return Some("NamesChanged");
     }
@@ -298,13 +306,14 @@ pub fn renewal_reason(
 }
 
 /// Builds the Secret holding `issued` (type `kubernetes.io/tls` plus
-/// `ca.crt`), annotated with the CA fingerprint, the names and notAfter.
+/// `ca.crt`, the trust bundle), annotated with the fingerprint of the CA
+/// that issued the certificate, the names and notAfter.
 pub fn build_tls_secret(
     name: &str,
     namespace: &str,
     labels: BTreeMap<String, String>,
     owner: Option<OwnerReference>,
-    ca: &RpcCa,
+    issuer: &str,
     names: &[String],
     issued: &IssuedCert,
 ) -> Secret {
@@ -314,10 +323,7 @@ pub fn build_tls_secret(
             namespace: Some(namespace.into()),
             labels: Some(labels),
             annotations: Some(BTreeMap::from([
-                (
-                    CA_FINGERPRINT_ANNOTATION.to_string(),
-                    ca.fingerprint().to_string(),
-                ),
+                (CA_FINGERPRINT_ANNOTATION.to_string(), issuer.to_string()),
                 (NAMES_ANNOTATION.to_string(), names.join(",")),
                 (NOT_AFTER_ANNOTATION.to_string(), issued.not_after.clone()),
             ])),
@@ -343,11 +349,119 @@ pub fn build_tls_secret(
     }
 }
 
-/// SHA-256 (hex, 32 digits) of the certificate in an issued Secret: the
-/// pod-template annotation that rolls pods on re-issue.
+/// SHA-256 (hex, 32 digits) of the trust bundle and the certificate in an
+/// issued Secret: the pod-template annotation that rolls pods when either
+/// changes.
 pub fn cert_fingerprint(secret: &Secret) -> Option<String> {
-    let cert = secret.data.as_ref()?.get(SECRET_CERT)?;
-    Some(hex_sha256(&cert.0)[..32].to_string())
+    let data = secret.data.as_ref()?;
+    let mut both = data.get(SECRET_CA)?.0.clone();
+    both.extend_from_slice(&data.get(SECRET_CERT)?.0);
+    Some(hex_sha256(&both)[..32].to_string())
+}
+
+/// The certificates of a PEM bundle, in order: (SHA-256 of the DER, the
+/// PEM block). Blocks that do not parse are left out.
+pub fn bundle(pem: &str) -> Vec<(String, String)> {
+    const END: &str = "-----END CERTIFICATE-----";
+    let mut out = Vec::new();
+    let mut rest = pem;
+    while let Some(start) = rest.find("-----BEGIN CERTIFICATE-----") {
+        let Some(end) = rest[start..].find(END) else {
+            break;
+        };
+        let block = &rest[start..start + end + END.len()];
+        if let Ok(der) = CertificateDer::from_pem_slice(block.as_bytes()) {
+            out.push((hex_sha256(der.as_ref()), format!("{block}\n")));
+        }
+        rest = &rest[start + end + END.len()..];
+    }
+    out
+}
+
+/// Where one certificate Secret stands in a CA rotation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsState {
+    /// The CA that issued its certificate.
+    pub issuer: String,
+    /// The CAs of its trust bundle (`ca.crt`).
+    pub trust: Vec<String>,
+    /// Every pod mounting it runs its current content
+    /// ([`ROLLED_ANNOTATION`] equals [`cert_fingerprint`]).
+    pub rolled: bool,
+}
+
+/// The rotation state of an issued Secret; None when it is incomplete.
+pub fn tls_state(secret: &Secret) -> Option<TlsState> {
+    let annotations = secret.metadata.annotations.as_ref()?;
+    let issuer = annotations.get(CA_FINGERPRINT_ANNOTATION)?.clone();
+    let ca = secret.data.as_ref()?.get(SECRET_CA)?;
+    let trust = bundle(&String::from_utf8_lossy(&ca.0))
+        .into_iter()
+        .map(|(fingerprint, _)| fingerprint)
+        .collect();
+    let content = cert_fingerprint(secret)?;
+    Some(TlsState {
+        issuer,
+        trust,
+        rolled: annotations.get(ROLLED_ANNOTATION) == Some(&content),
+    })
+}
+
+/// The next step of one Secret when the CA `ca` (a fingerprint) is the
+/// operator's: certificates move to a new CA in three steps, each taken by
+/// a Secret only when every Secret of the internal RPC (`all`, its own
+/// included) allows it, so that no pod ever presents a certificate a peer
+/// does not trust:
+///
+/// 1. [`Rotation::Trust`]: the new CA joins the trust bundle (always safe);
+/// 2. [`Rotation::Issue`]: the certificate is issued by the new CA, once
+///    every pod of every Secret trusts it (rolled, or already issued by
+///    it);
+/// 3. [`Rotation::DropOld`]: the old CAs leave the bundle, once every
+///    certificate in use is the new CA's (every Secret issued by it and
+///    rolled, or already trusting it alone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Rotation {
+    /// Issued by `ca` and trusting only it.
+    Steady,
+    Trust,
+    Issue,
+    DropOld,
+    /// Other Secrets must get further first (why).
+    Wait(String),
+}
+
+/// See [`Rotation`].
+pub fn rotation(own: &TlsState, all: &[TlsState], ca: &str) -> Rotation {
+    let ca = ca.to_string();
+    if !own.trust.contains(&ca) {
+        return Rotation::Trust;
+    }
+    if own.issuer != ca {
+        let waiting = all
+            .iter()
+            .filter(|s| !(s.trust.contains(&ca) && (s.rolled || s.issuer == ca)))
+            .count();
+        return match waiting {
+            0 => Rotation::Issue,
+            n => Rotation::Wait(format!(
+                "{n} certificate Secrets are not trusting the new CA on every pod yet"
+            )),
+        };
+    }
+    if own.trust.len() > 1 {
+        let waiting = all
+            .iter()
+            .filter(|s| !(s.issuer == ca && (s.rolled || s.trust == [ca.clone()])))
+            .count();
+        return match waiting {
+            0 => Rotation::DropOld,
+            n => Rotation::Wait(format!(
+                "{n} certificate Secrets still have pods with a certificate of an old CA"
+            )),
+        };
+    }
+    Rotation::Steady
 }
 
 /// The SAN covering every data pod of a table: `*.<headless>.<ns>.svc`.
@@ -383,44 +497,117 @@ mod tests {
         let names = table_names("orders-nodes", "shop");
         assert_eq!(names, ["*.orders-nodes.shop.svc"]);
         let now = SystemTime::now();
-        assert_eq!(renewal_reason(None, &ca, &names, now), Some("Missing"));
+        assert_eq!(renewal_reason(None, &names, now), Some("Missing"));
         let issued = ca.issue("orders", &names, now).unwrap();
         let secret = build_tls_secret(
             "orders-rpc-tls",
             "shop",
             BTreeMap::new(),
             None,
-            &ca,
+            ca.fingerprint(),
             &names,
             &issued,
         );
-        assert_eq!(renewal_reason(Some(&secret), &ca, &names, now), None);
+        assert_eq!(renewal_reason(Some(&secret), &names, now), None);
         assert_eq!(
-            renewal_reason(
-                Some(&secret),
-                &ca,
-                &names,
-                now + VALIDITY - RENEW_BEFORE / 2
-            ),
+            renewal_reason(Some(&secret), &names, now + VALIDITY - RENEW_BEFORE / 2),
             Some("Expiring")
         );
         assert_eq!(
-            renewal_reason(Some(&secret), &ca, &["x.svc".to_string()], now),
+            renewal_reason(Some(&secret), &["x.svc".to_string()], now),
             Some("NamesChanged")
-        );
-        let (other_cert, other_key) = test_ca();
-        let other = RpcCa::from_pem(&other_cert, &other_key).unwrap();
-        assert_eq!(
-            renewal_reason(Some(&secret), &other, &names, now),
-            Some("CAChanged")
         );
         let mut partial = secret.clone();
         partial.data.as_mut().unwrap().remove(SECRET_KEY);
         assert_eq!(
-            renewal_reason(Some(&partial), &ca, &names, now),
+            renewal_reason(Some(&partial), &names, now),
             Some("Incomplete")
         );
+        let state = tls_state(&secret).unwrap();
+        assert_eq!(state.issuer, ca.fingerprint());
+        assert_eq!(state.trust, [ca.fingerprint().to_string()]);
+        assert!(!state.rolled);
         assert_eq!(cert_fingerprint(&secret).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn a_bundle_lists_each_certificate_once_with_its_fingerprint() {
+        let (a, _) = test_ca();
+        let (b, _) = test_ca();
+        let both = format!("{a}{b}");
+        let listed = bundle(&both);
+        assert_eq!(listed.len(), 2);
+        assert_eq!(listed[0].1.trim(), a.trim());
+        assert_eq!(listed[1].1.trim(), b.trim());
+        assert_ne!(listed[0].0, listed[1].0);
+        assert!(bundle("no certificate").is_empty());
+    }
+
+    fn state(issuer: &str, trust: &[&str], rolled: bool) -> TlsState {
+        TlsState {
+            issuer: issuer.into(),
+            trust: trust.iter().map(|t| t.to_string()).collect(),
+            rolled,
+        }
+    }
+
+    #[test]
+    fn a_ca_rotation_takes_three_steps_each_once_everyone_took_the_last() {
+        // Two Secrets (a table's and the gateway's) on CA "old"; "new" arrives.
+        let mut a = state("old", &["old"], true);
+        let mut b = state("old", &["old"], true);
+        assert_eq!(
+            rotation(&a, &[a.clone(), b.clone()], "new"),
+            Rotation::Trust
+        );
+        a = state("old", &["new", "old"], false);
+        // a's pods have not restarted onto the bundle: nobody issues yet.
+        assert_eq!(
+            rotation(&b, &[a.clone(), b.clone()], "new"),
+            Rotation::Trust
+        );
+        b = state("old", &["new", "old"], true);
+        assert!(matches!(
+            rotation(&b, &[a.clone(), b.clone()], "new"),
+            Rotation::Wait(_)
+        ));
+        a.rolled = true;
+        assert_eq!(
+            rotation(&a, &[a.clone(), b.clone()], "new"),
+            Rotation::Issue
+        );
+        a = state("new", &["new", "old"], false);
+        // Issued by the new CA and rolling: its pods trust both already.
+        assert_eq!(
+            rotation(&b, &[a.clone(), b.clone()], "new"),
+            Rotation::Issue
+        );
+        b = state("new", &["new", "old"], false);
+        // Old certificates may still be in use until both rolled.
+        assert!(matches!(
+            rotation(&a, &[a.clone(), b.clone()], "new"),
+            Rotation::Wait(_)
+        ));
+        a.rolled = true;
+        b.rolled = true;
+        assert_eq!(
+            rotation(&a, &[a.clone(), b.clone()], "new"),
+            Rotation::DropOld
+        );
+        a = state("new", &["new"], false);
+        assert_eq!(
+            rotation(&b, &[a.clone(), b.clone()], "new"),
+            Rotation::DropOld
+        );
+        b = state("new", &["new"], false);
+        assert_eq!(
+            rotation(&a, &[a.clone(), b.clone()], "new"),
+            Rotation::Steady
+        );
+        assert_eq!(
+            rotation(&b, &[a.clone(), b.clone()], "new"),
+            Rotation::Steady
+        );
     }
 
     #[test]

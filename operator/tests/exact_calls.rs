@@ -362,10 +362,11 @@ mod rpc_certificate {
         std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
     }
 
-    /// A missing Secret: one GET (404), one server-side apply of the issued
-    /// Secret. An up-to-date Secret: the GET only — nothing is rewritten.
+    /// A missing Secret: one GET (404), the LIST of the other certificate
+    /// Secrets, one server-side apply of the issued Secret. An up-to-date
+    /// Secret: the GET only — nothing is listed or rewritten.
     #[tokio::test]
-    async fn issuing_is_one_get_and_one_apply_and_keeping_is_one_get() {
+    async fn issuing_is_a_get_a_list_and_one_apply_and_keeping_is_one_get() {
         let dir = tempfile::tempdir().unwrap();
         write_ca(dir.path());
         let names = vec!["*.orders-nodes.shop.svc".to_string()];
@@ -403,6 +404,14 @@ mod rpc_certificate {
                 ))
                 .unwrap(),
         );
+        // The other certificate Secrets: the CAs a new one must trust.
+        expect_call(
+            &mut handle,
+            http::Method::GET,
+            "/api/v1/secrets?&labelSelector=app.kubernetes.io%2Fmanaged-by%3Dpartita-operator",
+            json!({"kind": "SecretList", "apiVersion": "v1", "metadata": {}, "items": []}),
+        )
+        .await;
         let applied = expect_patch(
             &mut handle,
             "/api/v1/namespaces/shop/secrets/orders-rpc-tls?&force=true&fieldManager=partita-operator",

@@ -9,7 +9,7 @@ use std::path::Path;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::Client;
 use partita_operator::config::OperatorConfig;
 use partita_operator::controller::access_policy::GatewayTarget;
@@ -20,7 +20,7 @@ use partita_operator::crd::table::Table;
 use partita_operator::metrics::Metrics;
 use partita_operator::tls::{
     cert_fingerprint, RpcCa, CA_FINGERPRINT_ANNOTATION, CERT_FINGERPRINT_ANNOTATION,
-    NAMES_ANNOTATION,
+    NAMES_ANNOTATION, ROLLED_ANNOTATION,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 
@@ -223,22 +223,92 @@ async fn the_table_certificate_is_issued_once_and_reissued_when_the_ca_changes()
     assert_eq!(after, sts_versions, "no StatefulSet rewrite");
     assert_eq!(issued_events(&client).await, 1);
 
-    // The CA is rotated (the kubelet refreshes the mount): re-issued with a
-    // new key, the pod templates change so the pods restart onto it.
+    // The CA is rotated (the kubelet refreshes the mount). Step 1: the new
+    // CA joins the trust bundle; the certificate and key stay; the pods
+    // roll onto the bundle.
+    let old_bundle = data(&issued, "ca.crt");
     let second_ca = write_ca(dir.path());
+    let new_ca_pem = std::fs::read(dir.path().join("tls.crt")).unwrap();
     assert_ne!(first_ca, second_ca);
+    reconcile(&client, &ctx).await;
+    let trusting = secret(&client, NS, "orders-rpc-tls").await.unwrap();
+    assert_eq!(annotation(&trusting, CA_FINGERPRINT_ANNOTATION), first_ca);
+    assert_eq!(data(&trusting, "tls.key"), data(&issued, "tls.key"));
+    assert_eq!(data(&trusting, "tls.crt"), data(&issued, "tls.crt"));
+    assert_eq!(
+        data(&trusting, "ca.crt"),
+        [new_ca_pem.clone(), old_bundle.clone()].concat()
+    );
+    let trusting_fingerprint = cert_fingerprint(&trusting).unwrap();
+    assert_ne!(trusting_fingerprint, fingerprint);
+    assert_mounted(&statefulsets(&client).await, &trusting_fingerprint);
+    // Until its pods run the bundle, the certificate is not re-issued.
+    reconcile(&client, &ctx).await;
+    let unchanged = secret(&client, NS, "orders-rpc-tls").await.unwrap();
+    assert_eq!(annotation(&unchanged, CA_FINGERPRINT_ANNOTATION), first_ca);
+    assert!(!unchanged
+        .metadata
+        .annotations
+        .as_ref()
+        .unwrap()
+        .contains_key(ROLLED_ANNOTATION));
+
+    // Step 2, once the pods rolled: issued by the new CA, still trusting
+    // both.
+    settle_statefulsets(&client).await;
+    reconcile(&client, &ctx).await;
+    let rolled = secret(&client, NS, "orders-rpc-tls").await.unwrap();
+    assert_eq!(annotation(&rolled, ROLLED_ANNOTATION), trusting_fingerprint);
     reconcile(&client, &ctx).await;
     let reissued = secret(&client, NS, "orders-rpc-tls").await.unwrap();
     assert_eq!(annotation(&reissued, CA_FINGERPRINT_ANNOTATION), second_ca);
     assert_ne!(data(&reissued, "tls.key"), data(&issued, "tls.key"));
-    assert_eq!(
-        data(&reissued, "ca.crt"),
-        std::fs::read(dir.path().join("tls.crt")).unwrap()
+    assert_eq!(data(&reissued, "ca.crt"), data(&trusting, "ca.crt"));
+    let reissued_fingerprint = cert_fingerprint(&reissued).unwrap();
+    assert_mounted(&statefulsets(&client).await, &reissued_fingerprint);
+
+    // Step 3, once rolled again: the old CA leaves the bundle.
+    settle_statefulsets(&client).await;
+    reconcile(&client, &ctx).await;
+    reconcile(&client, &ctx).await;
+    let done = secret(&client, NS, "orders-rpc-tls").await.unwrap();
+    assert_eq!(data(&done, "ca.crt"), new_ca_pem);
+    assert_eq!(data(&done, "tls.key"), data(&reissued, "tls.key"));
+    assert_eq!(annotation(&done, CA_FINGERPRINT_ANNOTATION), second_ca);
+    assert_mounted(
+        &statefulsets(&client).await,
+        &cert_fingerprint(&done).unwrap(),
     );
-    let new_fingerprint = cert_fingerprint(&reissued).unwrap();
-    assert_ne!(new_fingerprint, fingerprint);
-    assert_mounted(&statefulsets(&client).await, &new_fingerprint);
-    assert_eq!(issued_events(&client).await, 2);
+    // Settled on the new CA: nothing more is written.
+    settle_statefulsets(&client).await;
+    reconcile(&client, &ctx).await;
+    reconcile(&client, &ctx).await;
+    let after = secret(&client, NS, "orders-rpc-tls").await.unwrap();
+    assert_eq!(data(&after, "ca.crt"), new_ca_pem);
+    assert_eq!(data(&after, "tls.key"), data(&reissued, "tls.key"));
+    assert_eq!(issued_events(&client).await, 4);
+}
+
+/// What the StatefulSet controller reports once every pod runs the
+/// current template.
+async fn settle_statefulsets(client: &Client) {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), NS);
+    for sts in statefulsets(client).await {
+        let replicas = sts.spec.as_ref().unwrap().replicas.unwrap_or(0);
+        let status = serde_json::json!({"status": {
+            "observedGeneration": sts.metadata.generation,
+            "replicas": replicas,
+            "readyReplicas": replicas,
+            "updatedReplicas": replicas,
+        }});
+        api.patch_status(
+            sts.metadata.name.as_deref().unwrap(),
+            &PatchParams::default(),
+            &Patch::Merge(&status),
+        )
+        .await
+        .unwrap();
+    }
 }
 
 #[tokio::test]
@@ -329,16 +399,52 @@ spec:
     };
     assert!(template_annotations(deployments.get("partita-gateway").await.unwrap()).is_empty());
 
-    // New CA: re-issued, and the Deployment's pods roll onto it.
-    write_ca(dir.path());
+    // New CA: first trusted (the Deployment's pods roll onto the bundle),
+    // then, once they run it, the certificate is issued by it.
+    let new_ca = write_ca(dir.path());
     let third = ensure_gateway_certificate(&client, dir.path(), &target)
         .await
         .unwrap();
-    assert_eq!(third.issued, Some("CAChanged"));
+    assert_eq!(third.issued, Some("CATrusted"));
+    assert!(third.rotating);
     assert_ne!(third.fingerprint, first.fingerprint);
     assert_eq!(
         template_annotations(deployments.get("partita-gateway").await.unwrap())
             [CERT_FINGERPRINT_ANNOTATION],
         third.fingerprint
     );
+    let waiting = ensure_gateway_certificate(&client, dir.path(), &target)
+        .await
+        .unwrap();
+    assert_eq!(waiting.issued, None, "its pods do not run the bundle yet");
+    // The Deployment controller reports every pod on the new template.
+    let generation = deployments
+        .get("partita-gateway")
+        .await
+        .unwrap()
+        .metadata
+        .generation;
+    deployments
+        .patch_status(
+            "partita-gateway",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"status": {"observedGeneration": generation,
+                "replicas": 1, "updatedReplicas": 1, "readyReplicas": 1}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let marked = ensure_gateway_certificate(&client, dir.path(), &target)
+        .await
+        .unwrap();
+    assert_eq!(marked.issued, None);
+    let fourth = ensure_gateway_certificate(&client, dir.path(), &target)
+        .await
+        .unwrap();
+    assert_eq!(fourth.issued, Some("CAChanged"));
+    let reissued = secret(&client, "partita-system", "partita-gateway-rpc-tls")
+        .await
+        .unwrap();
+    assert_eq!(annotation(&reissued, CA_FINGERPRINT_ANNOTATION), new_ca);
 }

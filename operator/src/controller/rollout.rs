@@ -143,6 +143,19 @@ pub fn next_step(statefulsets: &[StatefulSet], pods: &[Pod]) -> Step {
     }
 }
 
+/// True when every StatefulSet's controller has seen its last change and
+/// all its pods run its current template (and exist).
+pub fn rolled_out(statefulsets: &[StatefulSet]) -> bool {
+    statefulsets.iter().all(|sts| {
+        let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        sts.status.as_ref().is_some_and(|s| {
+            s.observed_generation >= sts.metadata.generation
+                && s.updated_replicas.unwrap_or(0) == want
+                && s.replicas == want
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

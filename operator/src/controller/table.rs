@@ -15,12 +15,12 @@ use kube::ResourceExt;
 use serde_json::json;
 
 use super::rollout::{self, Step};
-use super::rpc_tls::{ensure_table_certificate, CertError};
+use super::rpc_tls::{ensure_table_certificate, mark_rolled, CertError};
 use super::{owner_reference, Context};
 use crate::apply::{apply_object, apply_params, delete_orphans, ApplyError};
 use crate::build::{
-    build_table_objects, with_cert_fingerprint, EPOCH_ANNOTATION, PARTITIONS_ANNOTATION,
-    TABLE_LABEL, ZONE_ANNOTATION,
+    build_table_objects, rpc_tls_secret_name, with_cert_fingerprint, EPOCH_ANNOTATION,
+    PARTITIONS_ANNOTATION, TABLE_LABEL, ZONE_ANNOTATION,
 };
 use crate::crd::table::{Table, TableStatus, VolumeRetentionPolicy};
 use crate::definition::{apply_outcome, Outcome, DEFINITION_REFUSED};
@@ -207,7 +207,7 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     delete_orphans::<PodDisruptionBudget>(client, &ns, &selector, &[desired.pdb.name_any()])
         .await?;
     // The certificate Secret before the pods that mount it.
-    let cert_fingerprint = match &ctx.config.rpc_ca_dir {
+    let certificate = match &ctx.config.rpc_ca_dir {
         Some(dir) => Some(
             ensure_table_certificate(table, ctx, &validated, &owner, dir)
                 .await
@@ -218,6 +218,7 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         ),
         None => None,
     };
+    let cert_fingerprint = certificate.as_ref().map(|c| c.fingerprint.clone());
     let mut applied = Vec::with_capacity(desired.statefulsets.len());
     for sts in &desired.statefulsets {
         let sts = match &cert_fingerprint {
@@ -249,6 +250,22 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
         Timestamp::now(),
     );
     let rolling = roll_out(table, ctx, &ns, &applied, &pods, &mut status, generation).await?;
+    if let Some(certificate) = certificate.as_ref().filter(|c| !c.rolled) {
+        if !rolling && rollout::rolled_out(&applied) {
+            mark_rolled(
+                client,
+                &ns,
+                &rpc_tls_secret_name(&validated),
+                &certificate.fingerprint,
+            )
+            .await
+            .map_err(|source| Error::Certificate {
+                table: name.clone(),
+                source,
+            })?;
+        }
+    }
+    let rotating = certificate.as_ref().is_some_and(|c| c.rotating);
     // Once the pods serve it, the live table is brought to the spec.
     let mut definition = Outcome::InSync;
     if status.table_status.as_deref() == Some("ACTIVE") {
@@ -274,6 +291,8 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     patch_status(&tables, &name, &status).await?;
     Ok(match definition {
         _ if rolling => Action::requeue(Duration::from_secs(2)),
+        // A CA rotation's next step may wait on other tables' pods.
+        _ if rotating => Action::requeue(Duration::from_secs(5)),
         // Item count and size are read again every minute.
         Outcome::InSync if active => Action::requeue(Duration::from_secs(60)),
         Outcome::InSync => Action::requeue(Duration::from_secs(10)),
