@@ -20,7 +20,8 @@
 # rolling-update (a new data-pod image rolled one pod at a time under a
 # writer and a reader); pod-delete (each data pod deleted in turn);
 # stop-resume (stopped and resumed with data intact; reconciliation
-# paused). The kind e2e (e2e/run.sh) is the same path on a
+# paused); ca-rotation (a new internal RPC CA, in three steps, under a
+# writer and a reader). The kind e2e (e2e/run.sh) is the same path on a
 # real cluster.
 set -euo pipefail
 

@@ -432,6 +432,116 @@ pub async fn stop_resume(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Writes a fresh CA into `dir` (`tls.crt`, `tls.key`, as the kubelet
+/// refreshes the operator's mount of `partita-rpc-ca`); its PEM files.
+fn new_ca(dir: &std::path::Path) -> anyhow::Result<(String, String)> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "partita-rpc-ca-2");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key)?;
+    let (cert, key) = (cert.pem(), key.serialize_pem());
+    // The key first: the operator reads the pair whenever the certificate
+    // changes.
+    std::fs::write(dir.join("tls.key.new"), &key)?;
+    std::fs::write(dir.join("tls.crt.new"), &cert)?;
+    std::fs::rename(dir.join("tls.key.new"), dir.join("tls.key"))?;
+    std::fs::rename(dir.join("tls.crt.new"), dir.join("tls.crt"))?;
+    Ok((cert, key))
+}
+
+/// `ca-rotation`: the internal RPC's CA replaced while a writer and reader
+/// use Orders: every certificate Secret ends issued by the new CA and
+/// trusting it alone, the data pods and the gateways restarted onto it one
+/// at a time, never two members of a partition down, no acknowledged write
+/// lost, writes acknowledged all along.
+pub async fn ca_rotation(args: &Args) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::Secret;
+    use partita_operator::tls::{tls_state, RpcCa};
+    let (cluster, [first, _]) = orders_cluster(args).await?;
+    let ca_dir = cluster
+        .operator_config
+        .rpc_ca_dir
+        .clone()
+        .context("the chart's operator has no RPC CA (rpc.tls.enabled is off)")?;
+    run_orders_program(&cluster, &first).await?;
+    let members = cluster.members("orders").await?;
+    let workload = cluster.orders_workload();
+    workload
+        .wait_progress(0, 20, Duration::from_secs(30))
+        .await?;
+    let start_ms = workload.now_ms();
+    let since = cluster.runtime.now_ms();
+    let (cert, key) = new_ca(&ca_dir)?;
+    let fingerprint = RpcCa::from_pem(&cert, &key)?.fingerprint().to_string();
+    let secrets = [
+        (APP_NAMESPACE, "orders-rpc-tls"),
+        ("partita-system", "partita-gateway-rpc-tls"),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let mut pending = Vec::new();
+        for (ns, name) in secrets {
+            let secret = Api::<Secret>::namespaced(cluster.client.clone(), ns)
+                .get(name)
+                .await?;
+            let state = tls_state(&secret);
+            let done = state.as_ref().is_some_and(|s| {
+                s.issuer == fingerprint && s.trust == [fingerprint.clone()] && s.rolled
+            });
+            if !done {
+                pending.push(format!("{name}: {state:?}"));
+            }
+        }
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the CA rotation did not finish in 300 s: {pending:?}; {}{}",
+                data_pod_events(&cluster.runtime.history(), &members),
+                cluster.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    cluster
+        .wait_table_ready("orders", Duration::from_secs(120))
+        .await?;
+    cluster.wait_all_ready(Duration::from_secs(120)).await?;
+    let end_ms = workload.now_ms();
+    workload
+        .wait_progress(end_ms, 20, Duration::from_secs(30))
+        .await
+        .context("after the rotation")?;
+    let history = cluster.runtime.history();
+    let report = workload
+        .stop_and_check((start_ms, end_ms), Duration::from_secs(10))
+        .await?;
+    if let Some(outage) = two_members_down(&history, &members, since) {
+        bail!("{outage}; {}", data_pod_events(&history, &members));
+    }
+    let restarts = history
+        .iter()
+        .filter(|e| e.at_ms >= since && e.what == "terminating" && members.contains_key(&e.pod))
+        .count();
+    if restarts < 3 * members.len() {
+        bail!(
+            "{restarts} data pod restarts: each of the {} pods should restart once per step (3)",
+            members.len()
+        );
+    }
+    println!(
+        "{}; rotation took {} ms",
+        summary("ca-rotation", &report),
+        end_ms - start_ms
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

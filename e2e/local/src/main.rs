@@ -37,7 +37,7 @@ mod day_two;
 mod workload;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 10] = [
     "install",
     "create",
     "spec-changes",
@@ -47,6 +47,7 @@ const SCENARIOS: [&str; 9] = [
     "rolling-update",
     "pod-delete",
     "stop-resume",
+    "ca-rotation",
 ];
 
 /// Kinds the simulated API does not hold: the operator runs in process
@@ -1177,6 +1178,7 @@ async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
         "rolling-update" => day_two::rolling_update(args).await,
         "pod-delete" => day_two::pod_delete(args).await,
         "stop-resume" => day_two::stop_resume(args).await,
+        "ca-rotation" => day_two::ca_rotation(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

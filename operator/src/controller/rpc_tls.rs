@@ -423,10 +423,17 @@ fn deployment_runs(deployment: &Deployment, fingerprint: &str) -> bool {
 }
 
 /// Keeps the gateway's certificate: at start, then every 10 minutes (the
-/// renewal window is 30 days; a CA change is picked up within one period).
+/// renewal window is 30 days), every 5 seconds while a CA rotation is under
+/// way, and within 10 seconds of the CA changing on disk.
 pub async fn run_gateway(ctx: Arc<Context>, target: GatewayTarget, ca_dir: std::path::PathBuf) {
+    let ca_fingerprint = || {
+        RpcCa::from_dir(&ca_dir)
+            .ok()
+            .map(|ca| ca.fingerprint().to_string())
+    };
     loop {
         let start = std::time::Instant::now();
+        let seen = ca_fingerprint();
         let result = ensure_gateway_certificate(&ctx.client, &ca_dir, &target).await;
         let category = result.as_ref().err().map(CertError::category);
         ctx.metrics
@@ -441,6 +448,9 @@ pub async fn run_gateway(ctx: Arc<Context>, target: GatewayTarget, ca_dir: std::
                 Duration::from_secs(15)
             }
         };
-        tokio::time::sleep(wait).await;
+        let until = std::time::Instant::now() + wait;
+        while std::time::Instant::now() < until && ca_fingerprint() == seen {
+            tokio::time::sleep(Duration::from_secs(5).min(wait)).await;
+        }
     }
 }
