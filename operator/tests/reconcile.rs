@@ -775,3 +775,162 @@ async fn deletion_stops_routing_and_pods_before_releasing_the_table() {
     assert!(statefulsets(&client).await.is_empty());
     assert!(t.finalizers().is_empty());
 }
+
+/// Orders with its storage size and class set.
+fn orders_with_storage(size: &str, class: &str) -> String {
+    format!("{ORDERS}    storage: {{size: {size}, storageClassName: {class}}}\n")
+}
+
+async fn set_storage(client: &Client, size: &str, class: &str) {
+    tables(client)
+        .patch(
+            "orders",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"placement": {"storage": {"size": size, "storageClassName": class}}}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn claim_sizes(client: &Client) -> Vec<String> {
+    statefulsets(client)
+        .await
+        .iter()
+        .map(|s| {
+            s.spec
+                .as_ref()
+                .unwrap()
+                .volume_claim_templates
+                .as_ref()
+                .unwrap()[0]
+                .spec
+                .as_ref()
+                .unwrap()
+                .resources
+                .as_ref()
+                .unwrap()
+                .requests
+                .as_ref()
+                .unwrap()["storage"]
+                .0
+                .clone()
+        })
+        .collect()
+}
+
+async fn create_storage_class(client: &Client, name: &str, expands: bool) {
+    use k8s_openapi::api::storage::v1::StorageClass;
+    let class = StorageClass {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        provisioner: "example.com/disk".into(),
+        allow_volume_expansion: Some(expands),
+        ..StorageClass::default()
+    };
+    Api::<StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &class)
+        .await
+        .unwrap();
+}
+
+async fn active_with_storage(client: &Client, ctx: &Context, class: &str) {
+    create(client, &orders_with_storage("20Gi", class)).await;
+    reconcile(client, ctx).await;
+    simulate_statefulset_controller(client).await;
+    let t = reconcile(client, ctx).await;
+    assert_eq!(status(&t).table_status.as_deref(), Some("ACTIVE"));
+}
+
+#[tokio::test]
+async fn a_larger_size_on_a_class_that_cannot_expand_is_refused_with_a_reason() {
+    let (client, ctx) = setup().await;
+    create_storage_class(&client, "fixed", false).await;
+    active_with_storage(&client, &ctx, "fixed").await;
+    set_storage(&client, "30Gi", "fixed").await;
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(claim_sizes(&client).await, ["20Gi", "20Gi", "20Gi"]);
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "StorageResizeUnsupported".into())
+    );
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Warning".into(), "StorageResizeUnsupported".into())));
+    // Smaller: Kubernetes cannot shrink a volume.
+    set_storage(&client, "10Gi", "fixed").await;
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "StorageShrinkRefused".into())
+    );
+    // Another class: refused too.
+    set_storage(&client, "20Gi", "other").await;
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(
+        condition(&t, "Degraded"),
+        ("True".into(), "StorageClassChangeRefused".into())
+    );
+    // Back to what the volumes are: no longer Degraded.
+    set_storage(&client, "20480Mi", "fixed").await;
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(condition(&t, "Degraded").0, "False");
+    assert_eq!(claim_sizes(&client).await, ["20Gi", "20Gi", "20Gi"]);
+}
+
+#[tokio::test]
+async fn a_larger_size_expands_the_claims_and_recreates_the_sets_around_their_pods() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let (client, ctx) = setup().await;
+    create_storage_class(&client, "fast", true).await;
+    active_with_storage(&client, &ctx, "fast").await;
+    // The claims the StatefulSet controller made from the templates.
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
+    for sts in statefulsets(&client).await {
+        let labels = sts.spec.as_ref().unwrap().selector.match_labels.clone();
+        for i in 0..2 {
+            let claim = PersistentVolumeClaim {
+                metadata: ObjectMeta {
+                    name: Some(format!("data-{}-{i}", sts.name_any())),
+                    namespace: Some(NS.into()),
+                    labels: labels.clone(),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(k8s_openapi::api::core::v1::PersistentVolumeClaimSpec {
+                    resources: Some(k8s_openapi::api::core::v1::VolumeResourceRequirements {
+                        requests: Some(BTreeMap::from([(
+                            "storage".to_string(),
+                            k8s_openapi::apimachinery::pkg::api::resource::Quantity("20Gi".into()),
+                        )])),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..PersistentVolumeClaim::default()
+            };
+            claims.create(&PostParams::default(), &claim).await.unwrap();
+        }
+    }
+    let pods_before = pod_names(&client).await;
+    set_storage(&client, "40Gi", "fast").await;
+    reconcile(&client, &ctx).await;
+    // Every claim asks for the new size; the sets are gone, their pods not.
+    for claim in claims.list(&ListParams::default()).await.unwrap().items {
+        let size = &claim.spec.unwrap().resources.unwrap().requests.unwrap()["storage"].0;
+        assert_eq!(size, "40Gi", "{}", claim.metadata.name.unwrap());
+    }
+    assert!(statefulsets(&client).await.is_empty());
+    assert_eq!(pod_names(&client).await, pods_before);
+    assert!(event_reasons(&client)
+        .await
+        .contains(&("Normal".into(), "StorageResized".into())));
+    // The next reconcile creates them with the new template.
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(claim_sizes(&client).await, ["40Gi", "40Gi", "40Gi"]);
+    assert_eq!(condition(&t, "Degraded").0, "False");
+    simulate_statefulset_controller(&client).await;
+    let t = reconcile(&client, &ctx).await;
+    assert_eq!(pod_names(&client).await, pods_before);
+    assert_eq!(status(&t).table_status.as_deref(), Some("ACTIVE"));
+}

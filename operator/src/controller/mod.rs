@@ -5,6 +5,7 @@ pub mod access_policy;
 pub mod global_table;
 pub mod rollout;
 pub mod rpc_tls;
+pub mod storage;
 pub mod table;
 
 use std::sync::Arc;

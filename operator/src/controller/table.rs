@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::rollout::{self, Step};
 use super::rpc_tls::{ensure_table_certificate, mark_rolled, CertError};
+use super::storage::{self, Resize};
 use super::{owner_reference, Context};
 use crate::apply::{apply_object, apply_params, delete_orphans, ApplyError};
 use crate::build::{
@@ -220,12 +221,32 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
     };
     let cert_fingerprint = certificate.as_ref().map(|c| c.fingerprint.clone());
     let mut applied = Vec::with_capacity(desired.statefulsets.len());
+    let mut storage_refused = None;
+    let mut recreating = false;
     for sts in &desired.statefulsets {
-        let sts = match &cert_fingerprint {
-            Some(fingerprint) => with_spec_hash(&with_cert_fingerprint(sts, fingerprint)),
-            None => with_spec_hash(sts),
+        let mut sts = match &cert_fingerprint {
+            Some(fingerprint) => with_cert_fingerprint(sts, fingerprint),
+            None => sts.clone(),
         };
         let current = existing_sts.iter().find(|e| e.name_any() == sts.name_any());
+        if let Some(current) = current {
+            if current.metadata.deletion_timestamp.is_some() {
+                // Deleted around its pods for a resize: created again once gone.
+                recreating = true;
+                continue;
+            }
+            match resize(table, ctx, &validated, &ns, current, &mut sts).await? {
+                Some(Resize::Expand { .. }) => {
+                    recreating = true;
+                    continue;
+                }
+                Some(Resize::Refuse { reason, message }) => {
+                    storage_refused = Some((reason, message));
+                }
+                None => {}
+            }
+        }
+        let sts = with_spec_hash(&sts);
         match current {
             // Unchanged since the last apply: skip the write (no needless
             // rollouts or generation churn on every requeue).
@@ -287,10 +308,27 @@ pub async fn reconcile_table(table: &Table, ctx: &Context) -> Result<Action, Err
             apply_outcome(&mut status, &definition, generation, Timestamp::now());
         }
     }
+    if let Some((reason, message)) = storage_refused {
+        let degraded_otherwise = status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason != reason);
+        if !degraded_otherwise {
+            status::set_condition(
+                &mut status.conditions,
+                DEGRADED,
+                true,
+                reason,
+                message,
+                generation,
+                Timestamp::now(),
+            );
+        }
+    }
     let active = status.table_status.as_deref() == Some("ACTIVE");
     patch_status(&tables, &name, &status).await?;
     Ok(match definition {
-        _ if rolling => Action::requeue(Duration::from_secs(2)),
+        _ if rolling || recreating => Action::requeue(Duration::from_secs(2)),
         // A CA rotation's next step may wait on other tables' pods.
         _ if rotating => Action::requeue(Duration::from_secs(5)),
         // Item count and size are read again every minute.
@@ -394,6 +432,108 @@ async fn report_definition(
             }
         }
         _ => {}
+    }
+}
+
+/// A change of the claim size of `current` to `desired`'s (see
+/// [`storage`]): expands the claims and deletes the set around its pods,
+/// or keeps the current size in `desired` and says why (with an Event the
+/// first time). None when the size is unchanged.
+async fn resize(
+    table: &Table,
+    ctx: &Context,
+    validated: &ValidatedTable,
+    ns: &str,
+    current: &StatefulSet,
+    desired: &mut StatefulSet,
+) -> Result<Option<Resize>, Error> {
+    let (Some(have), Some(want)) = (
+        storage::template_size(current).cloned(),
+        storage::template_size(desired).cloned(),
+    ) else {
+        return Ok(None);
+    };
+    let keep_current = |desired: &mut StatefulSet| {
+        if let (Some(spec), Some(current)) = (desired.spec.as_mut(), current.spec.as_ref()) {
+            spec.volume_claim_templates = current.volume_claim_templates.clone();
+        }
+    };
+    let (class_now, class_wanted) = (
+        storage::template_class(current),
+        storage::template_class(desired),
+    );
+    if class_now != class_wanted {
+        let decision = Resize::Refuse {
+            reason: "StorageClassChangeRefused",
+            message: format!(
+                "placement.storage.storageClassName cannot change on a running table: its volumes keep {}",
+                class_now.unwrap_or("the cluster's default class")
+            ),
+        };
+        report_refusal(table, ctx, &decision).await;
+        keep_current(desired);
+        return Ok(Some(decision));
+    }
+    if storage::quantity_bytes(&have.0) == storage::quantity_bytes(&want.0) {
+        // Kept as created (`1024Mi` and `1Gi` are one size).
+        keep_current(desired);
+        return Ok(None);
+    }
+    let name = table.name_any();
+    let failed = |kind: &'static str| {
+        let name = name.clone();
+        move |source| Error::Fetch {
+            kind,
+            table: name,
+            source,
+        }
+    };
+    let (class, class_name) =
+        storage::storage_class(&ctx.client, validated.storage_class.as_deref())
+            .await
+            .map_err(failed("StorageClass"))?;
+    let decision = storage::decide(&have.0, &want.0, class.as_ref(), &class_name);
+    match &decision {
+        Resize::Expand { from, to } => {
+            let claims = storage::expand(&ctx.client, ns, current, to)
+                .await
+                .map_err(failed("PersistentVolumeClaim"))?;
+            let message = format!(
+                "expanded {claims} volumes of StatefulSet {} from {from} to {to}; the StatefulSet is created again around its running pods",
+                current.name_any()
+            );
+            tracing::info!(table = %name, statefulset = %current.name_any(), %from, %to, claims, "storage resize");
+            ctx.event(
+                table,
+                EventType::Normal,
+                "StorageResized",
+                "Resize",
+                message,
+            )
+            .await;
+        }
+        Resize::Refuse { .. } => {
+            report_refusal(table, ctx, &decision).await;
+            keep_current(desired);
+        }
+    }
+    Ok(Some(decision))
+}
+
+/// A Warning Event for a refused storage change the status does not show
+/// yet.
+async fn report_refusal(table: &Table, ctx: &Context, decision: &Resize) {
+    let Resize::Refuse { reason, message } = decision else {
+        return;
+    };
+    let previous = table.status.clone().unwrap_or_default();
+    let shown = previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == DEGRADED && c.reason == *reason && c.message == *message);
+    if !shown {
+        ctx.event(table, EventType::Warning, reason, "Resize", message.clone())
+            .await;
     }
 }
 
