@@ -21,7 +21,8 @@
 # writer and a reader); pod-delete (each data pod deleted in turn);
 # stop-resume (stopped and resumed with data intact; reconciliation
 # paused); ca-rotation (a new internal RPC CA, in three steps, under a
-# writer and a reader). The kind e2e (e2e/run.sh) is the same path on a
+# writer and a reader); storage-resize (volumes expanded around running
+# pods, a shrink refused). The kind e2e (e2e/run.sh) is the same path on a
 # real cluster.
 set -euo pipefail
 

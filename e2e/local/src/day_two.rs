@@ -542,6 +542,147 @@ pub async fn ca_rotation(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The storage request of each StatefulSet's claim template and of each
+/// claim of `table`.
+async fn claim_sizes(cluster: &Cluster, table: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let size = |spec: Option<&k8s_openapi::api::core::v1::PersistentVolumeClaimSpec>| {
+        spec.and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .map(|q| q.0.clone())
+            .unwrap_or_default()
+    };
+    let templates = cluster
+        .statefulsets(table)
+        .await?
+        .iter()
+        .map(|s| {
+            size(
+                s.spec
+                    .as_ref()
+                    .and_then(|s| s.volume_claim_templates.as_ref())
+                    .and_then(|t| t.first())
+                    .and_then(|t| t.spec.as_ref()),
+            )
+        })
+        .collect();
+    let claims = Api::<PersistentVolumeClaim>::namespaced(cluster.client.clone(), APP_NAMESPACE)
+        .list(&ListParams::default().labels(&format!("{TABLE_LABEL}={table}")))
+        .await?
+        .items
+        .iter()
+        .map(|c| size(c.spec.as_ref()))
+        .collect();
+    Ok((templates, claims))
+}
+
+/// `storage-resize`: with an expanding default StorageClass, Orders' volumes
+/// grow from 1Gi to 2Gi while the writer and reader run: every claim is
+/// expanded and the StatefulSets re-created around their pods, which keep
+/// running (no data pod stops); then a smaller size is refused (Degraded
+/// StorageShrinkRefused, the volumes kept) until the spec asks for what the
+/// volumes have again.
+pub async fn storage_resize(args: &Args) -> anyhow::Result<()> {
+    let (cluster, [first, _]) = orders_cluster(args).await?;
+    // Cluster-scoped: no namespace.
+    crate::apply(
+        &cluster.client,
+        &serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+            "metadata": {"name": "standard",
+                "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+            "provisioner": "example.com/local", "allowVolumeExpansion": true}),
+    )
+    .await?;
+    run_orders_program(&cluster, &first).await?;
+    let members = cluster.members("orders").await?;
+    let workload = cluster.orders_workload();
+    workload
+        .wait_progress(0, 20, Duration::from_secs(30))
+        .await?;
+    let start_ms = workload.now_ms();
+    let since = cluster.runtime.now_ms();
+    let generation = cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"placement": {"storage": {"size": "2Gi"}}}),
+        )
+        .await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (templates, claims) = claim_sizes(&cluster, "orders").await?;
+        let grown = templates.len() == 3
+            && claims.len() == 3
+            && templates.iter().chain(&claims).all(|s| s == "2Gi");
+        if grown {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "volumes not resized in 120 s: templates {templates:?}, claims {claims:?}{}",
+                cluster.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    cluster.wait_settled("orders", generation).await?;
+    let history = cluster.runtime.history();
+    let stopped: Vec<String> = history
+        .iter()
+        .filter(|e| e.at_ms >= since && members.contains_key(&e.pod))
+        .filter(|e| e.what == "terminating" || e.what == "stopped")
+        .map(|e| format!("{} {}", e.pod, e.what))
+        .collect();
+    if !stopped.is_empty() {
+        bail!("data pods stopped during the resize: {stopped:?}");
+    }
+    // Smaller: refused, the volumes kept.
+    cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"placement": {"storage": {"size": "1Gi"}}}),
+        )
+        .await?;
+    let api = Api::<partita_operator::crd::table::Table>::namespaced(
+        cluster.client.clone(),
+        APP_NAMESPACE,
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = api.get("orders").await?.status.unwrap_or_default();
+        let refused = status.conditions.iter().any(|c| {
+            c.type_ == "Degraded" && c.status == "True" && c.reason == "StorageShrinkRefused"
+        });
+        if refused {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("a smaller size was not refused: {:?}", status.conditions);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (templates, claims) = claim_sizes(&cluster, "orders").await?;
+    if templates.iter().chain(&claims).any(|s| s != "2Gi") {
+        bail!("a refused shrink changed the volumes: templates {templates:?}, claims {claims:?}");
+    }
+    let generation = cluster
+        .patch_table(
+            "orders",
+            serde_json::json!({"placement": {"storage": {"size": "2Gi"}}}),
+        )
+        .await?;
+    cluster.wait_settled("orders", generation).await?;
+    let end_ms = workload.now_ms();
+    workload
+        .wait_progress(end_ms, 20, Duration::from_secs(30))
+        .await?;
+    let report = workload
+        .stop_and_check((start_ms, end_ms), Duration::from_secs(10))
+        .await?;
+    println!("{}", summary("storage-resize", &report));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

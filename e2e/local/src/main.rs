@@ -37,7 +37,7 @@ mod day_two;
 mod workload;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 11] = [
     "install",
     "create",
     "spec-changes",
@@ -48,6 +48,7 @@ const SCENARIOS: [&str; 10] = [
     "pod-delete",
     "stop-resume",
     "ca-rotation",
+    "storage-resize",
 ];
 
 /// Kinds the simulated API does not hold: the operator runs in process
@@ -665,10 +666,13 @@ impl Cluster {
                 && progressing.is_some_and(|c| {
                     c.status == "False" && c.observed_generation == Some(generation)
                 });
-            let refused = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == "Degraded" && c.status == "True");
+            // A Degraded condition of an earlier generation is no verdict
+            // on this one.
+            let refused = status.conditions.iter().find(|c| {
+                c.type_ == "Degraded"
+                    && c.status == "True"
+                    && c.observed_generation == Some(generation)
+            });
             if let Some(refused) = refused {
                 bail!(
                     "Table {name} is Degraded: {}: {}",
@@ -1179,6 +1183,7 @@ async fn run_scenario(name: &str, args: &Args) -> anyhow::Result<()> {
         "pod-delete" => day_two::pod_delete(args).await,
         "stop-resume" => day_two::stop_resume(args).await,
         "ca-rotation" => day_two::ca_rotation(args).await,
+        "storage-resize" => day_two::storage_resize(args).await,
         other => bail!("unknown scenario {other}"),
     }
 }

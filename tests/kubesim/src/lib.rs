@@ -393,6 +393,16 @@ impl SimService {
                         return Ok(refused);
                     }
                 }
+                if path.collection.resource == "persistentvolumeclaims"
+                    && path.subresource.is_none()
+                {
+                    if let Some(refused) = self
+                        .check_claim(&path, &uri, &parts.method, content_type.as_deref(), &body)
+                        .await?
+                    {
+                        return Ok(refused);
+                    }
+                }
                 let before = self.current(&path).await?;
                 let (status, bytes) = self
                     .store_call(
@@ -608,26 +618,80 @@ impl SimService {
         content_type: Option<&str>,
         body: &[u8],
     ) -> Result<Option<Response<SimBody>>, BoxError> {
+        // JSON patches are not checked (the operator does not send them).
+        let Some((old, new)) = self.updated(uri, method, content_type, body).await? else {
+            return Ok(None);
+        };
+        let name = path.name.clone().unwrap_or_default();
+        Ok(rules::statefulset_update_error(&name, &old, &new)
+            .map(|message| status_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message)))
+    }
+
+    /// Refuses a change of a claim's storage request the API server
+    /// refuses (smaller; larger without an expanding StorageClass).
+    async fn check_claim(
+        &self,
+        path: &Path,
+        uri: &http::Uri,
+        method: &Method,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<Response<SimBody>>, BoxError> {
+        let Some((old, new)) = self.updated(uri, method, content_type, body).await? else {
+            return Ok(None);
+        };
+        let (status, bytes) = self
+            .store_call(
+                Method::GET,
+                "/apis/storage.k8s.io/v1/storageclasses",
+                None,
+                Vec::new(),
+            )
+            .await?;
+        let classes: Vec<Value> = if status.is_success() {
+            serde_json::from_slice::<Value>(&bytes)?["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let name = path.name.clone().unwrap_or_default();
+        Ok(
+            rules::claim_update_error(&name, &old, &new, &classes).map(
+                |(code, reason, message)| {
+                    let code =
+                        StatusCode::from_u16(code).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+                    status_error(code, reason, &message)
+                },
+            ),
+        )
+    }
+
+    /// The stored object at `uri` and what a PUT or merge PATCH of `body`
+    /// makes of it (None: absent, or a JSON patch, which is not checked).
+    async fn updated(
+        &self,
+        uri: &http::Uri,
+        method: &Method,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Option<(Value, Value)>, BoxError> {
         let (status, bytes) = self
             .store_call(Method::GET, uri.path(), None, Vec::new())
             .await?;
-        if !status.is_success() {
+        if !status.is_success() || content_type == Some("application/json-patch+json") {
             return Ok(None);
         }
         let old: Value = serde_json::from_slice(&bytes)?;
         let new = if *method == Method::PUT {
             serde_json::from_slice(body)?
-        } else if content_type == Some("application/json-patch+json") {
-            // JSON patches are not checked (the operator does not send them).
-            return Ok(None);
         } else {
             let mut new = old.clone();
             rules::merge(&mut new, &serde_json::from_slice(body)?);
             new
         };
-        let name = path.name.clone().unwrap_or_default();
-        Ok(rules::statefulset_update_error(&name, &old, &new)
-            .map(|message| status_error(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &message)))
+        Ok(Some((old, new)))
     }
 
     /// Server-side apply: prune and merge against the stored object, then

@@ -361,7 +361,7 @@ impl Inner {
             .await
             .map_err(|e| e.to_string())?
             .items;
-        self.stop_deleted_pods(&sets, &deployments).await;
+        self.stop_deleted_pods().await;
         self.restart_exited();
         self.probe().await;
         for set in &sets {
@@ -453,8 +453,11 @@ impl Inner {
         }
     }
 
-    /// Stops pods whose Pod object was deleted, or whose owner is gone.
-    async fn stop_deleted_pods(&self, sets: &[StatefulSet], deployments: &[Deployment]) {
+    /// Stops pods whose Pod object was deleted (with their owner, unless it
+    /// was deleted with the orphan policy: an orphaned pod keeps running,
+    /// and a new owner of the same name takes it over, as the StatefulSet
+    /// controller adopts orphans).
+    async fn stop_deleted_pods(&self) {
         let pods: Api<Pod> = Api::all(self.client.clone());
         let Ok(listed) = pods.list(&ListParams::default()).await else {
             return;
@@ -469,23 +472,11 @@ impl Inner {
                 )
             })
             .collect();
-        let owners: BTreeSet<(String, String)> = sets
-            .iter()
-            .map(|s| (s.namespace().unwrap_or_default(), s.name_any()))
-            .chain(
-                deployments
-                    .iter()
-                    .map(|d| (d.namespace().unwrap_or_default(), d.name_any())),
-            )
-            .collect();
         let gone: Vec<(String, String)> = self
             .pods
             .lock()
             .iter()
-            .filter(|(key, pod)| {
-                present.get(*key) != Some(&pod.uid)
-                    || !owners.contains(&(pod.namespace.clone(), pod.owner.1.clone()))
-            })
+            .filter(|(key, pod)| present.get(*key) != Some(&pod.uid))
             .map(|(key, _)| key.clone())
             .collect();
         for key in gone {

@@ -96,6 +96,73 @@ pub fn statefulset_update_error(name: &str, old: &Value, new: &Value) -> Option<
     })
 }
 
+/// Bytes of a Kubernetes quantity (`10Gi`, `500M`, `1.5Ti`); None when it
+/// does not parse.
+fn quantity_bytes(quantity: &str) -> Option<f64> {
+    let q = quantity.trim();
+    let split = q
+        .find(|c: char| c.is_ascii_alphabetic() && c != 'e' && c != 'E')
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let binary = ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"]
+        .iter()
+        .position(|s| *s == suffix);
+    let decimal = ["k", "M", "G", "T", "P", "E"]
+        .iter()
+        .position(|s| *s == suffix);
+    let factor = match (suffix, binary, decimal) {
+        ("", _, _) => 1.0,
+        (_, Some(i), _) => 1024f64.powi(i as i32 + 1),
+        (_, _, Some(i)) => 1000f64.powi(i as i32 + 1),
+        _ => return None,
+    };
+    Some(number.parse::<f64>().ok()? * factor)
+}
+
+/// The API server's refusal of an update of claim `name` from `old` to
+/// `new` that changes its storage request: smaller is invalid; larger
+/// needs a StorageClass (the claim's, else the default among `classes`)
+/// with `allowVolumeExpansion`. (status, reason, message).
+pub fn claim_update_error(
+    name: &str,
+    old: &Value,
+    new: &Value,
+    classes: &[Value],
+) -> Option<(u16, &'static str, String)> {
+    let size = |v: &Value| {
+        v["spec"]["resources"]["requests"]["storage"]
+            .as_str()
+            .and_then(quantity_bytes)
+    };
+    let (Some(before), Some(after)) = (size(old), size(new)) else {
+        return None;
+    };
+    if after < before {
+        return Some((
+            422,
+            "Invalid",
+            format!("PersistentVolumeClaim \"{name}\" is invalid: spec.resources.requests.storage: Forbidden: field can not be less than previous value"),
+        ));
+    }
+    if after == before {
+        return None;
+    }
+    let class = match new["spec"]["storageClassName"].as_str() {
+        Some(wanted) => classes.iter().find(|c| c["metadata"]["name"] == wanted),
+        None => classes.iter().find(|c| {
+            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+        }),
+    };
+    let expands = class.is_some_and(|c| c["allowVolumeExpansion"] == true);
+    (!expands).then(|| {
+        (
+            403,
+            "Forbidden",
+            format!("persistentvolumeclaims \"{name}\" is forbidden: only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must support resize"),
+        )
+    })
+}
+
 /// Moves a Secret's `stringData` into `data` (base64), as the API server
 /// does on every write: readers only ever see `data`.
 pub fn secret_string_data(secret: &mut Value) {
@@ -173,6 +240,40 @@ mod tests {
             &[],
         );
         assert_eq!(out, json!({"spec": {"args": ["c"], "n": 1}}));
+    }
+
+    #[test]
+    fn a_claim_grows_only_on_a_class_that_expands_and_never_shrinks() {
+        let claim = |size: &str, class: Option<&str>| {
+            let mut c = json!({"spec": {"resources": {"requests": {"storage": size}}}});
+            if let Some(class) = class {
+                c["spec"]["storageClassName"] = json!(class);
+            }
+            c
+        };
+        let classes = [
+            json!({"metadata": {"name": "fast", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}, "allowVolumeExpansion": true}),
+            json!({"metadata": {"name": "fixed"}}),
+        ];
+        let check = |old, new| claim_update_error("data-0", &old, &new, &classes).map(|e| e.0);
+        assert_eq!(check(claim("1Gi", None), claim("2Gi", None)), None);
+        assert_eq!(
+            check(claim("1Gi", Some("fast")), claim("2Gi", Some("fast"))),
+            None
+        );
+        assert_eq!(
+            check(claim("1Gi", Some("fixed")), claim("2Gi", Some("fixed"))),
+            Some(403)
+        );
+        assert_eq!(check(claim("2Gi", None), claim("1Gi", None)), Some(422));
+        assert_eq!(
+            check(claim("1Gi", Some("fixed")), claim("1024Mi", Some("fixed"))),
+            None
+        );
+        assert_eq!(
+            claim_update_error("d", &claim("1Gi", None), &claim("2Gi", None), &[]).map(|e| e.0),
+            Some(403)
+        );
     }
 
     #[test]
