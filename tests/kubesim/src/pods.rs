@@ -383,12 +383,14 @@ impl Inner {
     /// Creates the PersistentVolumeClaim object `name` from a claim
     /// template (labels and spec), as the StatefulSet controller does, when
     /// it does not exist; it outlives the pod.
+    /// Creates claim `name` from `template` unless it exists; true when it
+    /// was created now.
     async fn claim(
         &self,
         namespace: &str,
         name: &str,
         template: &PersistentVolumeClaim,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), namespace);
         if api
             .get_opt(name)
@@ -396,7 +398,7 @@ impl Inner {
             .map_err(|e| e.to_string())?
             .is_some()
         {
-            return Ok(());
+            return Ok(false);
         }
         let object = PersistentVolumeClaim {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
@@ -409,8 +411,8 @@ impl Inner {
             status: None,
         };
         match api.create(&PostParams::default(), &object).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
             Err(e) => Err(e.to_string()),
         }
     }
@@ -835,8 +837,13 @@ impl Inner {
             let claim_name = claim.metadata.name.clone().unwrap_or_default();
             let object_name = format!("{claim_name}-{pod_name}");
             let pvc = self.options.root.join("pvc").join(&ns).join(&object_name);
+            // A claim created now is a new, empty volume, even where a
+            // deleted claim's directory was not released yet.
+            if self.claim(&ns, &object_name, claim).await? && pvc.exists() {
+                std::fs::remove_dir_all(&pvc).map_err(|e| e.to_string())?;
+                self.note(&ns, pod_name, format!("new volume for claim {object_name}"));
+            }
             std::fs::create_dir_all(&pvc).map_err(|e| e.to_string())?;
-            self.claim(&ns, &object_name, claim).await?;
         }
         let mut projected = Vec::new();
         for volume in spec.volumes.iter().flatten() {

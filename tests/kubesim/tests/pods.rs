@@ -190,6 +190,67 @@ async fn a_deleted_pod_comes_back_at_a_new_address_with_its_volume() {
     assert_eq!(pod.status.unwrap().pod_ip.as_deref(), Some(moved.as_str()));
 }
 
+/// A pod whose claim was deleted (its volume lost) comes back on a new,
+/// empty volume: what it stored is gone, its peer keeps its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_whose_claim_was_deleted_comes_back_on_an_empty_volume() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let s = setup(statefulset(2, json!({"type": "RollingUpdate"}), "a")).await;
+    wait_ready(&s, 2, None).await;
+    let create = json!({"TableName": "kept",
+        "KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}],
+        "AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}],
+        "BillingMode": "PAY_PER_REQUEST"});
+    for pod in ["db-0", "db-1"] {
+        let endpoint = format!("{}:8000", address_of(&s, pod));
+        let (status, body) = call(&endpoint, "CreateTable", create.clone()).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(s.pods.clone().into_client(), "test");
+    let before = claims.get("data-db-0").await.unwrap().metadata.uid;
+    // The claim goes first (it stays in use), then the pod.
+    claims
+        .delete("data-db-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let old = address_of(&s, "db-0");
+    s.pods
+        .delete("db-0", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while s
+        .runtime
+        .addresses()
+        .get(&("test".to_string(), "db-0".to_string()))
+        .is_none_or(|a| *a == old)
+    {
+        assert!(Instant::now() < deadline, "db-0 was not recreated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    wait_ready(&s, 2, None).await;
+    let after = claims.get("data-db-0").await.unwrap().metadata.uid;
+    assert_ne!(after, before, "a new claim");
+    let (status, body) = call(
+        &format!("{}:8000", address_of(&s, "db-0")),
+        "DescribeTable",
+        json!({"TableName": "kept"}),
+    )
+    .await;
+    assert_eq!(status, 400, "the new volume is empty: {body}");
+    assert_eq!(
+        body["__type"],
+        "com.amazonaws.dynamodb.v20120810#ResourceNotFoundException"
+    );
+    let (status, body) = call(
+        &format!("{}:8000", address_of(&s, "db-1")),
+        "DescribeTable",
+        json!({"TableName": "kept"}),
+    )
+    .await;
+    assert_eq!(status, 200, "db-1 keeps its volume: {body}");
+}
+
 fn stops(history: &[PodEvent]) -> Vec<String> {
     history
         .iter()
