@@ -34,14 +34,20 @@ pub const PROMOTE_LAG: u64 = 100;
 
 /// Whether `member` has caught up with the leader's log, by the leader's
 /// view of the membership: the leader knows it holds the log to within
-/// [`PROMOTE_LAG`] entries of the leader's last (an empty log: caught up).
+/// [`PROMOTE_LAG`] entries of the leader's last, or up to where the
+/// leader's log ended when last asked (`earlier_last`: a member that keeps
+/// pace under a write load, where many entries are always in flight, while
+/// one replaying a backlog does not reach it). An empty log is caught up.
 /// None when the leader does not know yet (a leader just elected learns
 /// where each member stands from its first answer).
-pub fn caught_up(leader_view: &Membership, member: u64) -> Option<bool> {
+pub fn caught_up(leader_view: &Membership, member: u64, earlier_last: Option<u64>) -> Option<bool> {
     let info = leader_view.members.iter().find(|m| m.id == member);
     match (leader_view.last_log, info.and_then(|m| m.matched)) {
         (None, _) => Some(true),
-        (Some(last), Some(matched)) => Some(last.saturating_sub(matched) <= PROMOTE_LAG),
+        (Some(last), Some(matched)) => Some(
+            last.saturating_sub(matched) <= PROMOTE_LAG
+                || earlier_last.is_some_and(|earlier| matched >= earlier),
+        ),
         (Some(_), None) if info.is_none() => Some(false),
         (Some(_), None) => None,
     }
@@ -101,8 +107,8 @@ impl Replica {
     /// the leader's view of the membership (`Request::Members` answered by
     /// the leader; see [`caught_up`]; kept as it was while the leader does
     /// not know).
-    pub fn set_caught_up(&self, leader_view: &Membership) {
-        let Some(caught_up) = caught_up(leader_view, self.node_id) else {
+    pub fn set_caught_up(&self, leader_view: &Membership, earlier_last: Option<u64>) {
+        let Some(caught_up) = caught_up(leader_view, self.node_id, earlier_last) else {
             return;
         };
         let matched = leader_view
@@ -364,15 +370,20 @@ mod tests {
             Some(1000),
             &[(1, Some(1000)), (2, Some(900)), (3, Some(899)), (4, None)],
         );
-        assert_eq!(caught_up(&v, 1), Some(true));
-        assert_eq!(caught_up(&v, 2), Some(true));
-        assert_eq!(caught_up(&v, 3), Some(false), "101 entries behind");
-        assert_eq!(caught_up(&v, 4), None, "the leader does not know yet");
-        assert_eq!(caught_up(&v, 5), Some(false), "not a member");
+        assert_eq!(caught_up(&v, 1, None), Some(true));
+        assert_eq!(caught_up(&v, 2, None), Some(true));
+        assert_eq!(caught_up(&v, 3, None), Some(false), "101 entries behind");
+        assert_eq!(caught_up(&v, 4, None), None, "the leader does not know yet");
+        assert_eq!(caught_up(&v, 5, None), Some(false), "not a member");
+        let empty = view(None, &[(2, None)]);
+        assert_eq!(caught_up(&empty, 2, None), Some(true), "an empty log");
+        // Under a write load: 101 behind, but past where the leader's log
+        // ended when last asked.
+        assert_eq!(caught_up(&v, 3, Some(850)), Some(true));
         assert_eq!(
-            caught_up(&view(None, &[(2, None)]), 2),
-            Some(true),
-            "an empty log"
+            caught_up(&v, 3, Some(900)),
+            Some(false),
+            "replaying a backlog"
         );
     }
 }

@@ -325,13 +325,14 @@ async fn watch_membership(
     founding: &parking_lot::Mutex<FoundingState>,
 ) -> partita_cluster::rpc::Membership {
     let mut leaderless_since = tokio::time::Instant::now();
+    let mut leader_log = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let view = replica.membership();
         if view.leader.is_some() {
             leaderless_since = tokio::time::Instant::now();
         }
-        follow_leader_log(replica, &view, peers).await;
+        follow_leader_log(replica, &view, peers, &mut leader_log).await;
         let listed = view.contains(identity.member_id);
         if listed && identity.state == MemberState::Blank {
             identity.state = MemberState::Member;
@@ -376,8 +377,14 @@ async fn watch_membership(
 }
 
 /// Asks the leader how far this follower's log is behind its own and
-/// records it for readiness (`Replica::ready`).
-async fn follow_leader_log(replica: &Replica, view: &Membership, peers: &Peers) {
+/// records it for readiness (`Replica::ready`); `earlier` is the leader and
+/// its last log index as last asked (updated here).
+async fn follow_leader_log(
+    replica: &Replica,
+    view: &Membership,
+    peers: &Peers,
+    earlier: &mut Option<(u64, Option<u64>)>,
+) {
     let leader = view
         .leader
         .filter(|l| *l != view.member)
@@ -393,7 +400,11 @@ async fn follow_leader_log(replica: &Replica, view: &Membership, peers: &Peers) 
         .await;
     if let Ok(Response::Members(Ok(leader_view))) = answer {
         if leader_view.leader == Some(leader_view.member) {
-            replica.set_caught_up(&leader_view);
+            let earlier_last = earlier
+                .filter(|(id, _)| *id == leader_view.member)
+                .and_then(|(_, last)| last);
+            replica.set_caught_up(&leader_view, earlier_last);
+            *earlier = Some((leader_view.member, leader_view.last_log));
         }
     }
 }

@@ -291,6 +291,11 @@ pub async fn pod_delete(args: &Args) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+        // Its own Ready condition (the StatefulSet's and the Table's status
+        // may still show the pod it replaced), then every member's.
+        wait_pods_ready(&pods, members.keys(), Duration::from_secs(120))
+            .await
+            .with_context(|| format!("after deleting {pod}"))?;
         cluster
             .wait_table_ready("orders", Duration::from_secs(120))
             .await
@@ -309,6 +314,35 @@ pub async fn pod_delete(args: &Args) -> anyhow::Result<()> {
     }
     println!("{}", summary("pod-delete", &report));
     Ok(())
+}
+
+/// Waits until every pod of `names` reports its Ready condition True.
+async fn wait_pods_ready(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    names: impl Iterator<Item = &String> + Clone,
+    timeout: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut waiting = Vec::new();
+        for name in names.clone() {
+            let ready = pods.get_opt(name).await?.is_some_and(|p| {
+                p.status
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            });
+            if !ready {
+                waiting.push(name.clone());
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("pods not ready in {timeout:?}: {waiting:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// `stop-resume`: Orders stopped (`clusterOperation.stopped`: STOPPED, no
