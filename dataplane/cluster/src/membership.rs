@@ -32,27 +32,6 @@ pub const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How far behind the leader's log a learner may be when promoted.
 pub const PROMOTE_LAG: u64 = 100;
 
-/// Whether `member` has caught up with the leader's log, by the leader's
-/// view of the membership: the leader knows it holds the log to within
-/// [`PROMOTE_LAG`] entries of the leader's last, or up to where the
-/// leader's log ended when last asked (`earlier_last`: a member that keeps
-/// pace under a write load, where many entries are always in flight, while
-/// one replaying a backlog does not reach it). An empty log is caught up.
-/// None when the leader does not know yet (a leader just elected learns
-/// where each member stands from its first answer).
-pub fn caught_up(leader_view: &Membership, member: u64, earlier_last: Option<u64>) -> Option<bool> {
-    let info = leader_view.members.iter().find(|m| m.id == member);
-    match (leader_view.last_log, info.and_then(|m| m.matched)) {
-        (None, _) => Some(true),
-        (Some(last), Some(matched)) => Some(
-            last.saturating_sub(matched) <= PROMOTE_LAG
-                || earlier_last.is_some_and(|earlier| matched >= earlier),
-        ),
-        (Some(_), None) if info.is_none() => Some(false),
-        (Some(_), None) => None,
-    }
-}
-
 impl Replica {
     /// The partition's membership as this replica sees it.
     pub fn membership(&self) -> Membership {
@@ -101,33 +80,6 @@ impl Replica {
         self.raft.runtime_config().elect(false);
         tokio::time::sleep(pause).await;
         self.raft.runtime_config().elect(true);
-    }
-
-    /// Records where this replica stands against its leader's log, from
-    /// the leader's view of the membership (`Request::Members` answered by
-    /// the leader; see [`caught_up`]; kept as it was while the leader does
-    /// not know).
-    pub fn set_caught_up(&self, leader_view: &Membership, earlier_last: Option<u64>) {
-        let Some(caught_up) = caught_up(leader_view, self.node_id, earlier_last) else {
-            return;
-        };
-        let matched = leader_view
-            .members
-            .iter()
-            .find(|m| m.id == self.node_id)
-            .and_then(|m| m.matched);
-        let before = self
-            .caught_up
-            .swap(caught_up, std::sync::atomic::Ordering::Relaxed);
-        if before != caught_up {
-            tracing::info!(
-                member = self.node_id,
-                caught_up,
-                leader_last_log = ?leader_view.last_log,
-                ?matched,
-                "caught up with the leader's log: {caught_up}"
-            );
-        }
     }
 
     /// Moves the leadership off this replica before it stops, when it
@@ -336,54 +288,6 @@ impl Replica {
             before = %describe(before),
             after = %describe(&after),
             "membership changed"
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn view(last_log: Option<u64>, matched: &[(u64, Option<u64>)]) -> Membership {
-        Membership {
-            member: 1,
-            leader: Some(1),
-            term: 3,
-            log_index: Some(1),
-            joint: false,
-            members: matched
-                .iter()
-                .map(|(id, matched)| MemberInfo {
-                    id: *id,
-                    address: format!("n{id}:7000"),
-                    voter: true,
-                    matched: *matched,
-                })
-                .collect(),
-            last_log,
-        }
-    }
-
-    #[test]
-    fn a_member_is_caught_up_within_the_promote_lag_of_the_leaders_log() {
-        let v = view(
-            Some(1000),
-            &[(1, Some(1000)), (2, Some(900)), (3, Some(899)), (4, None)],
-        );
-        assert_eq!(caught_up(&v, 1, None), Some(true));
-        assert_eq!(caught_up(&v, 2, None), Some(true));
-        assert_eq!(caught_up(&v, 3, None), Some(false), "101 entries behind");
-        assert_eq!(caught_up(&v, 4, None), None, "the leader does not know yet");
-        assert_eq!(caught_up(&v, 5, None), Some(false), "not a member");
-        let empty = view(None, &[(2, None)]);
-        assert_eq!(caught_up(&empty, 2, None), Some(true), "an empty log");
-        // Under a write load: 101 behind, but past where the leader's log
-        // ended when last asked.
-        assert_eq!(caught_up(&v, 3, Some(850)), Some(true));
-        assert_eq!(
-            caught_up(&v, 3, Some(900)),
-            Some(false),
-            "replaying a backlog"
         );
     }
 }

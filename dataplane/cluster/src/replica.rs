@@ -98,9 +98,6 @@ pub struct Replica {
     /// Set while this leader hands its leadership over before stopping
     /// (`Replica::hand_over`): it answers no data call meanwhile.
     pub(crate) handing_over: std::sync::atomic::AtomicBool,
-    /// Whether this replica's log has caught up with its leader's (as the
-    /// leader last said; see `Replica::set_caught_up`).
-    pub(crate) caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// The openraft network: one multiplexed RPC client per peer.
@@ -315,7 +312,6 @@ impl Replica {
             committed,
             snapshots,
             handing_over: std::sync::atomic::AtomicBool::new(false),
-            caught_up: std::sync::atomic::AtomicBool::new(false),
         });
         let detail = format!("table {} partition {partition}", table.table_name);
         let weak = Arc::downgrade(&replica);
@@ -388,22 +384,9 @@ impl Replica {
         self.snapshots.clone()
     }
 
-    /// True when this replica knows a leader of its partition.
+    /// True when this replica knows a leader of its partition (readiness).
     pub fn has_leader(&self) -> bool {
         self.raft.metrics().borrow().current_leader.is_some()
-    }
-
-    /// Readiness: this replica knows a leader of its partition and is the
-    /// leader or has caught up with the leader's log (a member that just
-    /// restarted is not ready while it replays what it missed, so a
-    /// rolling update waits for it before stopping the next one).
-    pub fn ready(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
-        match m.current_leader {
-            None => false,
-            Some(leader) if leader == self.node_id => true,
-            Some(_) => self.caught_up.load(Ordering::Relaxed),
-        }
     }
 
     /// Checks that a call from a Raft peer is for this replica's group.

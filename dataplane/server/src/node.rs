@@ -22,7 +22,7 @@ use partita_api::admin::{AdminHooks, AdminState};
 use partita_api::{Api, ApiConfig};
 use partita_cluster::identity::{self, MemberState, Peers};
 use partita_cluster::metrics::RaftMetrics;
-use partita_cluster::rpc::{Clients, FoundingState, Membership, Request, Response, Target};
+use partita_cluster::rpc::{Clients, FoundingState, Request, Response, Target};
 use partita_cluster::state_machine::{meta_table_definition, META_TABLE};
 use partita_cluster::{Replica, ReplicaOptions};
 use partita_storage::{Store, StoreOptions};
@@ -325,14 +325,12 @@ async fn watch_membership(
     founding: &parking_lot::Mutex<FoundingState>,
 ) -> partita_cluster::rpc::Membership {
     let mut leaderless_since = tokio::time::Instant::now();
-    let mut leader_log = None;
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let view = replica.membership();
         if view.leader.is_some() {
             leaderless_since = tokio::time::Instant::now();
         }
-        follow_leader_log(replica, &view, peers, &mut leader_log).await;
         let listed = view.contains(identity.member_id);
         if listed && identity.state == MemberState::Blank {
             identity.state = MemberState::Member;
@@ -376,39 +374,6 @@ async fn watch_membership(
     }
 }
 
-/// Asks the leader how far this follower's log is behind its own and
-/// records it for readiness (`Replica::ready`); `earlier` is the leader and
-/// its last log index as last asked (updated here).
-async fn follow_leader_log(
-    replica: &Replica,
-    view: &Membership,
-    peers: &Peers,
-    earlier: &mut Option<(u64, Option<u64>)>,
-) {
-    let leader = view
-        .leader
-        .filter(|l| *l != view.member)
-        .and_then(|l| view.members.iter().find(|m| m.id == l));
-    let Some(leader) = leader else {
-        return;
-    };
-    let request = Request::ForMember(leader.id, Box::new(Request::Members(peers.target.clone())));
-    let answer = peers
-        .clients
-        .get(&leader.address)
-        .call(&request, Duration::from_secs(1))
-        .await;
-    if let Ok(Response::Members(Ok(leader_view))) = answer {
-        if leader_view.leader == Some(leader_view.member) {
-            let earlier_last = earlier
-                .filter(|(id, _)| *id == leader_view.member)
-                .and_then(|(_, last)| last);
-            replica.set_caught_up(&leader_view, earlier_last);
-            *earlier = Some((leader_view.member, leader_view.last_log));
-        }
-    }
-}
-
 /// Records that this member was removed (its data directory is never
 /// opened again), stops answering and fails the process with the reason.
 async fn removed(
@@ -439,12 +404,11 @@ async fn removed(
     )
 }
 
-/// The Raft series and the readiness rule (a leader is known and this
-/// replica has caught up with its log) of a node.
+/// The Raft series and the readiness rule (a leader is known) of a node.
 fn node_hooks(replica: &Arc<Replica>, table: &str, partition: u32) -> AdminHooks {
     let ready = {
         let replica = replica.clone();
-        Arc::new(move || replica.ready()) as Arc<dyn Fn() -> bool + Send + Sync>
+        Arc::new(move || replica.has_leader()) as Arc<dyn Fn() -> bool + Send + Sync>
     };
     let extra_metrics = match RaftMetrics::new(table, partition) {
         Ok(metrics) => {
