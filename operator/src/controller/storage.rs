@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
@@ -50,8 +50,8 @@ pub fn quantity_bytes(quantity: &str) -> Option<u128> {
     (value.is_finite() && value >= 0.0).then(|| (value * factor).round() as u128)
 }
 
-/// The storage request of a StatefulSet's `data` claim template.
-pub fn template_size(sts: &StatefulSet) -> Option<&Quantity> {
+/// The spec of a StatefulSet's `data` claim template.
+fn data_claim(sts: &StatefulSet) -> Option<&PersistentVolumeClaimSpec> {
     sts.spec
         .as_ref()?
         .volume_claim_templates
@@ -59,7 +59,12 @@ pub fn template_size(sts: &StatefulSet) -> Option<&Quantity> {
         .iter()
         .find(|t| t.metadata.name.as_deref() == Some("data"))?
         .spec
-        .as_ref()?
+        .as_ref()
+}
+
+/// The storage request of a StatefulSet's `data` claim template.
+pub fn template_size(sts: &StatefulSet) -> Option<&Quantity> {
+    data_claim(sts)?
         .resources
         .as_ref()?
         .requests
@@ -70,16 +75,7 @@ pub fn template_size(sts: &StatefulSet) -> Option<&Quantity> {
 /// The StorageClass named by a StatefulSet's `data` claim template (None:
 /// the cluster's default).
 pub fn template_class(sts: &StatefulSet) -> Option<&str> {
-    sts.spec
-        .as_ref()?
-        .volume_claim_templates
-        .as_ref()?
-        .iter()
-        .find(|t| t.metadata.name.as_deref() == Some("data"))?
-        .spec
-        .as_ref()?
-        .storage_class_name
-        .as_deref()
+    data_claim(sts)?.storage_class_name.as_deref()
 }
 
 /// What to do about one StatefulSet whose claim size differs from the
